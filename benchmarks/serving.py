@@ -1,0 +1,250 @@
+"""The dynamic loop's speed: data change → new model serving, prediction latency, swaps, memory.
+
+    python benchmarks/serving.py [--quick]
+
+Builds a 500-image project (scikit-learn digits, 10 classes), trains it, then measures
+(1) adding 10 images → the retrained model serving (excluding the configured delay), stage
+by stage; (2) prediction latency over HTTP against a server process, single image and
+batches, idle and while a training run is going on, next to the bare ONNX Runtime call as
+the in-run baseline; (3) failed requests during 20 swaps under load; (4) resident memory of
+the server idle, serving and training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import table, write_section  # noqa: E402
+from training_time import digits  # noqa: E402
+
+from dyntrain import imaging  # noqa: E402
+from dyntrain.config import Settings  # noqa: E402
+from dyntrain.core import Core  # noqa: E402
+from dyntrain.datasets.changes import Upload, add_samples  # noqa: E402
+from dyntrain.projects import create_project  # noqa: E402
+from dyntrain.scheduler import queue  # noqa: E402
+from dyntrain.training.jobs import run_job  # noqa: E402
+from dyntrain.training.records import run_detail  # noqa: E402
+
+LINEAR = ["image.linear_probe", "image.pixel_logreg"]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def change_to_serving(core: Core, n: int, added: int) -> tuple[str, int]:
+    images = digits(n)
+    add_samples(core, "bench", [Upload(f"{i}.png", b) for i, (_, b) in enumerate(images)], [lab for lab, _ in images])
+    queue.request_training(core, "bench")
+    run_job(core, queue.claim_next(core))  # the first full selection (linear learners)
+    pid = core.live.production(_pid(core)).project_id
+    rows = []
+    for trial in range(3):
+        new = digits(added, offset=n + trial * added)
+        t0 = time.perf_counter()
+        add_samples(core, "bench", [Upload(f"n{trial}-{i}.png", b) for i, (_, b) in enumerate(new)],
+                    [lab for lab, _ in new])
+        t_version = time.perf_counter() - t0
+        job = _claim_when_due(core)
+        t1 = time.perf_counter()
+        run_job(core, job)
+        t_total = time.perf_counter() - t1 + t_version
+        detail = run_detail(core, queue.get_job(core, "bench", job.id).run_id)
+        assert core.live.production(pid).version == detail["model_version"], "new model is not serving"
+        timings = detail["result"]["timings"]
+        rows.append([trial + 1, f"{t_total:.2f}", f"{t_version:.2f}", *(f"{timings[k]:.2f}" for k in
+                     ("features", "evaluation", "fit", "export")),
+                     f"{t_total - t_version - timings['total']:.2f}", detail["log"].splitlines()[0][:60]])
+    body = table(["trial", "total s", "upload+version", "features", "evaluation", "fit", "export",
+                  "register+gate+swap", "mode"], rows)
+    return body, n + 3 * added
+
+
+def _pid(core: Core) -> int:
+    from dyntrain.projects import project_row
+
+    with core.db.read() as s:
+        return project_row(s, "bench").id
+
+
+def _claim_when_due(core: Core):
+    while True:
+        job = queue.claim_next(core)
+        if job is not None:
+            return job
+        time.sleep(0.01)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    get = lambda key: int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))  # noqa: E731
+    return get("VmRSS:") / 1024, get("VmHWM:") / 1024
+
+
+def latencies(url: str, payload: list[tuple[str, bytes]], count: int) -> list[float]:
+    out = []
+    with httpx.Client(timeout=30) as c:
+        for _ in range(count):
+            t = time.perf_counter()
+            r = c.post(url, files=[("files", p) for p in payload])
+            r.raise_for_status()
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def load(url: str, payload, seconds: float, clients: int, on_tick=None) -> tuple[int, int, list[float]]:
+    stop = time.monotonic() + seconds
+    ok, failed, lat = [0], [0], []
+    lock = threading.Lock()
+
+    def worker():
+        with httpx.Client(timeout=30) as c:
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                try:
+                    r = c.post(url, files=[("files", payload)])
+                    good = r.status_code == 200
+                except httpx.HTTPError:
+                    good = False
+                with lock:
+                    (ok if good else failed)[0] += 1
+                    lat.append((time.perf_counter() - t) * 1000)
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(worker) for _ in range(clients)]
+        if on_tick:
+            on_tick(stop)
+        for f in futures:
+            f.result()
+    return ok[0], failed[0], lat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    args = parser.parse_args()
+    n, added, count, seconds = (60, 5, 40, 3.0) if args.quick else (500, 10, 300, 10.0)
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    core = Core.create(Settings(data_dir=data_dir, seed_demo=False))
+    create_project(core, "bench", settings={"auto_train": True, "train_delay_s": 0, "learners": LINEAR})
+    loop_table, total_images = change_to_serving(core, n, added)
+    print(loop_table)
+    core.db.dispose()
+
+    port = _free_port()
+    env = {**os.environ, "DYNTRAIN_DATA_DIR": str(data_dir), "DYNTRAIN_SEED_DEMO": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "dyntrain.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        idle_rss, _ = rss_mb(proc.pid)
+        url = base + "/projects/bench/predict"
+        image = ("x.png", digits(1, offset=1700)[0][1])
+        latencies(url, [image], 10)  # warm up (first request loads the model)
+
+        # In-run baseline: the bare ONNX Runtime call on the same image, no HTTP, no record.
+        probe = Core.create(Settings(data_dir=data_dir, seed_demo=False), migrate=False)
+        model = probe.live.production(_pid(probe))
+        x = imaging.model_input(imaging.decode_image(image[1]))[None]
+        bare = []
+        for _ in range(count):
+            t = time.perf_counter()
+            model.predict(x)
+            bare.append((time.perf_counter() - t) * 1000)
+
+        single = latencies(url, [image], count)
+        batch = latencies(url, [image] * 8, max(10, count // 8))
+        ok, failed, lat = load(url, image, seconds, clients=4)
+        serving_rss, _ = rss_mb(proc.pid)
+
+        # While a training run is going on (full selection over every learner on the server).
+        httpx.patch(f"{base}/projects/bench", json={"settings": {"learners": None, "time_budget_s": 30}})
+        httpx.post(f"{base}/projects/bench/train")
+        time.sleep(1.0)
+        peak = [serving_rss]
+
+        def sample_memory(stop_at):
+            while time.monotonic() < stop_at:
+                peak.append(rss_mb(proc.pid)[0])
+                time.sleep(0.2)
+
+        ok_t, failed_t, lat_t = load(url, image, seconds, clients=4, on_tick=sample_memory)
+        train_single = latencies(url, [image], count // 2)
+
+        # 20 swaps under load: alternate production between the two newest versions.
+        versions = sorted(m["version"] for m in httpx.get(f"{base}/projects/bench/models").json())[-2:]
+
+        def swap(stop_at):
+            for k in range(20):
+                httpx.post(f"{base}/projects/bench/models/{versions[k % 2]}/promote", timeout=30)
+                time.sleep(max(0.0, (stop_at - time.monotonic()) / (21 - k)))
+
+        ok_s, failed_s, _ = load(url, image, max(seconds, 6.0), clients=4, on_tick=swap)
+        rss_now, hwm = rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+    rows = [
+        ["bare ONNX Runtime call (baseline, in-process)", f"{pct(bare, 50):.2f}", f"{pct(bare, 95):.2f}", "-", "-"],
+        ["HTTP, 1 image, sequential (record written)", f"{pct(single, 50):.2f}", f"{pct(single, 95):.2f}",
+         f"{1000 / statistics.mean(single):.0f} img/s", "0"],
+        ["HTTP, batch of 8, sequential", f"{pct(batch, 50):.2f}", f"{pct(batch, 95):.2f}",
+         f"{8000 / statistics.mean(batch):.0f} img/s", "0"],
+        ["HTTP, 1 image, 4 clients", f"{pct(lat, 50):.2f}", f"{pct(lat, 95):.2f}", f"{ok / seconds:.0f} req/s",
+         str(failed)],
+        ["HTTP, 1 image, 4 clients, during training", f"{pct(lat_t, 50):.2f}", f"{pct(lat_t, 95):.2f}",
+         f"{ok_t / seconds:.0f} req/s", str(failed_t)],
+        ["HTTP, 1 image, sequential, during training", f"{pct(train_single, 50):.2f}",
+         f"{pct(train_single, 95):.2f}", "-", "0"],
+        ["HTTP, 1 image, 4 clients, 20 swaps", "-", "-", f"{ok_s} requests", str(failed_s)],
+    ]
+    lat_table = table(["case", "p50 ms", "p95 ms", "throughput", "failed"], rows)
+    mem_table = table(["state", "RSS MB"], [["idle (started, no model loaded)", f"{idle_rss:.0f}"],
+                                            ["serving", f"{serving_rss:.0f}"],
+                                            ["peak sampled during a training run", f"{max(peak):.0f}"],
+                                            ["peak over the whole benchmark (VmHWM)", f"{hwm:.0f}"]])
+    body = (f"### Data change → new model serving ({n}-image project, +{added} images; delay excluded)\n\n"
+            f"{loop_table}\n\nQuick retrain: automatic jobs reuse the last full selection's learner and "
+            "parameters (the full re-selection runs when classes change, data grows >25%, or on 'train now'). "
+            f"The project ended with {total_images} images.\n\n"
+            f"### Prediction latency (server process, SQLite, 2 ONNX threads)\n\n{lat_table}\n\n"
+            f"HTTP single-image p50 is {pct(single, 50) / pct(bare, 50):.1f}× the bare ONNX call "
+            f"(decode, resize, record write, HTTP). Goal p50 < 15 ms: "
+            f"{'met' if pct(single, 50) < 15 else 'NOT met'}. Failed requests during 20 swaps: {failed_s} (goal 0).\n\n"
+            f"### Resident memory of the server process\n\n{mem_table}\n\nGoal: under 1.5 GB at peak: "
+            f"{'met' if hwm < 1536 else 'NOT met'}.")
+    print(body)
+    write_section("serving", "The loop: change → serving, latency, swaps, memory (issue 4)", body, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Routes: samples, classes, upload batches and dataset versions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..core import Core
+from ..datasets import changes, versions
+from ..imaging import decode_image, model_input, thumbnail_bytes
+from ..projects import project_row
+from .deps import get_core
+from .schemas import (
+    BatchPublic, ChangeResult, ClassCreate, ClassPatch, ClassPublic, SamplePatch, SamplePublic, SamplesPage,
+    VersionPublic, public,
+)
+
+router = APIRouter(tags=["data"])
+_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+
+
+def _change(samples=(), version=None) -> ChangeResult:
+    return ChangeResult(samples=[public(SamplePublic, s) for s in samples],
+                        version=public(VersionPublic, version) if version else None)
+
+
+@router.post("/projects/{name}/samples", status_code=201, response_model=ChangeResult)
+def add_samples(
+    name: str,
+    files: list[UploadFile] = File(..., description="One or many images."),
+    label: str | None = Form(None, description="One label for every file."),
+    labels: list[str] | None = Form(None, description="One label per file, in the order of `files`."),
+    batch: str | None = Query(None, description="Stage into an open upload batch instead of a new version."),
+    source: str = Form("upload"),
+    core: Core = Depends(get_core),
+):
+    """Add labelled images. All files are checked first: any bad file rejects the whole request (422)."""
+    uploads = [changes.Upload(f.filename or "upload", f.file.read()) for f in files]
+    given = labels if labels else [label] if label is not None else [None]
+    samples, version = changes.add_samples(core, name, uploads, given, batch=batch, source=source)
+    return _change(samples, version)
+
+
+class TextItem(BaseModel):
+    text: str
+    label: str
+
+
+class TextBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[TextItem] = Field(..., description="Texts with their labels (text-classification projects).")
+    source: str = "upload"
+
+
+@router.post("/projects/{name}/samples/texts", status_code=201, response_model=ChangeResult)
+def add_texts(name: str, body: TextBatch,
+              batch: str | None = Query(None, description="Stage into an open upload batch instead of a new version."),
+              core: Core = Depends(get_core)):
+    """Add labelled texts to a text project. Any bad item rejects the whole request (422)."""
+    uploads = [changes.Upload(f"text-{i}", item.text.encode("utf-8")) for i, item in enumerate(body.items)]
+    samples, version = changes.add_samples(core, name, uploads, [i.label for i in body.items], batch=batch,
+                                           source=body.source)
+    return _change(samples, version)
+
+
+@router.get("/projects/{name}/samples", response_model=SamplesPage)
+def list_samples(name: str, label: str | None = None, offset: int = Query(0, ge=0),
+                 limit: int = Query(100, ge=1, le=1000), core: Core = Depends(get_core)):
+    items, total = changes.list_samples(core, name, label=label, offset=offset, limit=limit)
+    return SamplesPage(items=[public(SamplePublic, s) for s in items], total=total, offset=offset, limit=limit)
+
+
+@router.get("/projects/{name}/samples/{sample_id}", response_model=SamplePublic)
+def get_sample(name: str, sample_id: int, core: Core = Depends(get_core)):
+    return public(SamplePublic, changes.get_sample(core, name, sample_id))
+
+
+@router.patch("/projects/{name}/samples/{sample_id}", response_model=ChangeResult)
+def relabel_sample(name: str, sample_id: int, body: SamplePatch, core: Core = Depends(get_core)):
+    sample, version = changes.relabel_sample(core, name, sample_id, body.label)
+    return _change([sample], version)
+
+
+@router.delete("/projects/{name}/samples/{sample_id}", response_model=ChangeResult)
+def delete_sample(name: str, sample_id: int, core: Core = Depends(get_core)):
+    return _change((), changes.delete_sample(core, name, sample_id))
+
+
+@router.get("/projects/{name}/samples/{sample_id}/image", response_class=Response)
+def sample_image(name: str, sample_id: int, core: Core = Depends(get_core)):
+    """The original file, byte for byte (a text sample's UTF-8 text)."""
+    sample = changes.get_sample(core, name, sample_id)
+    data = core.blobs.get(sample.content_hash)
+    media = "text/plain; charset=utf-8" if sample.kind == "text" else _media_type(data)
+    return Response(data, media_type=media, headers=_IMMUTABLE)
+
+
+@router.get("/projects/{name}/samples/{sample_id}/thumbnail", response_class=Response)
+def sample_thumbnail(name: str, sample_id: int, size: int = Query(160, ge=16, le=512),
+                     core: Core = Depends(get_core)):
+    sample = changes.get_sample(core, name, sample_id)
+    return Response(thumbnail_bytes(decode_image(core.blobs.get(sample.content_hash),
+                                                 max_pixels=core.settings.max_image_pixels), size),
+                    media_type="image/jpeg", headers=_IMMUTABLE)
+
+
+def _media_type(data: bytes) -> str:
+    for magic, kind in ((b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
+                        (b"BM", "image/bmp"), (b"RIFF", "image/webp")):
+        if data.startswith(magic):
+            return kind
+    return "application/octet-stream"
+
+
+@router.get("/projects/{name}/classes", response_model=list[ClassPublic])
+def list_classes(name: str, core: Core = Depends(get_core)):
+    return [public(ClassPublic, c) for c in changes.list_classes(core, name)]
+
+
+@router.post("/projects/{name}/classes", status_code=201, response_model=ClassPublic)
+def create_class(name: str, body: ClassCreate, core: Core = Depends(get_core)):
+    return public(ClassPublic, changes.create_class(core, name, body.label, body.description))
+
+
+@router.patch("/projects/{name}/classes/{label}", response_model=ClassPublic)
+def patch_class(name: str, label: str, body: ClassPatch, core: Core = Depends(get_core)):
+    """Rename (all its samples are relabelled in ONE dataset version) or describe a class."""
+    info, _ = changes.update_class(core, name, label, new_label=body.label, description=body.description)
+    return public(ClassPublic, info)
+
+
+@router.delete("/projects/{name}/classes/{label}", response_model=ChangeResult)
+def delete_class(name: str, label: str, core: Core = Depends(get_core)):
+    """Delete a class and its samples (one new version; restore an older version to undo)."""
+    return _change((), changes.delete_class(core, name, label))
+
+
+@router.post("/projects/{name}/batches", status_code=201, response_model=BatchPublic)
+def open_batch(name: str, core: Core = Depends(get_core)):
+    """Open an upload batch: uploads with ``?batch=ID`` are staged until it is committed."""
+    return BatchPublic(id=changes.open_batch(core, name))
+
+
+@router.post("/projects/{name}/batches/{batch_id}/commit", response_model=ChangeResult)
+def commit_batch(name: str, batch_id: str, core: Core = Depends(get_core)):
+    """Turn everything uploaded in the batch into ONE dataset version."""
+    return _change((), changes.commit_batch(core, name, batch_id))
+
+
+@router.delete("/projects/{name}/batches/{batch_id}", status_code=204)
+def discard_batch(name: str, batch_id: str, core: Core = Depends(get_core)):
+    changes.discard_batch(core, name, batch_id)
+    return Response(status_code=204)
+
+
+@router.get("/projects/{name}/dataset-versions", response_model=list[VersionPublic])
+def list_versions(name: str, core: Core = Depends(get_core)):
+    return [public(VersionPublic, v) for v in versions.list_versions(core, name)]
+
+
+@router.get("/projects/{name}/dataset-versions/{number}")
+def get_version(name: str, number: int, core: Core = Depends(get_core)):
+    """A version with its exact items (sample id, content hash, label)."""
+    with core.db.read() as s:
+        row = project_row(s, name)
+        version = versions.get_version(s, row, number).to_entity()
+        items = versions.version_items(s, row, number)
+    return {**public(VersionPublic, version).model_dump(mode="json"),
+            "items": [{"sample_id": i.sample_id, "content_hash": i.content_hash, "label": i.label} for i in items]}
+
+
+@router.get("/projects/{name}/dataset-versions/{number}/diff")
+def diff_version(name: str, number: int, against: int = Query(..., description="The older version."),
+                 core: Core = Depends(get_core)):
+    """Samples added, removed and relabelled between two versions."""
+    return versions.diff_versions(core, name, number, against)
+
+
+@router.post("/projects/{name}/dataset-versions/{number}/restore", response_model=ChangeResult)
+def restore_version(name: str, number: int, core: Core = Depends(get_core)):
+    """A NEW version whose content equals version ``number``."""
+    return _change((), changes.restore_version(core, name, number))
+
+
+@router.get("/projects/{name}/health")
+def data_health(name: str, core: Core = Depends(get_core)):
+    """Data health: too few examples, imbalance, duplicates, conflicting labels, likely
+    mislabelled, tiny or corrupt images — each finding names the samples and what to do."""
+    from ..datasets.checkup import data_health as check
+
+    return check(core, name)
+
+
+@router.get("/projects/{name}/augmentation-preview", response_class=Response)
+def augmentation_preview(name: str, sample: int = Query(..., description="Sample id."),
+                         preset: str | None = Query(None, description="none, light, medium or strong; default: the project's setting."),
+                         n: int = Query(8, ge=1, le=24), seed: int = Query(0, ge=0), core: Core = Depends(get_core)):
+    """A PNG grid: the sample and ``n`` augmented variants, to see what the settings do."""
+    from ..datasets.augment import preview_grid
+    from ..training.augmentation import project_augment_config
+
+    s = changes.get_sample(core, name, sample)
+    config = project_augment_config(core, name, preset)
+    image = model_input(decode_image(core.blobs.get(s.content_hash), max_pixels=core.settings.max_image_pixels))
+    return Response(preview_grid(image, config, n=n, seed=seed), media_type="image/png")

@@ -1,0 +1,233 @@
+"""Routes: model registry, inference, prediction records, live events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel
+
+from ..core import Core
+from ..datasets import changes
+from ..errors import Invalid, NotFound
+from ..imaging import decode_image, thumbnail_bytes
+from ..events import events_after
+from ..projects import project_row
+from ..registry import models as registry
+from ..serving import predict as serving
+from .deps import get_core
+from .schemas import ChangeResult, SamplePublic, VersionPublic, public
+
+router = APIRouter(tags=["models"])
+
+
+def _model_public(m) -> dict:
+    return {"version": m.version, "source": m.source, "run_id": m.run_id, "aliases": list(m.aliases),
+            "sha256": m.sha256, "created_at": m.created_at.isoformat(), "card": m.card}
+
+
+@router.get("/projects/{name}/models")
+def list_models(name: str, core: Core = Depends(get_core)):
+    """Model versions, newest first, with their aliases (``production`` is the one serving)."""
+    return [_model_public(m) for m in registry.list_models(core, name)]
+
+
+@router.post("/projects/{name}/models", status_code=201)
+def upload_model(name: str, file: UploadFile = File(..., description="An ONNX model file."),
+                 labels: list[str] = Form(..., description="Class labels in the order of the model's outputs."),
+                 description: str = Form(""), core: Core = Depends(get_core)):
+    """Add a model trained elsewhere: validated, evaluated on the project's holdout, registered
+    (not promoted — promote it when its scores convince you). Pickles and checkpoints are refused."""
+    from ..registry.external import upload_model as upload
+
+    if len(labels) == 1 and labels[0].lstrip().startswith("["):
+        try:
+            labels = json.loads(labels[0])  # also accept one JSON list
+        except ValueError:
+            raise Invalid("labels is not a valid JSON list; send repeated 'labels' fields instead") from None
+    return _model_public(upload(core, name, file.file.read(), labels, filename=file.filename or "",
+                                description=description))
+
+
+@router.get("/projects/{name}/models/{version}")
+def get_model(name: str, version: int, core: Core = Depends(get_core)):
+    """The model card: labels, learner, parameters, metrics, dataset version, input contract."""
+    return _model_public(registry.get_model(core, name, version))
+
+
+@router.get("/projects/{name}/models/{version}/file", response_class=FileResponse)
+def model_file(name: str, version: int, core: Core = Depends(get_core)):
+    """Download the ONNX file (uint8 NHWC 224x224 RGB in, class probabilities out)."""
+    m = registry.get_model(core, name, version)
+    return FileResponse(core.settings.model_dir / m.path, media_type="application/octet-stream",
+                        filename=f"{name}-v{version}.onnx")
+
+
+@router.post("/projects/{name}/models/{version}/promote")
+def promote(name: str, version: int, core: Core = Depends(get_core)):
+    """Serve this version now (moves the ``production`` alias)."""
+    previous = registry.promote(core, name, version, reason="promoted by hand")
+    _refresh(core, name)
+    return {"production": version, "previous": previous}
+
+
+@router.post("/projects/{name}/rollback")
+def rollback(name: str, core: Core = Depends(get_core)):
+    """Serve the version that served before the current one."""
+    version = registry.rollback(core, name)
+    _refresh(core, name)
+    return {"production": version}
+
+
+def _refresh(core: Core, name: str) -> None:
+    with core.db.read() as s:
+        pid = project_row(s, name).id
+    core.live.refresh(pid)
+
+
+@router.get("/projects/{name}/aliases/history")
+def alias_history(name: str, core: Core = Depends(get_core)):
+    """Which version served when, and why (newest first)."""
+    return registry.alias_history(core, name)
+
+
+@router.post("/projects/{name}/predict")
+def predict(name: str, request: Request, files: list[UploadFile] = File(..., description="One or many images."),
+            version: int | None = Query(None, description="A specific model version instead of production."),
+            core: Core = Depends(get_core)):
+    """Classify images with the model in service. Each bad image gets its own ``error`` entry."""
+    client = request.client.host if request.client else ""
+    results = serving.predict_items(core, name, [(f.filename or "upload", f.file.read()) for f in files],
+                                     version=version, client=client)
+    return {"predictions": results}
+
+
+class TextsIn(BaseModel):
+    texts: list[str]
+
+
+@router.post("/projects/{name}/predict/texts")
+def predict_texts(name: str, body: TextsIn, request: Request,
+                  version: int | None = Query(None, description="A specific model version instead of production."),
+                  core: Core = Depends(get_core)):
+    """Classify texts (text-classification projects); same answer shape as ``/predict``."""
+    client = request.client.host if request.client else ""
+    results = serving.predict_items(core, name, [(f"text-{i}", t.encode("utf-8")) for i, t in enumerate(body.texts)],
+                                     version=version, client=client)
+    return {"predictions": results}
+
+
+@router.get("/projects/{name}/predictions")
+def list_predictions(name: str, label: str | None = None, min_confidence: float | None = Query(None, ge=0, le=1),
+                     max_confidence: float | None = Query(None, ge=0, le=1), version: int | None = None,
+                     order: str = Query("newest", pattern="^(newest|least_confident)$"),
+                     offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+                     core: Core = Depends(get_core)):
+    """Every prediction recorded, filterable; ``order=least_confident`` shows doubtful ones first."""
+    items, total = serving.list_predictions(core, name, label=label, min_confidence=min_confidence,
+                                            max_confidence=max_confidence, version=version, order=order,
+                                            offset=offset, limit=limit)
+    return {"items": [{**p.__dict__, "created_at": p.created_at.isoformat()} for p in items], "total": total,
+            "offset": offset, "limit": limit}
+
+
+@router.get("/projects/{name}/predictions/{prediction_id}/image", response_class=Response)
+def prediction_image(name: str, prediction_id: int, size: int = Query(160, ge=16, le=512),
+                     core: Core = Depends(get_core)):
+    """A thumbnail of a prediction's input image, while it is kept (see store_prediction_inputs)."""
+    with core.db.read() as s:
+        row = serving.prediction_row(s, project_row(s, name).id, prediction_id)
+        stored, digest = row.input_stored, row.input_hash
+    if not stored or not digest or not core.blobs.exists(digest):
+        raise NotFound(f"the image of prediction {prediction_id} was not kept")
+    data = thumbnail_bytes(decode_image(core.blobs.get(digest), max_pixels=core.settings.max_image_pixels), size)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+class Feedback(BaseModel):
+    label: str
+    add_to_training: bool = False
+
+
+@router.post("/projects/{name}/predictions/{prediction_id}/feedback", response_model=ChangeResult)
+def feedback(name: str, prediction_id: int, body: Feedback, core: Core = Depends(get_core)):
+    """Record the correct label; with ``add_to_training`` the image becomes a sample (and retrains)."""
+    serving.set_feedback(core, name, prediction_id, body.label)
+    if not body.add_to_training:
+        return ChangeResult()
+    return _add_to_training(core, name, prediction_id, body.label)
+
+
+@router.post("/projects/{name}/predictions/{prediction_id}/add-to-training", response_model=ChangeResult)
+def add_to_training(name: str, prediction_id: int, label: str | None = Form(None), core: Core = Depends(get_core)):
+    """Turn a prediction's image into a training sample (its feedback label, or the given one)."""
+    return _add_to_training(core, name, prediction_id, label)
+
+
+def _add_to_training(core: Core, name: str, prediction_id: int, label: str | None) -> ChangeResult:
+    with core.db.read() as s:
+        row = serving.prediction_row(s, project_row(s, name).id, prediction_id)
+        label = label or row.feedback_label or row.label
+        stored, digest = row.input_stored, row.input_hash
+    if not stored or not core.blobs.exists(digest):
+        from ..errors import Conflict
+
+        raise Conflict("this prediction's image was not kept (store_prediction_inputs is off or retention "
+                       "expired); upload the image as a sample instead")
+    samples, version = changes.add_samples(core, name, [changes.Upload(f"prediction-{prediction_id}", core.blobs.get(digest))],
+                                           [label], source=f"prediction:{prediction_id}")
+    return ChangeResult(samples=[public(SamplePublic, x) for x in samples],
+                        version=public(VersionPublic, version) if version else None)
+
+
+@router.get("/projects/{name}/events")
+async def events(name: str, request: Request, after: int = Query(0, ge=0),
+                 last_event_id: str | None = Header(None), core: Core = Depends(get_core)):
+    """Server-sent events (``Accept: text/event-stream``), resuming after ``Last-Event-ID``;
+    otherwise a JSON page of the history after ``after``."""
+
+    def _pid() -> int:
+        with core.db.read() as s:
+            return project_row(s, name).id
+
+    pid = await run_in_threadpool(_pid)
+
+    def _page(start: int, limit: int = 100):
+        with core.db.read() as s:
+            return events_after(s, pid, start, limit)
+
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        page = await run_in_threadpool(_page, after)
+        return {"events": [_event_json(e) for e in page], "next": page[-1].id if page else after}
+
+    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+
+    async def stream():
+        cursor = start
+        yield "retry: 1000\n\n"
+        idle = 0.0
+        while not await request.is_disconnected():
+            page = await run_in_threadpool(_page, cursor)
+            for e in page:
+                cursor = e.id
+                yield f"id: {e.id}\nevent: {e.type}\ndata: {json.dumps(_event_json(e))}\n\n"
+            if page:
+                idle = 0.0
+                continue
+            idle += 0.25
+            if idle >= 15:  # keep proxies from closing an idle stream
+                idle = 0.0
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(0.25)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _event_json(e) -> dict:
+    return {"id": e.id, "type": e.type, "data": e.data, "at": e.created_at.isoformat()}
+
+

@@ -1,0 +1,134 @@
+"""API schemas (``*Create`` / ``*Patch`` / ``*Public``), kept apart from entities and rows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+__all__ = [
+    "ProjectCreate", "ProjectPatch", "ProjectPublic", "SamplePublic", "SamplesPage", "SamplePatch",
+    "ClassCreate", "ClassPatch", "ClassPublic", "BatchPublic", "VersionPublic", "ChangeResult",
+    "JobPublic", "TrainAccepted", "public",
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., examples=["products"], description="Unique; letters, digits, '-', '_', '.'.")
+    task: str = Field("image-classification", description="What the project predicts.")
+    description: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict, description="See GET /api/v1/settings-schema.")
+
+
+class ProjectPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = None
+    settings: dict[str, Any] | None = Field(None, description="Merged into the current settings.")
+
+
+class ProjectPublic(_Out):
+    name: str
+    task: str
+    description: str
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    status: dict[str, Any] | None = None
+
+
+class SamplePublic(_Out):
+    id: int
+    kind: str
+    content_hash: str
+    label: str
+    source: str
+    meta: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class SamplesPage(BaseModel):
+    items: list[SamplePublic]
+    total: int
+    offset: int
+    limit: int
+
+
+class SamplePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str
+
+
+class ClassCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str
+    description: str = ""
+
+
+class ClassPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str | None = Field(None, description="New name; relabels every sample of the class in one version.")
+    description: str | None = None
+
+
+class ClassPublic(_Out):
+    label: str
+    description: str
+    count: int
+
+
+class BatchPublic(BaseModel):
+    id: str
+
+
+class VersionPublic(_Out):
+    number: int
+    parent: int | None
+    hash: str
+    counts: dict[str, int]
+    size: int
+    message: str
+    created_at: datetime
+
+
+class ChangeResult(BaseModel):
+    """What a data change did: the samples it touched and the dataset version it made (if any)."""
+
+    samples: list[SamplePublic] = []
+    version: VersionPublic | None = None
+
+
+class JobPublic(_Out):
+    id: int
+    status: str
+    trigger: str
+    dataset_version: int | None
+    run_at: datetime
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    progress: dict[str, Any]
+    run_id: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrainAccepted(BaseModel):
+    job_id: int
+    status: str
+    run_id: int | None
+
+
+def public(schema: type[BaseModel], entity: Any, **extra: Any) -> BaseModel:
+    """Entity (frozen dataclass) → API schema."""
+    return schema.model_validate({**asdict(entity), **extra})

@@ -1,0 +1,387 @@
+"""The ``dyntrain`` command. Every command but ``serve`` is a client of a running server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .archive import iter_labelled_files, read_text_records
+from .client import ApiError, Client
+
+app = typer.Typer(help="dyntrain: train small image classifiers that retrain themselves when the data changes.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+out = Console()
+
+URL = typer.Option("http://127.0.0.1:8000", "--url", envvar="DYNTRAIN_URL",
+                   help="The dyntrain server (env DYNTRAIN_URL).")
+UPLOAD_CHUNK = 32
+
+
+def _client(url: str) -> Client:
+    return Client(url)
+
+
+def _fail(exc: ApiError) -> None:
+    console.print(f"[red]error:[/red] {exc.message}")
+    for d in exc.details[:20]:
+        console.print(f"  - {d.get('file') or d.get('field')}: {d.get('reason')}")
+    raise typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                    console=console)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default 8000)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Where blobs, models and the SQLite file live."),
+    no_demo: bool = typer.Option(False, "--no-demo", help="Do not create the demo project on first start."),
+    role: Optional[str] = typer.Option(None, help="api | inference | all (default all; env DYNTRAIN_ROLE). "
+                                                  "inference: predictions only, no scheduler, no training."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Train on this Ray cluster (host:port, or 'local'; "
+                                                   "env DYNTRAIN_RAY_ADDRESS)."),
+):
+    """Start the server (API, UI and training scheduler) in this process."""
+    import uvicorn
+
+    from .api import create_app
+    from .config import Settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir, "role": role,
+                                   "ray_address": ray_address}.items() if v is not None}
+    if no_demo:
+        overrides["seed_demo"] = False
+    settings = Settings(**overrides)
+    console.print(f"dyntrain ({settings.role}): data in {settings.data_dir}, database "
+                  f"{settings.database_url.split('@')[-1]}"
+                  + (f", artifacts {settings.artifacts}" if settings.artifacts else "")
+                  + (f", training on Ray at {settings.ray_address}" if settings.ray_address else ""))
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def projects(url: str = URL):
+    """List projects with their status."""
+    try:
+        items = _client(url).get("/projects")
+    except ApiError as exc:
+        _fail(exc)
+    table = Table("name", "task", "samples", "classes", "version", "in service", "training")
+    for p in items:
+        st = p["status"]
+        prod = st["production"]
+        table.add_row(p["name"], p["task"], str(st["samples"]), str(st["classes"]), str(st["dataset_version"] or "-"),
+                      f"v{prod['version']} acc {prod['accuracy']:.2f}" if prod and prod["accuracy"] is not None
+                      else (f"v{prod['version']}" if prod else "-"),
+                      (st["training"] or {}).get("status", "-"))
+    out.print(table)
+
+
+@app.command("import")
+def import_(
+    path: Path = typer.Argument(..., help="Images: a folder PATH/<label>/<images> or a .zip of one. "
+                                "Texts: a .csv or .jsonl file with a text and a label per row."),
+    project: str = typer.Option(..., "--project", "-p", help="Project name (created if missing)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Task of a new project: image-classification "
+                                       "(default for folders and zips) or text-classification (default for .csv/.jsonl)."),
+    text_column: str = typer.Option("text", "--text-column", help="Column / field holding the text."),
+    label_column: str = typer.Option("label", "--label-column", help="Column / field holding the label."),
+    url: str = URL,
+):
+    """Upload labelled examples as ONE new dataset version (or none if anything fails)."""
+    client = _client(url)
+    tabular = path.suffix.lower() in (".csv", ".jsonl")
+    task = task or ("text-classification" if tabular else "image-classification")
+    try:
+        records = (read_text_records(path, text_column, label_column) if tabular
+                   else [(label, name, data) for label, name, data in iter_labelled_files(path)])
+    except Exception as exc:  # Invalid from the readers, OSError from the disk
+        console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(1)
+    if not records:
+        console.print(f"[red]error:[/red] nothing to import in {path}")
+        raise typer.Exit(1)
+    try:
+        try:
+            client.get(f"/projects/{project}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            client.post("/projects", json={"name": project, "task": task})
+            console.print(f"created {task} project {project!r}")
+        batch = client.post(f"/projects/{project}/batches")["id"]
+        try:
+            with _progress() as bar:
+                job = bar.add_task(f"uploading {len(records)} examples", total=len(records))
+                for i in range(0, len(records), UPLOAD_CHUNK):
+                    chunk = records[i:i + UPLOAD_CHUNK]
+                    if tabular:
+                        client.post(f"/projects/{project}/samples/texts", params={"batch": batch},
+                                    json={"items": [{"text": text, "label": label} for label, text in chunk],
+                                          "source": "import"})
+                    else:
+                        client.post(f"/projects/{project}/samples", params={"batch": batch},
+                                    files=[("files", (name, data)) for _, name, data in chunk],
+                                    data={"labels": [label for label, _, _ in chunk], "source": "import"})
+                    bar.advance(job, len(chunk))
+            result = client.post(f"/projects/{project}/batches/{batch}/commit")
+        except BaseException:
+            try:
+                client.delete(f"/projects/{project}/batches/{batch}")
+            except ApiError:
+                pass
+            raise
+    except ApiError as exc:
+        _fail(exc)
+    version = result.get("version")
+    console.print(f"imported {len(records)} examples into {project!r}"
+                  + (f": dataset version {version['number']}" if version else " (no change to the data)"))
+
+
+@app.command()
+def export(
+    project: str = typer.Argument(..., help="Project name."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write <label>/<file> into."),
+    url: str = URL,
+):
+    """Download a project's images into the same layout import reads."""
+    client = _client(url)
+    try:
+        total = client.get(f"/projects/{project}/samples", params={"limit": 1})["total"]
+        with _progress() as bar:
+            task = bar.add_task(f"downloading {total} images", total=total)
+            offset = 0
+            while offset < total:
+                page = client.get(f"/projects/{project}/samples", params={"offset": offset, "limit": 200})
+                for sample in page["items"]:
+                    name = Path(sample["meta"].get("filename") or f"{sample['id']}.img").name
+                    target = out_dir / sample["label"] / name
+                    if target.exists():
+                        target = target.with_name(f"{sample['id']}-{name}")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(client.download(f"/projects/{project}/samples/{sample['id']}/image"))
+                    bar.advance(task)
+                offset += len(page["items"])
+                if not page["items"]:
+                    break
+    except ApiError as exc:
+        _fail(exc)
+    console.print(f"exported {total} images to {out_dir}")
+
+
+@app.command()
+def train(
+    project: str = typer.Argument(..., help="Project name."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the run with a progress bar until it ends."),
+    url: str = URL,
+):
+    """Train now on the newest data (skips the sliding delay)."""
+    client = _client(url)
+    try:
+        accepted = client.post(f"/projects/{project}/train")
+        console.print(f"job {accepted['job_id']} {accepted['status']}")
+        if wait:
+            job = _follow(client, project, accepted["job_id"])
+            if job["status"] != "succeeded":
+                console.print(f"[red]job {job['status']}:[/red] {job.get('error') or ''}")
+                raise typer.Exit(1)
+            run = client.get(f"/runs/{job['run_id']}")
+            gate = (run["result"] or {}).get("gate") or {}
+            console.print(f"run {run['id']}: {run['learner']} accuracy {run['accuracy']:.3f} macro-F1 "
+                          f"{run['macro_f1']:.3f} → model v{run['model_version']} "
+                          f"{'[green]in service[/green]' if gate.get('promoted') else '[yellow]kept back[/yellow]'}"
+                          f" ({gate.get('reason', '')})")
+    except ApiError as exc:
+        _fail(exc)
+
+
+def _follow(client: Client, project: str, job_id: int) -> dict:
+    """Poll a job, drawing its stage, percent and ETA, until it ends."""
+    import time
+
+    with _progress() as bar:
+        task = bar.add_task("waiting", total=100)
+        while True:
+            job = client.get(f"/projects/{project}/jobs/{job_id}")
+            p = job["progress"] or {}
+            stage = p.get("stage") or job["status"]
+            bar.update(task, completed=p.get("percent", 0),
+                       description=f"{stage}" + (f" · {p['candidate']}" if p.get("candidate") else ""))
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                if job["status"] == "succeeded":
+                    bar.update(task, completed=100)
+                return job
+            time.sleep(0.5)
+
+
+@app.command()
+def runs(project: str = typer.Argument(..., help="Project name."), url: str = URL):
+    """Training history: learner, scores, model version and the gate's decision."""
+    try:
+        items = _client(url).get(f"/projects/{project}/runs")
+    except ApiError as exc:
+        _fail(exc)
+    table = Table("run", "data v", "status", "learner", "accuracy", "macro-F1", "model", "gate", "seconds")
+    for r in items:
+        gate = r.get("gate") or {}
+        table.add_row(str(r["id"]), str(r["dataset_version"]), r["status"], r["learner"] or "-",
+                      _num(r["accuracy"]), _num(r["macro_f1"]), f"v{r['model_version']}" if r["model_version"] else "-",
+                      "promoted" if gate.get("promoted") else ("kept back" if gate else "-"),
+                      _num(r["seconds"], 1))
+    out.print(table)
+
+
+def _num(x, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+@app.command("export-model")
+def export_model(
+    project: str = typer.Argument(..., help="Project name."),
+    out_file: Path = typer.Option(..., "--out", help="Where to write the .onnx file."),
+    version: Optional[int] = typer.Option(None, "--version", help="Model version (default: the one in service)."),
+    url: str = URL,
+):
+    """Download a model as one ONNX file (uint8 NHWC 224x224 RGB in, probabilities out)."""
+    client = _client(url)
+    try:
+        if version is None:
+            serving = [m for m in client.get(f"/projects/{project}/models") if "production" in m["aliases"]]
+            if not serving:
+                console.print(f"[red]error:[/red] project {project!r} has no model in service; pass --version")
+                raise typer.Exit(1)
+            version = serving[0]["version"]
+        out_file.write_bytes(client.download(f"/projects/{project}/models/{version}/file"))
+    except ApiError as exc:
+        _fail(exc)
+    console.print(f"wrote model v{version} to {out_file}")
+
+
+@app.command()
+def predict(
+    project: str = typer.Argument(..., help="Project name."),
+    files: Optional[list[Path]] = typer.Argument(None, help="Image files (image projects), or files of texts, "
+                                                "one per line (text projects)."),
+    text: Optional[list[str]] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON document."),
+    version: Optional[int] = typer.Option(None, "--version", help="A specific model version."),
+    url: str = URL,
+):
+    """Classify images or texts with the model in service."""
+    client, params = _client(url), {"version": version} if version else None
+    files = files or []
+    try:
+        if text or (files and client.get(f"/projects/{project}")["task"] == "text-classification"):
+            lines = list(text or []) + [line for f in files for line in f.read_text().splitlines() if line.strip()]
+            result = client.post(f"/projects/{project}/predict/texts", params=params, json={"texts": lines})
+            files = [Path(line[:40]) for line in lines]
+        elif files:
+            result = client.post(f"/projects/{project}/predict", params=params,
+                                 files=[("files", (f.name, f.read_bytes())) for f in files])
+        else:
+            console.print("[red]error:[/red] give image files, text files, or --text")
+            raise typer.Exit(1)
+    except ApiError as exc:
+        _fail(exc)
+    except OSError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = Table("input", "label", "confidence", "model")
+    for f, p in zip(files, result["predictions"]):
+        if "error" in p:
+            table.add_row(str(f), f"[red]{p['error']}[/red]", "-", "-")
+        else:
+            table.add_row(str(f), p["label"] or "(none of these)", f"{p['confidence']:.3f}", f"v{p['model_version']}")
+    out.print(table)
+
+
+@app.command()
+def watch(project: str = typer.Argument(..., help="Project name."), url: str = URL):
+    """Follow a project's live events (training progress, promotions) until Ctrl-C."""
+    client = _client(url)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("idle", total=100)
+            for event in client.events(project):
+                data = event["data"]
+                if event["type"] == "job.progress":
+                    bar.update(task, completed=data.get("percent", 0),
+                               description=f"job {data['job_id']}: {data.get('stage')}"
+                               + (f" · {data['candidate']}" if data.get("candidate") else ""))
+                else:
+                    bar.console.print(f"{event['at'][11:19]} {event['type']}: "
+                                      + ", ".join(f"{k}={v}" for k, v in data.items() if k != "kpis"))
+    except ApiError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def promote(project: str = typer.Argument(..., help="Project name."),
+            version: int = typer.Argument(..., help="Model version to serve."), url: str = URL):
+    """Serve a given model version (moves the production alias)."""
+    try:
+        r = _client(url).post(f"/projects/{project}/models/{version}/promote")
+    except ApiError as exc:
+        _fail(exc)
+    console.print(f"{project}: now serving v{r['production']} (was v{r['previous']})")
+
+
+@app.command()
+def rollback(project: str = typer.Argument(..., help="Project name."), url: str = URL):
+    """Serve the model version that served before the current one."""
+    try:
+        r = _client(url).post(f"/projects/{project}/rollback")
+    except ApiError as exc:
+        _fail(exc)
+    console.print(f"{project}: rolled back, now serving v{r['production']}")
+
+
+@app.command()
+def doctor(project: str = typer.Argument(..., help="Project name."), url: str = URL):
+    """Check a project's data: too few examples, imbalance, duplicates, conflicting or likely wrong labels,
+    tiny or corrupt images — with what to do about each."""
+    try:
+        with console.status("checking the data…"):
+            report = _client(url).get(f"/projects/{project}/health")
+    except ApiError as exc:
+        _fail(exc)
+    findings = report["findings"]
+    if not findings:
+        out.print(f"[green]no problems found[/green] in {report['samples']} samples")
+        return
+    colour = {"error": "red", "warning": "yellow", "info": "blue"}
+    for f in findings:
+        out.print(f"[{colour.get(f['severity'], 'white')}]{f['severity']}[/] {f['kind']}: {f['message']}")
+        if f["sample_ids"]:
+            ids = ", ".join(str(i) for i in f["sample_ids"][:12])
+            out.print(f"   samples: {ids}{' …' if len(f['sample_ids']) > 12 else ''}")
+        out.print(f"   what to do: {f['advice']}")
+    if not report["checked_mislabelling"]:
+        out.print("[dim](likely-mislabelled check skipped: backbone features unavailable)[/dim]")
+    if any(f["severity"] == "error" for f in findings):
+        raise typer.Exit(2)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

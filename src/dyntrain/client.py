@@ -1,0 +1,86 @@
+"""A small client of the REST API, used by every CLI command but ``serve``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from .errors import DyntrainError
+
+__all__ = ["Client", "ApiError"]
+
+
+class ApiError(DyntrainError):
+    """The server answered with an error; ``message`` is its explanation."""
+
+    def __init__(self, status: int, code: str, message: str, details: list | None = None):
+        super().__init__(message, details=details)
+        self.status, self.code = status, code
+
+
+class Client:
+    """Thin wrapper over httpx that turns the API's error documents into :class:`ApiError`.
+
+    >>> Client("http://127.0.0.1:8000").get("/projects")  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str, timeout: float = 120.0):
+        self.base = url.rstrip("/") + "/api/v1"
+        self.http = httpx.Client(timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response = self.http.request(method, self.base + path, **kwargs)
+        except httpx.ConnectError:
+            raise ApiError(0, "unreachable", f"cannot reach the dyntrain server at {self.base}: start it with "
+                           "`dyntrain serve` (or `make serve`), or point --url / DYNTRAIN_URL at it") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "http_error", "message": response.text[:500]}
+            raise ApiError(response.status_code, error.get("code", "error"), error.get("message", ""),
+                           error.get("details"))
+        return response
+
+    def get(self, path: str, **kw) -> Any:
+        return self.request("GET", path, **kw).json()
+
+    def post(self, path: str, **kw) -> Any:
+        r = self.request("POST", path, **kw)
+        return r.json() if r.content else None
+
+    def patch(self, path: str, **kw) -> Any:
+        return self.request("PATCH", path, **kw).json()
+
+    def delete(self, path: str, **kw) -> Any:
+        r = self.request("DELETE", path, **kw)
+        return r.json() if r.content else None
+
+    def download(self, path: str) -> bytes:
+        return self.request("GET", path).content
+
+    def events(self, project: str, after: int = 0) -> Iterator[dict]:
+        """Follow a project's server-sent events (reconnects resume after the last id)."""
+        last = after
+        while True:
+            try:
+                with self.http.stream("GET", f"{self.base}/projects/{project}/events",
+                                      headers={"Last-Event-ID": str(last), "Accept": "text/event-stream"}, timeout=None) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        self._raise(response)
+                    for line in response.iter_lines():
+                        if line.startswith("data:"):
+                            event = json.loads(line[5:].strip())
+                            last = event["id"]
+                            yield event
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                continue
+
+    def _raise(self, response: httpx.Response) -> None:
+        error = response.json().get("error", {})
+        raise ApiError(response.status_code, error.get("code", "error"), error.get("message", response.text))

@@ -1,0 +1,83 @@
+"""Settings: built once by the CLI or the app factory and passed down, never a global."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Server settings, read from ``DYNTRAIN_*`` environment variables.
+
+    >>> Settings(data_dir="/tmp/x").database_url
+    'sqlite:////tmp/x/dyntrain.db'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DYNTRAIN_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("dyntrain-data"), description="Blobs, models, caches and the SQLite file.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty means SQLite in data_dir.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_image_pixels: int = Field(default=40_000_000, description="Larger images are refused (decompression bombs).")
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, description="Largest single uploaded file.")
+    max_files_per_request: int = 500
+    seed_demo: bool = Field(default=True, description="Create the demo project on first start.")
+    scheduler_enabled: bool = Field(default=True, description="Run the training scheduler in this process.")
+    scheduler_poll_s: float = 0.5
+    job_lease_s: float = Field(default=30.0, description="A running job whose heartbeat is older is considered dead.")
+    max_attempts: int = 3
+    onnx_threads: int = 2
+    webhook_secret: str = Field(default="", description="HMAC key for webhook signatures; empty = generated once in data_dir.")
+    webhook_allow_private: bool = Field(default=False, description="Allow webhooks to loopback/private addresses.")
+    # Scale out (docs/deployment.md).
+    role: Literal["all", "api", "inference"] = Field(
+        default="all", description="api: API, UI and (when leader) the scheduler; inference: predictions only, "
+                                   "no scheduler and no training imports; all: both.")
+    artifacts: str = Field(default="", description="Where blobs and model files live for every machine: a path "
+                                                   "(shared filesystem) or s3://bucket/prefix; empty = data_dir.")
+    s3_endpoint_url: str = Field(default="", description="S3-compatible endpoint (MinIO, moto); empty = AWS. "
+                                                         "Credentials come from the usual AWS_* variables.")
+    ray_address: str = Field(default="", description="Train on Ray: a cluster address (host:port) or 'local' for "
+                                                     "a Ray started in this process; empty = in-process executor.")
+    ray_num_cpus: float = Field(default=1.0, description="CPUs a training task asks of Ray.")
+    ray_gpu_projects: str = Field(default="", description="Comma-separated projects whose jobs ask Ray for a GPU "
+                                                          "(num_gpus=1); '*' = all.")
+    ray_max_jobs: int = Field(default=0, description="Training tasks in flight on Ray at once; 0 = the cluster's "
+                                                     "CPUs / ray_num_cpus.")
+    ray_resource_timeout_s: float = Field(default=120.0, description="A job whose resources no Ray node offers "
+                                                                    "fails after waiting this long.")
+    ray_object_store_mb: int = Field(default=200, description="Object store cap of a Ray started with 'local'.")
+    leader_poll_s: float = Field(default=2.0, description="How often a standby API process tries to become the "
+                                                          "scheduler leader (PostgreSQL).")
+    model_poll_s: float = Field(default=2.0, description="Safety-net poll for promotions made elsewhere.")
+
+    def model_post_init(self, __context) -> None:  # noqa: D401 - pydantic hook
+        self.data_dir = Path(self.data_dir).resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'dyntrain.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Blobs and models: the shared path of ``artifacts``, else data_dir (also the local cache of S3)."""
+        url = self.artifacts
+        if url and not url.startswith("s3://"):
+            return Path(url.removeprefix("file://")).resolve()
+        return self.data_dir
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.artifact_root / "blobs"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.artifact_root / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"

@@ -1,0 +1,290 @@
+"""Changes to a project's data. Each request or committed batch is ONE new dataset version.
+
+Every action here is all-or-nothing: inputs are validated before anything is written,
+and database changes happen in one transaction (blobs written first are content-addressed
+and harmless if the transaction then fails).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from ..core import Core
+from ..entities import TASKS, ClassInfo, DatasetVersion, Sample
+from ..errors import Conflict, Invalid, NotFound, TooLarge
+from ..imaging import decode_image, image_info
+from ..projects import project_row
+from ..storage.rows import BatchRow, ClassRow, ProjectRow, SampleRow
+from .health import phash
+from .versions import snapshot, version_items
+
+__all__ = [
+    "Upload", "add_samples", "list_samples", "get_sample", "relabel_sample", "delete_sample",
+    "list_classes", "create_class", "update_class", "delete_class",
+    "open_batch", "commit_batch", "discard_batch", "restore_version", "validate_label", "project_kind",
+    "content_meta",
+]
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    data: bytes
+
+
+def validate_label(label: str | None) -> str:
+    label = (label or "").strip()
+    if not label:
+        raise Invalid("a label is required (the class the example belongs to)")
+    if len(label) > 200 or any(c in label for c in "/\\\n\r\t\0"):
+        raise Invalid(f"label {label[:40]!r} is invalid: at most 200 characters, no slashes, tabs or newlines")
+    return label
+
+
+MAX_TEXT_CHARS = 20_000
+
+
+def content_meta(core: Core, kind: str, upload: Upload) -> dict:
+    """Validate one item's content for the project's kind; return what is kept about it."""
+    if kind == "text":
+        try:
+            text = upload.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Invalid("text is not valid UTF-8") from None
+        if not text.strip():
+            raise Invalid("the text is empty")
+        if len(text) > MAX_TEXT_CHARS:
+            raise TooLarge(f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+        return {"filename": upload.filename, "chars": len(text), "preview": text[:120]}
+    if len(upload.data) > core.settings.max_upload_bytes:
+        raise TooLarge(f"file is {len(upload.data)} bytes; the limit is {core.settings.max_upload_bytes}")
+    img = decode_image(upload.data, max_pixels=core.settings.max_image_pixels)
+    # The perceptual hash is kept so data-health checks need not decode every image again.
+    return {"filename": upload.filename, **image_info(img), "phash": phash(img)}
+
+
+def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[str]) -> list[tuple[Upload, str, dict]]:
+    """Validate every file first and name every rejected one: nothing is written on failure."""
+    limit = core.settings.max_files_per_request
+    if not uploads:
+        raise Invalid("no files were sent (multipart field 'files')")
+    if len(uploads) > limit:
+        raise TooLarge(f"{len(uploads)} files in one request; the limit is {limit} — split them into batches")
+    if len(labels) == 1:
+        labels = labels * len(uploads)
+    if len(labels) != len(uploads):
+        raise Invalid(f"got {len(uploads)} files but {len(labels)} labels: send one 'label' for all, "
+                      "or one 'labels' entry per file")
+    accepted, rejected = [], []
+    for upload, label in zip(uploads, labels):
+        try:
+            label = validate_label(label)
+            accepted.append((upload, label, content_meta(core, kind, upload)))
+        except (Invalid, TooLarge) as exc:
+            rejected.append({"file": upload.filename, "reason": exc.message})
+    if rejected:
+        raise Invalid(f"{len(rejected)} of {len(uploads)} files were rejected; nothing was added",
+                      details=rejected)
+    return accepted
+
+
+def _ensure_classes(s: Session, project: ProjectRow, labels: set[str]) -> None:
+    existing = set(s.scalars(select(ClassRow.label).where(ClassRow.project_id == project.id)))
+    s.add_all(ClassRow(project_id=project.id, label=label) for label in sorted(labels - existing))
+
+
+def project_kind(core: Core, project: str) -> str:
+    """What a sample of this project is: "image" or "text"."""
+    with core.db.read() as s:
+        return TASKS[project_row(s, project).task]
+
+
+def _open_batch(s: Session, project: ProjectRow, batch_id: str) -> BatchRow:
+    batch = s.get(BatchRow, batch_id)
+    if batch is None or batch.project_id != project.id:
+        raise NotFound(f"upload batch {batch_id!r} does not exist in project {project.name!r}")
+    if batch.status != "open":
+        raise Conflict(f"upload batch {batch_id!r} is already {batch.status}; open a new one")
+    return batch
+
+
+def add_samples(core: Core, project: str, uploads: list[Upload], labels: list[str], *,
+                batch: str | None = None, source: str = "upload") -> tuple[list[Sample], DatasetVersion | None]:
+    """Add items (images, or UTF-8 texts in a text project) with their labels.
+
+    Without a batch they become a new dataset version at once.
+
+    >>> add_samples(core, "products", [Upload("a.jpg", data)], ["mug"])  # doctest: +SKIP
+    """
+    kind = project_kind(core, project)
+    accepted = _check_uploads(core, kind, uploads, labels)
+    hashes = [core.blobs.put(upload.data) for upload, _, _ in accepted]
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        if batch is not None:
+            _open_batch(s, row, batch)
+        _ensure_classes(s, row, {label for _, label, _ in accepted})
+        samples = [SampleRow(project_id=row.id, kind=kind, content_hash=h, label=label, source=source,
+                             meta=meta, status="staged" if batch else "active", batch_id=batch)
+                   for h, (_, label, meta) in zip(hashes, accepted)]
+        s.add_all(samples)
+        s.flush()
+        version = None if batch else snapshot(s, row, f"added {len(samples)} sample(s)")
+        return [r.to_entity() for r in samples], version
+
+
+def _sample_row(s: Session, project: ProjectRow, sample_id: int) -> SampleRow:
+    row = s.get(SampleRow, sample_id)
+    if row is None or row.project_id != project.id or row.status != "active":
+        raise NotFound(f"sample {sample_id} does not exist in project {project.name!r}")
+    return row
+
+
+def get_sample(core: Core, project: str, sample_id: int) -> Sample:
+    with core.db.read() as s:
+        return _sample_row(s, project_row(s, project), sample_id).to_entity()
+
+
+def list_samples(core: Core, project: str, *, label: str | None = None, offset: int = 0,
+                 limit: int = 100) -> tuple[list[Sample], int]:
+    with core.db.read() as s:
+        pid = project_row(s, project).id
+        where = [SampleRow.project_id == pid, SampleRow.status == "active"]
+        if label is not None:
+            where.append(SampleRow.label == label)
+        total = s.scalar(select(func.count()).select_from(SampleRow).where(*where))
+        rows = s.scalars(select(SampleRow).where(*where).order_by(SampleRow.id).offset(offset).limit(limit))
+        return [r.to_entity() for r in rows], total
+
+
+def relabel_sample(core: Core, project: str, sample_id: int, label: str) -> tuple[Sample, DatasetVersion | None]:
+    label = validate_label(label)
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        sample = _sample_row(s, row, sample_id)
+        old = sample.label
+        sample.label = label
+        _ensure_classes(s, row, {label})
+        s.flush()
+        return sample.to_entity(), snapshot(s, row, f"relabelled sample {sample_id} from {old!r} to {label!r}")
+
+
+def delete_sample(core: Core, project: str, sample_id: int) -> DatasetVersion | None:
+    """Remove a sample from the project. Older versions and runs keep its content."""
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        s.delete(_sample_row(s, row, sample_id))
+        s.flush()
+        return snapshot(s, row, f"deleted sample {sample_id}")
+
+
+def list_classes(core: Core, project: str) -> list[ClassInfo]:
+    with core.db.read() as s:
+        pid = project_row(s, project).id
+        counts = dict(s.execute(select(SampleRow.label, func.count()).where(
+            SampleRow.project_id == pid, SampleRow.status == "active").group_by(SampleRow.label)).all())
+        rows = s.scalars(select(ClassRow).where(ClassRow.project_id == pid).order_by(ClassRow.label))
+        return [ClassInfo(r.label, r.description or "", counts.get(r.label, 0)) for r in rows]
+
+
+def _class_row(s: Session, project: ProjectRow, label: str) -> ClassRow:
+    row = s.scalars(select(ClassRow).where(ClassRow.project_id == project.id, ClassRow.label == label)).first()
+    if row is None:
+        raise NotFound(f"class {label!r} does not exist in project {project.name!r}")
+    return row
+
+
+def create_class(core: Core, project: str, label: str, description: str = "") -> ClassInfo:
+    label = validate_label(label)
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        if s.scalar(select(ClassRow.id).where(ClassRow.project_id == row.id, ClassRow.label == label)):
+            raise Conflict(f"class {label!r} already exists in project {project!r}")
+        s.add(ClassRow(project_id=row.id, label=label, description=description))
+    return ClassInfo(label, description, 0)
+
+
+def update_class(core: Core, project: str, label: str, *, new_label: str | None = None,
+                 description: str | None = None) -> tuple[ClassInfo, DatasetVersion | None]:
+    """Rename (relabelling all its samples in ONE version) and/or describe a class."""
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        cls = _class_row(s, row, label)
+        version = None
+        if description is not None:
+            cls.description = description
+        if new_label is not None and validate_label(new_label) != label:
+            new_label = validate_label(new_label)
+            if s.scalar(select(ClassRow.id).where(ClassRow.project_id == row.id, ClassRow.label == new_label)):
+                raise Conflict(f"class {new_label!r} already exists; relabel samples into it instead of renaming")
+            cls.label = new_label
+            s.execute(update(SampleRow).where(SampleRow.project_id == row.id, SampleRow.label == label)
+                      .values(label=new_label))
+            version = snapshot(s, row, f"renamed class {label!r} to {new_label!r}")
+        count = s.scalar(select(func.count()).select_from(SampleRow).where(
+            SampleRow.project_id == row.id, SampleRow.label == cls.label, SampleRow.status == "active"))
+        return ClassInfo(cls.label, cls.description or "", count), version
+
+
+def delete_class(core: Core, project: str, label: str) -> DatasetVersion | None:
+    """Delete a class and its samples in one version (restore an older version to undo)."""
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        s.delete(_class_row(s, row, label))
+        s.execute(delete(SampleRow).where(SampleRow.project_id == row.id, SampleRow.label == label,
+                                          SampleRow.status == "active"))
+        return snapshot(s, row, f"deleted class {label!r} and its samples")
+
+
+def open_batch(core: Core, project: str) -> str:
+    with core.db.write() as s:
+        row = project_row(s, project)
+        batch = BatchRow(id=uuid.uuid4().hex, project_id=row.id)
+        s.add(batch)
+        return batch.id
+
+
+def commit_batch(core: Core, project: str, batch: str) -> DatasetVersion | None:
+    """Everything uploaded in the batch becomes ONE dataset version."""
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        b = _open_batch(s, row, batch)
+        n = s.execute(update(SampleRow).where(SampleRow.batch_id == batch, SampleRow.status == "staged")
+                      .values(status="active")).rowcount
+        b.status = "committed"
+        return snapshot(s, row, f"added {n} sample(s) in batch {batch[:8]}")
+
+
+def discard_batch(core: Core, project: str, batch: str) -> None:
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        b = _open_batch(s, row, batch)
+        s.execute(delete(SampleRow).where(SampleRow.batch_id == batch, SampleRow.status == "staged"))
+        s.delete(b)
+
+
+def restore_version(core: Core, project: str, number: int) -> DatasetVersion | None:
+    """Make the project's data equal to an older version's, as a NEW version."""
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        target = {i.sample_id: i for i in version_items(s, row, number)}
+        current = {r.id: r for r in s.scalars(select(SampleRow).where(
+            SampleRow.project_id == row.id, SampleRow.status == "active"))}
+        for sid, sample in current.items():
+            if sid not in target:
+                s.delete(sample)
+            elif sample.label != target[sid].label:
+                sample.label = target[sid].label
+        for sid in target.keys() - current.keys():
+            item = target[sid]
+            old = s.get(SampleRow, sid)
+            if old is None:  # deleted since: bring it back under its old id
+                s.add(SampleRow(id=sid, project_id=row.id, kind=TASKS[row.task], content_hash=item.content_hash,
+                                label=item.label, source="restore", meta={}, status="active"))
+        _ensure_classes(s, row, {i.label for i in target.values()})
+        s.flush()
+        return snapshot(s, row, f"restored dataset version {number}")

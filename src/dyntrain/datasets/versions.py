@@ -1,0 +1,102 @@
+"""Immutable dataset versions: a new one after every change batch, never edited afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..core import Core
+from ..entities import DatasetVersion, VersionItem
+from ..errors import NotFound
+from ..events import publish
+from ..projects import project_row
+from ..storage.rows import DatasetVersionRow, ProjectRow, SampleRow, VersionItemRow
+
+__all__ = ["snapshot", "list_versions", "get_version", "version_items", "diff_versions", "version_hash"]
+
+
+def version_hash(pairs: list[tuple[str, str]]) -> str:
+    """sha256 over the sorted (content hash, label) pairs: equal data, equal hash."""
+    h = hashlib.sha256()
+    for content_hash, label in sorted(pairs):
+        h.update(f"{content_hash}\t{label}\n".encode())
+    return h.hexdigest()
+
+
+def snapshot(session: Session, project: ProjectRow, message: str) -> DatasetVersion | None:
+    """Freeze the project's active samples into a new version, inside the caller's transaction.
+
+    Returns None when the data equals the newest version (nothing to train on anew).
+    The caller must hold the project lock (``project_row(..., lock=True)``).
+    """
+    rows = session.execute(
+        select(SampleRow.id, SampleRow.content_hash, SampleRow.label)
+        .where(SampleRow.project_id == project.id, SampleRow.status == "active")
+    ).all()
+    digest = version_hash([(r.content_hash, r.label) for r in rows])
+    head = _version_row(session, project.id, project.head_version) if project.head_version else None
+    if head is not None and head.hash == digest:
+        return None
+    number = (project.head_version or 0) + 1
+    version = DatasetVersionRow(project_id=project.id, number=number, parent=project.head_version or None,
+                                hash=digest, counts=dict(sorted(Counter(r.label for r in rows).items())),
+                                size=len(rows), message=message)
+    session.add(version)
+    session.flush()
+    session.add_all(VersionItemRow(version_id=version.id, sample_id=r.id, content_hash=r.content_hash,
+                                   label=r.label) for r in rows)
+    project.head_version = number
+    publish(session, project.id, "data.changed", {"version": number, "message": message, "size": len(rows)})
+    from ..scheduler.queue import on_data_changed  # the loop: every new version may retrain
+
+    on_data_changed(session, project, number)
+    return version.to_entity()
+
+
+def _version_row(session: Session, project_id: int, number: int) -> DatasetVersionRow | None:
+    return session.scalars(select(DatasetVersionRow).where(
+        DatasetVersionRow.project_id == project_id, DatasetVersionRow.number == number)).first()
+
+
+def list_versions(core: Core, project: str) -> list[DatasetVersion]:
+    with core.db.read() as s:
+        pid = project_row(s, project).id
+        rows = s.scalars(select(DatasetVersionRow).where(DatasetVersionRow.project_id == pid)
+                         .order_by(DatasetVersionRow.number.desc()))
+        return [r.to_entity() for r in rows]
+
+
+def get_version(session: Session, project: ProjectRow, number: int) -> DatasetVersionRow:
+    row = _version_row(session, project.id, number)
+    if row is None:
+        raise NotFound(f"project {project.name!r} has no dataset version {number} "
+                       f"(newest is {project.head_version or 'none'})")
+    return row
+
+
+def version_items(session: Session, project: ProjectRow, number: int) -> list[VersionItem]:
+    """The exact (sample, content, label) triples of a version, ordered by sample id."""
+    version = get_version(session, project, number)
+    rows = session.scalars(select(VersionItemRow).where(VersionItemRow.version_id == version.id)
+                           .order_by(VersionItemRow.sample_id))
+    return [VersionItem(r.sample_id, r.content_hash, r.label) for r in rows]
+
+
+def diff_versions(core: Core, project: str, number: int, against: int) -> dict:
+    """Samples added, removed and relabelled going from ``against`` to ``number``."""
+    with core.db.read() as s:
+        row = project_row(s, project)
+        new = {i.sample_id: i for i in version_items(s, row, number)}
+        old = {i.sample_id: i for i in version_items(s, row, against)}
+    item = lambda i: {"sample_id": i.sample_id, "content_hash": i.content_hash, "label": i.label}  # noqa: E731
+    return {
+        "version": number,
+        "against": against,
+        "added": [item(new[k]) for k in sorted(new.keys() - old.keys())],
+        "removed": [item(old[k]) for k in sorted(old.keys() - new.keys())],
+        "relabelled": [{"sample_id": k, "content_hash": new[k].content_hash, "from": old[k].label,
+                        "to": new[k].label} for k in sorted(new.keys() & old.keys()) if new[k].label != old[k].label],
+    }

@@ -1,0 +1,149 @@
+"""Domain entities: frozen dataclasses that know nothing of the database or HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "TASKS",
+    "Project",
+    "ClassInfo",
+    "Sample",
+    "DatasetVersion",
+    "VersionItem",
+    "Job",
+    "Run",
+    "ModelVersion",
+    "Prediction",
+    "Event",
+]
+
+# The task decides what a sample's content is: an image blob, a text, or a table row.
+TASKS = {"image-classification": "image", "text-classification": "text"}
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    task: str
+    description: str
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    label: str
+    description: str
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: int
+    project_id: int
+    kind: str  # "image" | "text" | "row"
+    content_hash: str  # sha256 of the content blob (image bytes, UTF-8 text, canonical JSON row)
+    label: str
+    source: str
+    meta: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class VersionItem:
+    sample_id: int
+    content_hash: str
+    label: str
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    project_id: int
+    number: int
+    parent: int | None
+    hash: str  # sha256 over the sorted (content_hash, label) pairs
+    counts: dict[str, int]
+    size: int
+    message: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    project_id: int
+    status: str  # delayed | queued | running | succeeded | failed | cancelled
+    trigger: str  # manual | auto | cap
+    dataset_version: int | None
+    run_at: datetime
+    first_change_at: datetime | None
+    attempt: int
+    max_attempts: int
+    lease_until: datetime | None
+    cancel_requested: bool
+    progress: dict[str, Any]
+    run_id: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    project_id: int
+    job_id: int | None
+    dataset_version: int
+    status: str  # running | succeeded | failed | cancelled
+    spec: dict[str, Any]
+    result: dict[str, Any]
+    model_version: int | None
+    error: str | None
+    log: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    project_id: int
+    version: int
+    run_id: int | None
+    source: str  # trained | external
+    path: str
+    sha256: str
+    card: dict[str, Any]
+    created_at: datetime
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: int
+    project_id: int
+    model_version: int
+    label: str | None
+    confidence: float
+    scores: dict[str, float]
+    input_hash: str | None
+    input_stored: bool
+    latency_ms: float
+    client: str
+    feedback_label: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    project_id: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime

@@ -1,0 +1,118 @@
+"""Classification metrics a non-technical user can read, as plain JSON-ready dicts.
+
+>>> import numpy as np
+>>> m = classification_metrics([0, 1, 1], np.array([[.9, .1], [.2, .8], [.6, .4]]), ["cat", "dog"])
+>>> m["accuracy"], m["per_class"]["dog"]["recall"], m["confusion_matrix"]
+(0.6667, 0.5, [[1, 0], [1, 1]])
+>>> m["most_confused"]
+[{'true': 'dog', 'predicted': 'cat', 'count': 1}]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import Invalid
+
+__all__ = ["classification_metrics", "macro_f1", "majority_baseline"]
+
+_DIGITS = 4  # rounded: these numbers are shown to people and stored in run records
+
+
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
+    cm = np.zeros((n, n), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def _prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return precision, recall, f1, support
+
+
+def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
+    """Mean F1 over the classes present in ``y_true``.
+
+    Classes absent from ``y_true`` are left out (an absent class has no recall to measure;
+    counting it as 0 would punish a CV fold for what it happens not to contain), but wrong
+    predictions *of* such a class still lower the recall of the true class.
+
+    >>> macro_f1([0, 0, 1], [0, 1, 1], 3)
+    0.6667
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if len(y_true) == 0:
+        return 0.0
+    _, _, f1, support = _prf(_confusion(y_true, y_pred, n_classes))
+    return round(float(f1[support > 0].mean()), _DIGITS)
+
+
+def classification_metrics(
+    y_true: Sequence[int],
+    proba: np.ndarray,
+    labels: Sequence[str],
+    *,
+    top_confused: int = 5,
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix (rows =
+    true, columns = predicted), the most confused (true, predicted) pairs, and per-sample
+    predicted index and confidence. ``proba`` is (n, len(labels)); ``y_true`` holds indices.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = [str(label) for label in labels]
+    n = len(labels)
+    if proba.ndim != 2 or proba.shape != (len(y_true), n):
+        raise Invalid(f"proba must have shape ({len(y_true)}, {n}), got {proba.shape}")
+    if len(y_true) and (y_true.min() < 0 or y_true.max() >= n):
+        raise Invalid(f"y_true must hold indices into labels (0..{n - 1})")
+    y_pred = proba.argmax(axis=1) if len(proba) else np.zeros(0, np.int64)
+    confidence = proba.max(axis=1) if len(proba) else np.zeros(0)
+    cm = _confusion(y_true, y_pred, n)
+    precision, recall, f1, support = _prf(cm)
+    off = [(int(cm[i, j]), i, j) for i in range(n) for j in range(n) if i != j and cm[i, j] > 0]
+    off.sort(key=lambda t: (-t[0], t[1], t[2]))
+    return {
+        "n_samples": int(len(y_true)),
+        "accuracy": round(float((y_pred == y_true).mean()), _DIGITS) if len(y_true) else 0.0,
+        "macro_f1": macro_f1(y_true, y_pred, n),
+        "per_class": {
+            labels[i]: {
+                "precision": round(float(precision[i]), _DIGITS),
+                "recall": round(float(recall[i]), _DIGITS),
+                "f1": round(float(f1[i]), _DIGITS),
+                "support": int(support[i]),
+            }
+            for i in range(n)
+        },
+        "labels": labels,
+        "confusion_matrix": cm.tolist(),
+        "most_confused": [{"true": labels[i], "predicted": labels[j], "count": c} for c, i, j in off[:top_confused]],
+        "predicted": [int(p) for p in y_pred],
+        "confidence": [round(float(c), _DIGITS) for c in confidence],
+    }
+
+
+def majority_baseline(y_train: Sequence[int], y_test: Sequence[int], n_classes: int) -> dict[str, float]:
+    """Score of always predicting the most frequent training class (ties: lowest index).
+
+    The number any model must beat; shown next to a model's scores.
+
+    >>> majority_baseline([0, 1, 1], [1, 1, 0, 2], 3)
+    {'accuracy': 0.5, 'macro_f1': 0.2222}
+    """
+    y_train = np.asarray(y_train, dtype=np.int64)
+    y_test = np.asarray(y_test, dtype=np.int64)
+    majority = int(np.bincount(y_train, minlength=n_classes).argmax())
+    pred = np.full(len(y_test), majority)
+    acc = round(float((pred == y_test).mean()), _DIGITS) if len(y_test) else 0.0
+    return {"accuracy": acc, "macro_f1": macro_f1(y_test, pred, n_classes)}

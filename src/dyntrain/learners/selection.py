@@ -1,0 +1,388 @@
+"""Model selection by cross-validation on the training data, every candidate recorded.
+
+No single learner wins everywhere (a linear probe on Lite0 features wins on photos, a small
+CNN or raw pixels on tiny grey digits), so each training run cross-validates a fixed,
+cheap-first list of candidates and keeps the best mean macro-F1 (ties: the earlier, cheaper
+one). A time budget can cut the list, but only between candidates and never before three
+have run; the cut is recorded, and re-running ``result.ran`` replays the same scores.
+(The cut itself depends on the clock; the scores of the candidates that ran do not.)
+
+Progress callback: ``progress(fraction, candidate)`` where ``fraction`` is the overall
+fraction done (0..1, non-decreasing) and ``candidate`` is the :class:`Candidate` being
+cross-validated (the chosen one on the final call). It may raise ``Cancelled``.
+
+>>> cands = default_candidates(n_samples=200, n_classes=4, time_budget_s=120)
+>>> [c.learner for c in cands][:4]
+['image.linear_probe', 'image.pixel_logreg', 'image.linear_probe', 'image.small_cnn']
+>>> result = select(cands, {k: fx.features(k, keys, load) for k in required_kinds(cands)},
+...                 y, n_classes=4, seed=0, time_budget_s=120)  # doctest: +SKIP
+>>> result.chosen.learner, result.cut_at  # doctest: +SKIP
+('image.linear_probe', None)
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import Cancelled, Invalid
+from .base import Learner
+from .candidates import Candidate, default_candidates, estimated_cv_seconds, required_kinds
+from .metrics import macro_f1
+
+__all__ = [
+    "Candidate",
+    "CandidateScore",
+    "SelectionResult",
+    "HoldoutScore",
+    "SelectionProgress",
+    "default_candidates",
+    "estimated_cv_seconds",
+    "required_kinds",
+    "make_folds",
+    "cross_validate",
+    "select",
+    "fit_candidate",
+    "holdout_score",
+    "MIN_CANDIDATES",
+]
+
+#: Candidates that always run, whatever the budget.
+MIN_CANDIDATES = 3
+SelectionProgress = Callable[[float, "Candidate"], None]
+
+
+@dataclass
+class CandidateScore:
+    """Cross-validation outcome of one candidate (``error`` set if it failed)."""
+
+    index: int
+    candidate: Candidate
+    macro_f1_mean: float | None
+    macro_f1_sd: float | None
+    accuracy_mean: float | None
+    accuracy_sd: float | None
+    fold_macro_f1: list[float]
+    fold_accuracy: list[float]
+    seconds: float
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["candidate"] = self.candidate.to_dict()
+        d["label"] = self.candidate.label
+        return d
+
+
+@dataclass
+class SelectionResult:
+    """Every candidate's scores, the chosen one, and where the budget cut the list."""
+
+    scores: list[CandidateScore]
+    chosen_index: int
+    cut_at: int | None
+    n_splits: int
+    splitter: str
+    seed: int
+    seconds: float
+    n_candidates: int
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.scores[self.chosen_index].candidate
+
+    @property
+    def ran(self) -> list[Candidate]:
+        """The candidates that ran, in order: pass them to :func:`select` to replay."""
+        return [s.candidate for s in self.scores]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable record for the run."""
+        return {
+            "chosen_index": self.chosen_index,
+            "chosen": self.chosen.to_dict(),
+            "cut_at": self.cut_at,
+            "n_candidates": self.n_candidates,
+            "n_splits": self.n_splits,
+            "splitter": self.splitter,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+            "scores": [s.to_dict() for s in self.scores],
+        }
+
+
+@dataclass
+class HoldoutScore:
+    """A candidate re-fitted on training data and scored on a fixed holdout."""
+
+    candidate: Candidate
+    macro_f1: float
+    accuracy: float
+    seconds: float
+    proba: np.ndarray
+    learner: Learner
+
+
+# -- folds -------------------------------------------------------------------------------
+
+
+def make_folds(
+    y: np.ndarray, *, groups: np.ndarray | None = None, n_splits: int = 5, seed: int = 0
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """Stratified folds; with ``groups`` every group (a source sample and its augmented
+    copies) stays inside one fold. ``n_splits`` is reduced to the smallest class count
+    (counted in groups when given), but is at least 2. Returns (folds, splitter name).
+
+    >>> folds, how = make_folds(np.array([0, 0, 0, 1, 1, 1]), n_splits=5)
+    >>> len(folds), how
+    (3, 'StratifiedKFold')
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(y)
+    if len(y) < 2:
+        raise Invalid("cross-validation needs at least 2 samples")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != len(y):
+            raise Invalid("groups must have one entry per sample")
+        per_class = [len(np.unique(groups[y == c])) for c in np.unique(y)]
+        n_groups = len(np.unique(groups))
+    else:
+        per_class = list(np.bincount(y)[np.unique(y)])
+        n_groups = len(y)
+    if n_groups < 2:
+        raise Invalid("cross-validation needs at least 2 independent samples (groups)")
+    k = max(2, min(int(n_splits), int(min(per_class)), n_groups))
+    with warnings.catch_warnings():
+        # sklearn warns when a class has fewer members than folds; we chose k knowingly.
+        warnings.simplefilter("ignore")
+        if groups is not None:
+            splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
+            folds = list(splitter.split(np.zeros(len(y)), y, groups))
+            name = "StratifiedGroupKFold"
+        else:
+            splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=int(seed))
+            folds = list(splitter.split(np.zeros(len(y)), y))
+            name = "StratifiedKFold"
+    return [(np.sort(tr), np.sort(va)) for tr, va in folds], name
+
+
+# -- evaluation --------------------------------------------------------------------------
+
+
+def cross_validate(
+    candidate: Candidate,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_classes: int,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+    n_splits: int = 5,
+    sample_weight: np.ndarray | None = None,
+    score_mask: np.ndarray | None = None,
+    folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    progress: Callable[[float], None] | None = None,
+    index: int = 0,
+) -> CandidateScore:
+    """Cross-validated macro-F1 and accuracy of one candidate on features ``X`` of its kind.
+
+    ``score_mask`` (bool per row) says which validation rows count: pass False for
+    augmented copies so they train but are never scored. ``folds`` overrides the splits
+    (``select`` computes them once so every candidate sees the same folds).
+
+    >>> s = cross_validate(Candidate("image.pixel_logreg"), X_gray, y, n_classes=10)  # doctest: +SKIP
+    >>> s.macro_f1_mean, s.macro_f1_sd  # doctest: +SKIP
+    (0.91, 0.02)
+    """
+    X = np.asarray(X)
+    y = np.asarray(y, dtype=np.int64)
+    if len(X) != len(y):
+        raise Invalid(f"X has {len(X)} rows but y has {len(y)}")
+    if folds is None:
+        folds, _ = make_folds(y, groups=groups, n_splits=n_splits, seed=seed)
+    mask = np.ones(len(y), bool) if score_mask is None else np.asarray(score_mask, bool)
+    f1s, accs = [], []
+    start = time.perf_counter()
+    for k, (tr, va) in enumerate(folds):
+        va = va[mask[va]]
+        fold_progress = None
+        if progress is not None:
+            fold_progress = (lambda f, k=k: progress((k + min(max(f, 0.0), 1.0)) / len(folds)))
+            fold_progress(0.0)
+        learner = candidate.build()
+        learner.fit(
+            X[tr],
+            y[tr],
+            n_classes=n_classes,
+            sample_weight=None if sample_weight is None else np.asarray(sample_weight)[tr],
+            progress=fold_progress,
+        )
+        if len(va) == 0:
+            continue
+        pred = learner.predict_proba(X[va]).argmax(axis=1)
+        f1s.append(macro_f1(y[va], pred, n_classes))
+        accs.append(float((pred == y[va]).mean()))
+    if progress is not None:
+        progress(1.0)
+    if not f1s:
+        raise Invalid("no validation rows to score (is score_mask all False?)")
+    return CandidateScore(
+        index=index,
+        candidate=candidate,
+        macro_f1_mean=round(float(np.mean(f1s)), 4),
+        macro_f1_sd=round(float(np.std(f1s)), 4),
+        accuracy_mean=round(float(np.mean(accs)), 4),
+        accuracy_sd=round(float(np.std(accs)), 4),
+        fold_macro_f1=[round(v, 4) for v in f1s],
+        fold_accuracy=[round(v, 4) for v in accs],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def select(
+    candidates: Sequence[Candidate],
+    X_by_kind: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    *,
+    n_classes: int,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+    time_budget_s: float | None = None,
+    n_splits: int = 5,
+    sample_weight: np.ndarray | None = None,
+    score_mask: np.ndarray | None = None,
+    progress: SelectionProgress | None = None,
+) -> SelectionResult:
+    """Cross-validate ``candidates`` in order on the same folds and choose the best.
+
+    The budget is checked before each candidate from the fourth on: if the time spent so far
+    plus the candidate's estimated time (:func:`estimated_cv_seconds`) exceeds
+    ``time_budget_s``, it and the rest of the list are skipped and ``cut_at`` records its
+    index. A running candidate is never interrupted (only ``Cancelled`` does that). A candidate that raises (other than ``Cancelled``) is
+    recorded with its error and never chosen. ``seed`` fixes the folds; learners' own seeds
+    are part of their params.
+    """
+    candidates = list(candidates)
+    if not candidates:
+        raise Invalid("no candidates to select from")
+    y = np.asarray(y, dtype=np.int64)
+    for c in candidates:
+        if c.kind not in X_by_kind:
+            raise Invalid(f"candidate {c.label} needs features of kind {c.kind!r}; got {sorted(X_by_kind)}")
+        if len(X_by_kind[c.kind]) != len(y):
+            raise Invalid(f"features of kind {c.kind!r} have {len(X_by_kind[c.kind])} rows, y has {len(y)}")
+    folds, splitter = make_folds(y, groups=groups, n_splits=n_splits, seed=seed)
+    start = time.perf_counter()
+    scores: list[CandidateScore] = []
+    cut_at: int | None = None
+    n = len(candidates)
+    for i, cand in enumerate(candidates):
+        if i >= MIN_CANDIDATES and time_budget_s is not None:
+            # Start the next candidate only if it is expected to finish within the budget.
+            expected = estimated_cv_seconds(cand, len(y), len(folds))
+            if time.perf_counter() - start + expected > time_budget_s:
+                cut_at = i
+                break
+        cand_progress = None
+        if progress is not None:
+            cand_progress = (lambda f, i=i, cand=cand: progress((i + f) / n, cand))
+        try:
+            score = cross_validate(
+                cand,
+                X_by_kind[cand.kind],
+                y,
+                n_classes=n_classes,
+                sample_weight=sample_weight,
+                score_mask=score_mask,
+                folds=folds,
+                progress=cand_progress,
+                index=i,
+            )
+        except Cancelled:
+            raise
+        except Exception as exc:  # one broken candidate must not sink the whole run
+            score = CandidateScore(i, cand, None, None, None, None, [], [], 0.0, error=f"{type(exc).__name__}: {exc}")
+        scores.append(score)
+
+    ok = [s for s in scores if s.error is None]
+    if not ok:
+        raise Invalid("every candidate failed: " + "; ".join(f"{s.candidate.label}: {s.error}" for s in scores))
+    # Strictly greater wins, so ties keep the earlier (cheaper) candidate.
+    best = ok[0]
+    for s in ok[1:]:
+        if s.macro_f1_mean > best.macro_f1_mean + 1e-9:
+            best = s
+    result = SelectionResult(
+        scores=scores,
+        chosen_index=best.index,
+        cut_at=cut_at,
+        n_splits=len(folds),
+        splitter=splitter,
+        seed=int(seed),
+        seconds=time.perf_counter() - start,
+        n_candidates=n,
+    )
+    if progress is not None:
+        progress(1.0, result.chosen)
+    return result
+
+
+def fit_candidate(
+    candidate: Candidate,
+    X_by_kind: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    *,
+    n_classes: int,
+    sample_weight: np.ndarray | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Learner:
+    """Fit ``candidate`` on all the data (the final model after :func:`select`).
+
+    >>> model = fit_candidate(result.chosen, X_by_kind, y, n_classes=4)  # doctest: +SKIP
+    >>> model.export_onnx("model.onnx", backbone_dir=cache_dir)  # doctest: +SKIP
+    """
+    learner = candidate.build()
+    return learner.fit(X_by_kind[candidate.kind], y, n_classes=n_classes, sample_weight=sample_weight, progress=progress)
+
+
+def holdout_score(
+    candidate: Candidate,
+    Xtr: np.ndarray,
+    ytr: np.ndarray,
+    Xte: np.ndarray,
+    yte: np.ndarray,
+    n_classes: int,
+    *,
+    sample_weight: np.ndarray | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> HoldoutScore:
+    """Re-fit ``candidate`` on (Xtr, ytr) and score it on (Xte, yte).
+
+    For a fair comparison of a new model with the production model's configuration: both
+    configurations are re-fitted on the same training data and scored on the same holdout.
+    Pass ``proba`` to :func:`~dyntrain.learners.metrics.classification_metrics` for details.
+
+    >>> new = holdout_score(new_cand, Xtr, ytr, Xte, yte, 4)  # doctest: +SKIP
+    >>> old = holdout_score(prod_cand, Xtr, ytr, Xte, yte, 4)  # doctest: +SKIP
+    >>> new.macro_f1 >= old.macro_f1  # doctest: +SKIP
+    True
+    """
+    start = time.perf_counter()
+    learner = candidate.build().fit(Xtr, ytr, n_classes=n_classes, sample_weight=sample_weight, progress=progress)
+    proba = learner.predict_proba(Xte)
+    pred = proba.argmax(axis=1)
+    yte = np.asarray(yte, dtype=np.int64)
+    return HoldoutScore(
+        candidate=candidate,
+        macro_f1=macro_f1(yte, pred, n_classes),
+        accuracy=round(float((pred == yte).mean()), 4) if len(yte) else 0.0,
+        seconds=time.perf_counter() - start,
+        proba=proba,
+        learner=learner,
+    )

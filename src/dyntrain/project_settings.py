@@ -1,0 +1,91 @@
+"""Per-project settings: one pydantic model gives defaults, validation and the documented schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import Invalid
+
+__all__ = ["ProjectSettings", "merge_settings", "settings_schema"]
+
+
+class ProjectSettings(BaseModel):
+    """What a project owner can tune. A PATCH merges into the stored values."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    auto_train: bool = Field(True, description="Retrain automatically after every change to the data.")
+    train_delay_s: float = Field(5.0, ge=0, le=3600, description="Wait this long after the last change before training (each change restarts the wait).")
+    train_max_delay_s: float = Field(60.0, ge=0, le=86400, description="Never wait longer than this after the first pending change, so a steady stream of edits still trains.")
+    time_budget_s: float = Field(60.0, ge=1, le=86400, description="Time allowed for model selection in one run (cut only between candidates).")
+    min_holdout_per_class: int = Field(10, ge=1, le=10000, description="Below this many holdout samples in any class, runs evaluate by repeated cross-validation instead of the holdout.")
+    gate_metric: Literal["macro_f1", "accuracy"] = Field("macro_f1", description="The score a new model must not lose (by more than gate_tolerance) to replace the one in service.")
+    gate_tolerance: float = Field(0.01, ge=0, le=1, description="How much worse (absolute) gate_metric may be and the new model still goes into service.")
+    gate_class_recall_tolerance: float = Field(0.05, ge=0, le=1, description="The largest drop in any single class's recall that still allows promotion.")
+    confidence_threshold: float = Field(0.0, ge=0, le=1, description="Predictions less confident than this answer 'none of these' (label null). 0 turns it off.")
+    store_prediction_inputs: bool = Field(True, description="Keep the input of every prediction (so it can be reviewed and added to training); off keeps only its hash.")
+    prediction_retention_days: int = Field(90, ge=1, le=3650, description="Forget the stored input of predictions older than this many days (the prediction record stays; the file is deleted unless training data uses it).")
+    webhook_url: str | None = Field(None, description="Receives finished / promoted / kept-back events (HMAC-signed).")
+    seed: int = Field(0, ge=0, description="Random seed of training runs (holdout split is by content hash and does not depend on it).")
+    augmentation: Literal["auto", "off", "light", "medium", "strong", "custom"] = Field("auto", description="Augmented copies of the training images: 'auto' lets cross-validation choose between none, light and medium; a preset or 'custom' is the only one tried; 'off' never augments.")
+    augmentation_custom: dict[str, float] | None = Field(None, description="Strength of each augmentation (translate, rotate, shear, scale, hflip, vflip, brightness, contrast, temperature, gaussian_noise, sensor_noise, blur, glare, moire) when augmentation is 'custom'.")
+    augmentation_copies: int = Field(2, ge=0, le=10, description="Augmented copies per training image in an augmentation candidate.")
+    balance_target_ratio: float = Field(1.0, gt=0, le=1, description="When classes are imbalanced, the balancing candidate brings every class up to this fraction of the largest with augmented copies (class weights are tried too).")
+    learners: list[str] | None = Field(None, description="Learners model selection may try (e.g. [\"image.linear_probe\"]); null = all registered ones.")
+
+    @field_validator("learners")
+    @classmethod
+    def _known_learners(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from .learners import names
+
+        unknown = sorted(set(value) - set(names()))
+        if unknown or not value:
+            raise ValueError(f"unknown learner(s) {unknown}; choose from {names()}" if unknown
+                             else "give at least one learner, or null for all")
+        return value
+
+    @field_validator("augmentation_custom")
+    @classmethod
+    def _augment_config(cls, value: dict | None) -> dict | None:
+        if value is not None:
+            from .datasets.augment import AugmentConfig
+
+            AugmentConfig.from_dict(value)  # raises Invalid naming the bad key or value
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
+
+
+def merge_settings(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``patch`` on top of ``current``; unknown keys or bad values raise :class:`Invalid`.
+
+    >>> merge_settings({}, {"train_delay_s": 2})["train_delay_s"]
+    2.0
+    """
+    try:
+        merged = ProjectSettings(**{**current, **patch})
+    except ValidationError as exc:
+        details = [{"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]} for err in exc.errors()]
+        raise Invalid("invalid project settings: " + "; ".join(f"{d['field']}: {d['reason']}" for d in details),
+                      details=details) from None
+    return merged.model_dump()
+
+
+def settings_schema() -> list[dict[str, Any]]:
+    """Every setting with its default, type and meaning (served at /api/v1/settings-schema)."""
+    schema = ProjectSettings.model_json_schema()["properties"]
+    return [
+        {"name": name, "default": field.default, "description": field.description,
+         "type": schema[name].get("type") or [a.get("type") for a in schema[name].get("anyOf", [])],
+         **({"enum": schema[name]["enum"]} if "enum" in schema[name] else {})}
+        for name, field in ProjectSettings.model_fields.items()
+    ]

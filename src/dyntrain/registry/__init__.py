@@ -1,0 +1,1 @@
+"""Model registry: versions, aliases, the promotion gate, rollback."""

@@ -1,0 +1,158 @@
+"""Models trained elsewhere: an uploaded ONNX file is validated, evaluated on the project's
+holdout and registered as a model version that can be promoted like any other.
+
+Only ONNX is accepted: pickles, PyTorch checkpoints and other formats that run code when
+loaded are refused before anything is parsed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core import Core
+from ..entities import TASKS, ModelVersion
+from ..errors import Invalid, TooLarge
+from ..projects import project_row
+from ..serving.inputs import decode_content
+from ..training.split import is_holdout
+from .models import register_model
+
+__all__ = ["upload_model", "MAX_MODEL_BYTES", "ALLOWED_DOMAINS"]
+
+MAX_MODEL_BYTES = 500 * 1024 * 1024
+ALLOWED_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
+# Magic bytes of formats that execute code on load (pickle protocols 2-5, zip-based torch checkpoints).
+_EXECUTABLE = {b"\x80\x02": "a Python pickle", b"\x80\x03": "a Python pickle", b"\x80\x04": "a Python pickle",
+               b"\x80\x05": "a Python pickle", b"PK": "a zip archive (e.g. a PyTorch .pt checkpoint)"}
+
+
+def _refuse_executable(data: bytes) -> None:
+    for magic, what in _EXECUTABLE.items():
+        if data.startswith(magic):
+            raise Invalid(f"the file is {what}; only ONNX models are accepted, because loading other formats "
+                          "can run arbitrary code. Export your model with torch.onnx.export, skl2onnx or tf2onnx.")
+
+
+def _check_graph(data: bytes, task: str, n_labels: int):
+    """Parse and check the ONNX graph; return it with its input/output renamed to our contract."""
+    import onnx
+
+    try:
+        model = onnx.load_from_string(data)
+    except Exception:
+        raise Invalid("not an ONNX model (could not parse the file)") from None
+    domains = {o.domain for o in model.opset_import} | {n.domain for n in model.graph.node}
+    unknown = sorted(domains - ALLOWED_DOMAINS)
+    if unknown:
+        raise Invalid(f"the model uses operators from {unknown}; allowed are the standard ONNX domains and "
+                      "ONNX Runtime's com.microsoft")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise Invalid("the model refers to external data files; save it as one self-contained file "
+                      "(onnx.save(model, path, save_as_external_data=False))")
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if not 9 <= opset <= onnx.defs.onnx_opset_version():
+        raise Invalid(f"the model's opset {opset} is not supported (9 to {onnx.defs.onnx_opset_version()})")
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    kind = TASKS[task]
+    expected = {"image": "one uint8 input of shape [N, 224, 224, 3] (RGB, NHWC)",
+                "text": "one string input of shape [N, 1]"}[kind]
+    if len(inputs) != 1:
+        raise Invalid(f"the model has {len(inputs)} inputs; a {task} model needs {expected}")
+    elem = inputs[0].type.tensor_type.elem_type
+    want = onnx.TensorProto.UINT8 if kind == "image" else onnx.TensorProto.STRING
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    shape_ok = dims[1:] == [224, 224, 3] if kind == "image" else dims[1:] in ([1], [None])
+    if elem != want or not shape_ok:
+        raise Invalid(f"the model's input is {onnx.TensorProto.DataType.Name(elem)} {dims}; "
+                      f"a {task} model needs {expected}")
+    _rename(model, inputs[0].name, "image" if kind == "image" else "text")
+    _rename(model, model.graph.output[0].name, "probabilities")
+    del model.graph.output[1:]  # serving reads the class probabilities only
+    return model
+
+
+def _rename(model, old: str, new: str) -> None:
+    if old == new:
+        return
+    for value in list(model.graph.input) + list(model.graph.output):
+        if value.name == old:
+            value.name = new
+    for node in model.graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+
+
+def upload_model(core: Core, project: str, data: bytes, labels: list[str], *, filename: str = "",
+                 description: str = "") -> ModelVersion:
+    """Validate, evaluate and register an external ONNX model (not promoted: that is a choice).
+
+    >>> upload_model(core, "products", open("m.onnx", "rb").read(), ["cup", "mug"])  # doctest: +SKIP
+    """
+    from ..datasets.versions import version_items
+    from ..learners.metrics import classification_metrics
+    from ..serving.live import load_model
+
+    if len(data) > MAX_MODEL_BYTES:
+        raise TooLarge(f"the model is {len(data)} bytes; the limit is {MAX_MODEL_BYTES}")
+    _refuse_executable(data)
+    labels = [str(x).strip() for x in labels]
+    if len(labels) < 2 or len(set(labels)) != len(labels) or not all(labels):
+        raise Invalid("give the model's class labels in output order: at least 2, distinct, non-empty")
+    with core.db.read() as s:
+        row = project_row(s, project)
+        task, pid, head = row.task, row.id, row.head_version
+        items = version_items(s, row, head) if head else []
+    model = _check_graph(data, task, len(labels))
+    with tempfile.TemporaryDirectory(dir=core.settings.data_dir) as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(model.SerializeToString())
+        try:
+            loaded = load_model(path, pid, 0, labels, threads=core.settings.onnx_threads)
+        except Exception as exc:
+            raise Invalid(f"ONNX Runtime cannot run this model: {str(exc)[:300]}") from None
+        kind = TASKS[task]
+        probe = loaded.predict_items([decode_content(kind, _example(kind))])
+        if probe.shape != (1, len(labels)) or not np.allclose(probe.sum(1), 1, atol=1e-3) or (probe < 0).any():
+            raise Invalid(f"the model's first output must be class probabilities of shape [N, {len(labels)}] "
+                          f"summing to 1 (got shape {list(probe.shape)}); add a Softmax or check the label list")
+        card = {"labels": labels, "learner": None, "source": "external", "filename": filename,
+                "description": description, "task": task,
+                "input": {"name": loaded.input_names, "note": "validated on upload"},
+                **_evaluate(core, loaded, items, labels, kind, head, classification_metrics)}
+        return register_model(core, pid, path, card, run_id=None, source="external")
+
+
+def _example(kind: str) -> bytes:
+    if kind == "text":
+        return b"an example"
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "gray").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _evaluate(core: Core, model, items, labels: list[str], kind: str, version: int | None, metrics_fn) -> dict[str, Any]:
+    """Score on the project's holdout (all data if it has no holdout: none of it trained this model)."""
+    known = [i for i in items if i.label in labels]
+    holdout = [i for i in known if is_holdout(i.content_hash)]
+    chosen, where = (holdout, "holdout") if len({i.label for i in holdout}) >= 2 else (known, "all samples")
+    if not chosen:
+        return {"metrics": None, "evaluation": "none: the project has no samples of the model's classes yet",
+                "dataset_version": version}
+    probs = np.concatenate([model.predict_items([decode_content(kind, core.blobs.get(i.content_hash))
+                                                 for i in chosen[k:k + 32]]) for k in range(0, len(chosen), 32)])
+    y = np.array([labels.index(i.label) for i in chosen])
+    metrics = metrics_fn(y, probs, labels)
+    skipped = len(items) - len(known)
+    return {"metrics": {k: metrics[k] for k in ("accuracy", "macro_f1", "per_class")},
+            "evaluation": f"{where} of dataset version {version} ({len(chosen)} samples"
+                          + (f"; {skipped} samples of classes the model does not know were left out" if skipped else "")
+                          + ")", "dataset_version": version}

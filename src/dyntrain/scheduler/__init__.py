@@ -1,0 +1,1 @@
+"""Training scheduler: job table rules, the dispatcher loop and executors."""

@@ -1,0 +1,1 @@
+"""Serving: hot-swappable ONNX sessions and prediction records (no torch here)."""

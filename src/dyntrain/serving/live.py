@@ -1,0 +1,168 @@
+"""Hot-swappable ONNX sessions: one ``(version, session)`` reference per project.
+
+A promotion loads and warms the new session off the request path, then rebinds one
+reference; each request reads the reference once, so no request fails or mixes versions.
+Serving imports ONNX Runtime, NumPy and Pillow only — never torch or the training stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from sqlalchemy import select
+
+from ..errors import NotFound, NotReady
+from ..imaging import INPUT_SIZE
+from ..storage import Database
+from ..storage.rows import AliasRow, ModelVersionRow
+
+__all__ = ["LoadedModel", "LiveModels", "load_model"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    project_id: int
+    version: int
+    labels: tuple[str, ...]
+    session: ort.InferenceSession
+    input_name: str
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N,224,224,3] → probabilities [N, n_classes]."""
+        return self.run({self.input_name: images})
+
+    def predict_items(self, items: list) -> np.ndarray:
+        """Decoded items (image arrays or strings, see serving.inputs) → probabilities."""
+        from .inputs import model_feed
+
+        return self.run(model_feed(self.input_names, items))
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["probabilities"], feed)[0]
+
+
+def load_model(path: Path, project_id: int, version: int, labels: list[str], threads: int = 2) -> LoadedModel:
+    """Open an ONNX model and warm it with one dummy image so the first request is not slow."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = LoadedModel(project_id, version, tuple(labels), session, session.get_inputs()[0].name)
+    model.predict_items([np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)] if "image" in model.input_names
+                        else ["warm up"])
+    return model
+
+
+class LiveModels:
+    """The models this process serves: production per project, plus pinned versions on demand."""
+
+    def __init__(self, db: Database, model_dir: Path, threads: int = 2,
+                 fetch: Callable[[str], Path] | None = None):
+        self.db, self.model_dir, self.threads = db, Path(model_dir), threads
+        # Maps a row's relative path to a local file, fetching it from a shared artifact
+        # store (S3) on a machine that has not seen it yet; None = read under model_dir.
+        self.fetch = fetch
+        self._production: dict[int, LoadedModel] = {}
+        self._pinned: dict[tuple[int, int], LoadedModel] = {}
+        self._lock = threading.Lock()  # serialises loading, never held while serving
+        self.swaps = 0
+
+    def _load_row(self, row: ModelVersionRow) -> LoadedModel:
+        path = self.fetch(row.path) if self.fetch is not None else self.model_dir / row.path
+        return load_model(path, row.project_id, row.version, row.card["labels"], self.threads)
+
+    def _row(self, project_id: int, version: int) -> ModelVersionRow:
+        with self.db.read() as s:
+            row = s.scalars(select(ModelVersionRow).where(ModelVersionRow.project_id == project_id,
+                                                          ModelVersionRow.version == version)).first()
+        if row is None:
+            raise NotFound(f"model version {version} does not exist")
+        return row
+
+    def production(self, project_id: int) -> LoadedModel:
+        """The served model, loading it on first use."""
+        model = self._production.get(project_id)
+        if model is not None:
+            return model
+        self.refresh(project_id)
+        model = self._production.get(project_id)
+        if model is None:
+            raise NotReady("this project has no model in service yet: add examples of at least two classes "
+                           "and wait for training (or POST …/train)")
+        return model
+
+    def version(self, project_id: int, version: int) -> LoadedModel:
+        current = self._production.get(project_id)
+        if current is not None and current.version == version:
+            return current
+        key = (project_id, version)
+        if key not in self._pinned:
+            with self._lock:
+                if key not in self._pinned:
+                    if len(self._pinned) > 16:
+                        self._pinned.pop(next(iter(self._pinned)))
+                    self._pinned[key] = self._load_row(self._row(project_id, version))
+        return self._pinned[key]
+
+    def refresh(self, project_id: int) -> int | None:
+        """Make the served model match the ``production`` alias; returns the version served."""
+        with self.db.read() as s:
+            version = s.scalar(select(AliasRow.version).where(AliasRow.project_id == project_id,
+                                                               AliasRow.name == "production"))
+        current = self._production.get(project_id)
+        if version is None or (current is not None and current.version == version):
+            return version
+        with self._lock:
+            current = self._production.get(project_id)
+            if current is None or current.version != version:
+                model = self._load_row(self._row(project_id, version))  # load + warm, off the request path
+                self._production[project_id] = model  # the one atomic rebind
+                self.swaps += 1
+                log.info("project %s now serves model version %s", project_id, version)
+        return version
+
+    def refresh_all(self) -> None:
+        """Safety-net poll: pick up promotions made by other processes."""
+        with self.db.read() as s:
+            pairs = s.execute(select(AliasRow.project_id, AliasRow.version).where(AliasRow.name == "production")).all()
+        for project_id, version in pairs:
+            current = self._production.get(project_id)
+            if current is not None and current.version != version:
+                try:
+                    self.refresh(project_id)
+                except Exception:
+                    log.exception("could not load model version %s of project %s", version, project_id)
+
+    def load_all(self) -> int:
+        """Serve every project's production model (inference replicas: at start, on reconnect, as the poll).
+
+        One query; only projects whose served version differs are (re)loaded.
+        """
+        with self.db.read() as s:
+            pairs = s.execute(select(AliasRow.project_id, AliasRow.version).where(AliasRow.name == "production")).all()
+        for project_id, version in pairs:
+            current = self._production.get(project_id)
+            if current is None or current.version != version:
+                try:
+                    self.refresh(project_id)
+                except Exception:
+                    log.exception("could not load the production model of project %s", project_id)
+        return len(self._production)
+
+    def served_versions(self) -> dict[int, int]:
+        return {pid: m.version for pid, m in self._production.items()}
+
+    def forget(self, project_id: int) -> None:
+        self._production.pop(project_id, None)

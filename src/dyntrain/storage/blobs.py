@@ -1,0 +1,84 @@
+"""Content-addressed blob store: sha256 names, atomic writes, identical content stored once."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import NotFound
+
+__all__ = ["BlobStore", "FileBlobStore", "sha256_hex"]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore(Protocol):
+    """What callers need; an object-store implementation can follow without touching them."""
+
+    def put(self, data: bytes) -> str: ...
+    def get(self, digest: str) -> bytes: ...
+    def exists(self, digest: str) -> bool: ...
+    def delete(self, digest: str) -> None: ...
+
+
+class FileBlobStore:
+    """Blobs under ``root/ab/cdef…``; written to a temp file in the same folder, then renamed.
+
+    >>> store = FileBlobStore(Path(tempfile.mkdtemp()))
+    >>> d = store.put(b"hi"); store.get(d)
+    b'hi'
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, digest: str) -> Path:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise NotFound(f"no blob named {digest!r}")
+        return self.root / digest[:2] / digest[2:]
+
+    def put(self, data: bytes) -> str:
+        digest = sha256_hex(data)
+        path = self._path(digest)
+        if path.exists():
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        try:
+            return self._path(digest).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest[:12]}… is missing from the store") from None
+
+    def exists(self, digest: str) -> bool:
+        try:
+            return self._path(digest).exists()
+        except NotFound:
+            return False
+
+    def delete(self, digest: str) -> None:
+        try:
+            self._path(digest).unlink()
+        except FileNotFoundError:
+            pass
+
+

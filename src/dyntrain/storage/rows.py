@@ -1,0 +1,284 @@
+"""Database rows (SQLAlchemy 2). Each ``*Row`` turns itself into an entity with ``to_entity()``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .. import entities as e
+
+__all__ = [
+    "Base",
+    "utcnow",
+    "ProjectRow",
+    "ClassRow",
+    "SampleRow",
+    "BatchRow",
+    "DatasetVersionRow",
+    "VersionItemRow",
+    "JobRow",
+    "RunRow",
+    "ModelVersionRow",
+    "AliasRow",
+    "AliasHistoryRow",
+    "PredictionRow",
+    "EventRow",
+    "PENDING_JOB_STATES",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware on both backends (SQLite stores naive values; we re-attach UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
+
+
+PENDING_JOB_STATES = ("delayed", "queued")
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    task: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text, default="")
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    head_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def to_entity(self) -> e.Project:
+        return e.Project(self.id, self.name, self.task, self.description, dict(self.settings or {}),
+                         self.created_at, self.updated_at)
+
+
+class ClassRow(Base):
+    __tablename__ = "classes"
+    __table_args__ = (UniqueConstraint("project_id", "label"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BatchRow(Base):
+    """An upload batch: its staged samples become ONE dataset version when committed."""
+
+    __tablename__ = "batches"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | committed
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SampleRow(Base):
+    __tablename__ = "samples"
+    __table_args__ = (Index("ix_samples_project_status_label", "project_id", "status", "label"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # image | text | row
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(200), default="upload")
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # staged: uploaded inside a batch not yet committed; active: part of the project's data.
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    batch_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def to_entity(self) -> e.Sample:
+        return e.Sample(self.id, self.project_id, self.kind, self.content_hash, self.label, self.source,
+                        dict(self.meta or {}), self.created_at, self.updated_at)
+
+
+class DatasetVersionRow(Base):
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("project_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    parent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    size: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def to_entity(self) -> e.DatasetVersion:
+        return e.DatasetVersion(self.project_id, self.number, self.parent, self.hash, dict(self.counts),
+                                self.size, self.message, self.created_at)
+
+
+class VersionItemRow(Base):
+    """One (sample, content, label) of an immutable dataset version; survives sample deletion."""
+
+    __tablename__ = "dataset_version_items"
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id", ondelete="CASCADE"), primary_key=True)
+    sample_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # no FK: the sample may be deleted
+    content_hash: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200))
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # At most one pending job per project: the database enforces coalescing.
+        Index("uq_jobs_one_pending", "project_id", unique=True,
+              sqlite_where=text("status IN ('delayed', 'queued')"),
+              postgresql_where=text("status IN ('delayed', 'queued')")),
+        Index("ix_jobs_status_run_at", "status", "run_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(12))
+    trigger: Mapped[str] = mapped_column(String(10), default="manual")
+    dataset_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    first_change_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    def to_entity(self) -> e.Job:
+        return e.Job(self.id, self.project_id, self.status, self.trigger, self.dataset_version, self.run_at,
+                     self.first_change_at, self.attempt, self.max_attempts, self.lease_until,
+                     bool(self.cancel_requested), dict(self.progress or {}), self.run_id, self.error,
+                     self.created_at, self.started_at, self.finished_at)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dataset_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), default="running")
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    def to_entity(self) -> e.Run:
+        return e.Run(self.id, self.project_id, self.job_id, self.dataset_version, self.status, dict(self.spec),
+                     dict(self.result or {}), self.model_version, self.error, self.log or "",
+                     self.created_at, self.finished_at)
+
+
+class ModelVersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("project_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    source: Mapped[str] = mapped_column(String(10), default="trained")
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    card: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def to_entity(self, aliases: tuple[str, ...] = ()) -> e.ModelVersion:
+        return e.ModelVersion(self.project_id, self.version, self.run_id, self.source, self.path, self.sha256,
+                              dict(self.card), self.created_at, aliases)
+
+
+class AliasRow(Base):
+    __tablename__ = "aliases"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AliasHistoryRow(Base):
+    __tablename__ = "alias_history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(40))
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_project_created", "project_id", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model_version: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    input_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    input_stored: Mapped[bool] = mapped_column(Boolean, default=False)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    client: Mapped[str] = mapped_column(String(100), default="")
+    feedback_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def to_entity(self) -> e.Prediction:
+        return e.Prediction(self.id, self.project_id, self.model_version, self.label, self.confidence,
+                            dict(self.scores), self.input_hash, bool(self.input_stored), self.latency_ms,
+                            self.client, self.feedback_label, self.created_at)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_project_id", "project_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def to_entity(self) -> e.Event:
+        return e.Event(self.id, self.project_id, self.type, dict(self.data), self.created_at)

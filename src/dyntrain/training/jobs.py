@@ -1,0 +1,195 @@
+"""Glue from a claimed job to a finished run: data in, model registered, gate applied, job closed."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ..core import Core
+from ..entities import Job
+from ..errors import Cancelled, DyntrainError
+from ..events import publish
+from ..learners.features import FeatureExtractor
+from ..learners.selection import Candidate
+from ..project_settings import ProjectSettings
+from ..registry import gate
+from ..registry.models import production_model, register_model, set_alias
+from ..scheduler.queue import finish_job, renew_lease
+from ..storage.rows import JobRow, ProjectRow, RunRow
+from ..datasets.versions import version_items
+from . import records
+from .pipeline import TrainingSpec, train
+
+__all__ = ["run_job", "extractor", "choose_spec"]
+
+log = logging.getLogger(__name__)
+_extractors: dict[str, FeatureExtractor] = {}
+_REUSE_GROWTH = 1.25  # re-select once the data grew by more than this since the last selection
+
+
+def extractor(core: Core) -> FeatureExtractor:
+    """One warm feature extractor per cache dir and process (keeps the backbone session open)."""
+    key = str(core.settings.cache_dir)
+    if key not in _extractors:
+        _extractors[key] = FeatureExtractor(core.settings.cache_dir, threads=core.settings.onnx_threads)
+    return _extractors[key]
+
+
+def choose_spec(core: Core, project: ProjectRow, job: Job, n_items: int, labels: set[str],
+                settings: ProjectSettings) -> tuple[TrainingSpec, str]:
+    """Full selection, or a quick refit of the last chosen configuration.
+
+    Automatic retrains after small changes reuse the last full selection (so new data
+    serves within seconds); a manual "train now", new classes or a dataset grown by more
+    than 25% since that selection run the full selection.
+    """
+    spec = TrainingSpec(dataset_version=job.dataset_version, task=project.task, seed=settings.seed, time_budget_s=settings.time_budget_s,
+                        min_holdout_per_class=settings.min_holdout_per_class,
+                        learners=tuple(settings.learners) if settings.learners else None,
+                        augmentation=settings.augmentation, augmentation_custom=settings.augmentation_custom,
+                        augmentation_copies=settings.augmentation_copies,
+                        balance_target_ratio=settings.balance_target_ratio)
+    if job.trigger == "manual":
+        return spec, "full selection: training was requested by hand"
+    with core.db.read() as s:
+        runs = s.scalars(select(RunRow).where(RunRow.project_id == project.id, RunRow.status == "succeeded")
+                         .order_by(RunRow.id.desc()).limit(20)).all()
+    last = next((r for r in runs if (r.spec or {}).get("mode") == "full"), None)
+    if last is None:
+        return spec, "full selection: no earlier selection to reuse"
+    if set(last.result.get("labels", [])) != labels:
+        return spec, "full selection: the classes changed since the last selection"
+    seen = sum(last.result.get("counts", {}).values())
+    if n_items > seen * _REUSE_GROWTH:
+        return spec, f"full selection: the data grew from {seen} to {n_items} samples since the last selection"
+    chosen = last.result["chosen"]
+    if settings.learners and chosen["learner"] not in settings.learners:
+        return spec, f"full selection: {chosen['learner']} is no longer an allowed learner"
+    recipe = (last.result.get("data_recipe") or {}).get("chosen")
+    return (TrainingSpec(**{**spec.to_dict(), "mode": "reuse", "candidates": (chosen,), "recipe": recipe}),
+            f"quick retrain: reusing {chosen['learner']} chosen by run {last.id} (data changed little since)")
+
+
+class _Heartbeat:
+    """Renews the job's lease and publishes progress (throttled) from a side thread."""
+
+    def __init__(self, core: Core, job_id: int, interval: float):
+        self.core, self.job_id, self.interval = core, job_id, interval
+        self.progress: dict[str, Any] | None = None
+        self._sent: dict[str, Any] | None = None
+        self.cancelled = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"heartbeat-{job_id}")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        progress = self.progress if self.progress != self._sent else None
+        try:
+            self.cancelled = renew_lease(self.core, self.job_id, progress) or self.cancelled
+            self._sent = progress or self._sent
+        except Exception:
+            log.exception("heartbeat of job %s failed", self.job_id)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run_job(core: Core, job: Job) -> None:
+    """Train a claimed job. Every outcome closes the job and the run with a reason."""
+    with core.db.read() as s:
+        project = s.get(ProjectRow, job.project_id)
+        items = version_items(s, project, job.dataset_version)
+        settings = ProjectSettings(**(project.settings or {}))
+        prod = production_model(s, project.id)
+        prod_info = None if prod is None else {"version": prod.version, "card": dict(prod.card)}
+    spec, why = choose_spec(core, project, job, len(items), {i.label for i in items}, settings)
+    run_id = records.start_run(core, project.id, job.id, job.dataset_version, spec.to_dict() | {"why": why})
+    with core.db.write() as s:
+        s.get(JobRow, job.id).run_id = run_id
+
+    started = time.monotonic()
+    heartbeat = _Heartbeat(core, job.id, interval=min(1.0, core.settings.job_lease_s / 3))
+    stage_weights = {"features": (0, 25), "selection": (25, 55), "augmentation": (55, 70), "evaluation": (70, 85),
+                     "fit": (85, 95), "export": (95, 100)}
+
+    def progress(stage: str, fraction: float, candidate: str | None) -> None:
+        lo, hi = stage_weights[stage]
+        percent = lo + (hi - lo) * fraction
+        elapsed = time.monotonic() - started
+        eta = elapsed * (100 - percent) / percent if percent > 1 else None
+        heartbeat.progress = {"stage": stage, "percent": round(percent, 1),
+                              "eta_s": None if eta is None else round(eta, 1), "candidate": candidate,
+                              "run_id": run_id}
+        if heartbeat.cancelled:
+            raise Cancelled("a newer dataset version superseded this job" if job.trigger != "manual"
+                            else "cancelled")
+
+    compare_with = compare_recipe = None
+    if prod_info and prod_info["card"].get("learner"):
+        compare_with = Candidate(prod_info["card"]["learner"], prod_info["card"].get("params", {}))
+        compare_recipe = prod_info["card"].get("recipe")
+    work = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=core.settings.data_dir))
+    try:
+        with heartbeat:
+            outcome = train(items, spec, load_image=core.blobs.get, extractor=extractor(core), work_dir=work,
+                            progress=progress, compare_with=compare_with, compare_recipe=compare_recipe)
+            heartbeat.progress = {"stage": "gate", "percent": 100.0, "eta_s": 0, "candidate": None, "run_id": run_id}
+            _register_and_gate(core, job, run_id, outcome, settings, prod_info, why)
+    except Cancelled as exc:
+        records.finish_run(core, run_id, "cancelled", error=exc.message)
+        finish_job(core, job.id, "cancelled", error=exc.message, run_id=run_id)
+    except DyntrainError as exc:
+        records.finish_run(core, run_id, "failed", error=exc.message)
+        finish_job(core, job.id, "failed", error=exc.message, run_id=run_id)
+    except Exception as exc:  # a bug or a resource problem: record it, never leave the job hanging
+        log.exception("run %s failed", run_id)
+        message = f"{type(exc).__name__}: {exc}"
+        records.finish_run(core, run_id, "failed", error=message, log=traceback.format_exc())
+        finish_job(core, job.id, "failed", error=message, run_id=run_id)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: ProjectSettings,
+                       prod_info: dict | None, why: str) -> None:
+    result = outcome.result
+    card = outcome.card | {"run_id": run_id, "source": "trained"}
+    model = register_model(core, job.project_id, outcome.onnx_path, card, run_id=run_id)
+    production_metrics = (result["comparison"] or {}).get("metrics") if prod_info else None
+    if prod_info and production_metrics is None:
+        production_metrics = prod_info["card"].get("metrics")  # external model: its recorded score
+    promote, reason = gate.decide(result["metrics"], production_metrics, result["baseline"], settings)
+    result["gate"] = {"promoted": promote, "reason": reason, "against_version": prod_info and prod_info["version"],
+                      "metric": settings.gate_metric}
+    with core.db.write() as s:
+        project = s.get(ProjectRow, job.project_id, with_for_update=True)
+        if promote:
+            set_alias(s, project, model.version, f"run {run_id}: {reason}")
+        else:
+            publish(s, project.id, "model.kept_back", {"version": model.version, "reason": reason,
+                                                       "production": prod_info and prod_info["version"]})
+    if promote:
+        core.live.refresh(job.project_id)  # load + warm now, so the job ends with the new model serving
+    log_text = "\n".join([why, *outcome.log, f"gate: {reason}"])
+    records.finish_run(core, run_id, "succeeded", result=result, log=log_text, model_version=model.version)
+    metrics = result["metrics"]
+    finish_job(core, job.id, "succeeded", run_id=run_id,
+               event_data={"model_version": model.version, "promoted": promote,
+                           "kpis": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
+                           "learner": result["chosen"]["learner"]})

@@ -1,0 +1,306 @@
+"""HTML pages of the web UI, rendered with Jinja2 from the same service functions the API uses.
+
+Every action on these pages is a ``fetch`` to the REST API (see ``static/*.js``); the pages
+themselves only read. The app-level caller dependency applies here as to the API.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.templating import Jinja2Templates
+
+from .. import __version__
+from .. import projects as svc
+from ..core import Core
+from ..datasets import changes
+from ..entities import TASKS
+from ..errors import NotFound
+from ..project_settings import ProjectSettings, settings_schema
+from ..projects import project_row
+from ..registry import models as registry
+from ..scheduler import queue
+from ..serving import predict as serving
+from ..training import records
+from . import svg, views
+
+__all__ = ["router", "templates"]
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals.update(learner_name=views.learner_name, pct=views.percent, STAGES=views.STAGES,
+                             LEARNERS=views.LEARNERS, version=__version__)
+
+
+def get_core(request: Request) -> Core:
+    return request.app.state.core
+
+
+def _not_found(request: Request, message: str) -> Response:
+    return templates.TemplateResponse(request, "not_found.html", {"message": message}, status_code=404)
+
+
+def html(fn):
+    """Render unknown projects, runs and samples as a clear HTML 404 page instead of JSON."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NotFound as exc:
+            return _not_found(kwargs["request"], exc.message)
+
+    return wrapper
+
+
+def _project_context(core: Core, name: str, tab: str) -> dict[str, Any]:
+    with core.db.read() as s:
+        row = project_row(s, name)
+        project, status = row.to_entity(), svc.project_status(s, row)
+    live = {**views.live_state(core, name), "head": status.get("dataset_version"),
+            "now": datetime.now(timezone.utc).isoformat()}  # the countdown corrects the browser's clock
+    return {"project": project, "status": status, "tab": tab, "settings": ProjectSettings(**project.settings),
+            "live": live, "after": views.latest_event_id(core, name), "kind": TASKS.get(project.task, "image")}
+
+
+def _render(request: Request, template: str, context: dict[str, Any]) -> Response:
+    return templates.TemplateResponse(request, template, context)
+
+
+# -- projects --------------------------------------------------------------------------------
+
+
+def _projects(core: Core) -> list[tuple]:
+    """(project, status, trained_version): trained_version is the data version the latest
+    job trained or will train, so the list can say when newer examples are untrained."""
+    out = []
+    for project, status in svc.list_projects(core):
+        jobs = queue.list_jobs(core, project.name, 1)
+        out.append((project, status, jobs[0].dataset_version if jobs else None))
+    return out
+
+
+@router.get("/")
+def projects_page(request: Request, core: Core = Depends(get_core)):
+    return _render(request, "projects.html", {"projects": _projects(core), "tasks": list(TASKS)})
+
+
+@router.get("/fragments/projects")
+def projects_fragment(request: Request, core: Core = Depends(get_core)):
+    return _render(request, "_projects.html", {"projects": _projects(core)})
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def _data_context(core: Core, name: str) -> dict[str, Any]:
+    classes = changes.list_classes(core, name)
+    samples = views.all_samples(core, name)
+    by_label: dict[str, list] = {c.label: [] for c in classes}
+    for s in samples:
+        by_label.setdefault(s.label, []).append(s)
+    return {"classes": classes, "by_label": by_label, "problem": views.trainable_problem(classes),
+            "total": len(samples), "shown_per_class": 300}
+
+
+@router.get("/projects/{name}")
+@html
+def project_page(name: str, request: Request, core: Core = Depends(get_core)):
+    ctx = _project_context(core, name, "data")
+    return _render(request, "project.html", {**ctx, **_data_context(core, name)})
+
+
+@router.get("/projects/{name}/fragments/data")
+@html
+def data_fragment(name: str, request: Request, core: Core = Depends(get_core)):
+    project = svc.get_project(core, name)
+    return _render(request, "_data.html", {"project": project, "kind": TASKS.get(project.task, "image"),
+                                           **_data_context(core, name)})
+
+
+# -- history and runs ------------------------------------------------------------------------
+
+
+def _history_context(core: Core, name: str) -> dict[str, Any]:
+    h = views.history(core, name)
+    done = [r for r in reversed(h["runs"]) if r["status"] == "succeeded"]
+    chart = svg.line_chart(
+        [{"name": "accuracy", "points": [(r["id"], r["accuracy"]) for r in done]},
+         {"name": "balanced score (macro F1)", "points": [(r["id"], r["macro_f1"]) for r in done]}],
+        title="Scores of each training run", x_label="run", y_label="score", y_min=0, y_max=1, percent=True,
+    ) if len(done) >= 2 else None
+    return {**h, "chart": chart}
+
+
+@router.get("/projects/{name}/history")
+@html
+def history_page(name: str, request: Request, core: Core = Depends(get_core)):
+    return _render(request, "history.html", {**_project_context(core, name, "history"),
+                                             **_history_context(core, name)})
+
+
+@router.get("/projects/{name}/fragments/history")
+@html
+def history_fragment(name: str, request: Request, core: Core = Depends(get_core)):
+    project = svc.get_project(core, name)
+    return _render(request, "_history.html", {"project": project, **_history_context(core, name)})
+
+
+def _candidate_name(c: dict[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted((c.get("params") or {}).items()))
+    return views.learner_name(c.get("learner")) + (f" ({params})" if params else "")
+
+
+def _cell(value: str | None, n: int) -> tuple[int, int] | None:
+    try:
+        i, j = (int(x) for x in (value or "").split("-"))
+    except ValueError:
+        return None
+    return (i, j) if 0 <= i < n and 0 <= j < n else None
+
+
+@router.get("/projects/{name}/runs/{run_id}")
+@html
+def run_page(name: str, run_id: int, request: Request, cell: str | None = None, core: Core = Depends(get_core)):
+    ctx = _project_context(core, name, "history")
+    run = records.run_detail(core, run_id)
+    if run["project"] != name:
+        raise NotFound(f"run {run_id} does not belong to project {name!r}")
+    result = run.get("result") or {}
+    metrics = result.get("metrics") or {}
+    labels = metrics.get("labels") or result.get("labels") or []
+    cm, cm_scaled = views.per_example_matrix(metrics)
+    predictions = metrics.get("predictions") or []
+    selected = _cell(cell, len(labels))
+    active = {s.id for s in views.all_samples(core, name)}
+    base = f"/projects/{name}/runs/{run_id}"
+    matrix = svg.confusion_matrix(labels, cm, lambda i, j: f"{base}?{urlencode({'cell': f'{i}-{j}'})}#examples",
+                                  selected) if labels and cm else None
+    examples = []
+    if selected:
+        t, p = labels[selected[0]], labels[selected[1]]
+        examples = [x for x in predictions if x["true"] == t and x["predicted"] == p]
+    wrong = sorted((x for x in predictions if x["true"] != x["predicted"]), key=lambda x: -x["confidence"])
+    texts = (views.blob_texts(core, [x["content_hash"] for x in examples + wrong[:60] if x.get("content_hash")])
+             if ctx["kind"] == "text" else {})
+    selection = result.get("selection") or {}
+    scores = selection.get("scores") or []
+    bars = svg.score_bars([{"name": _candidate_name(s["candidate"]),
+                            "value": s.get("macro_f1_mean"), "sd": s.get("macro_f1_sd"),
+                            "highlight": s["index"] == selection.get("chosen_index")} for s in scores],
+                          title="Cross-validated balanced score (macro F1) of each candidate") if scores else None
+    curves = result.get("curves") or []
+    curve_charts = []
+    if curves:
+        epochs = [c.get("epoch", k + 1) for k, c in enumerate(curves)]
+        curve_charts.append(svg.line_chart([{"name": "training loss", "points": list(zip(epochs, [c.get("loss") for c in curves]))}],
+                                           title="Training loss per epoch (lower is better)", x_label="epoch",
+                                           y_label="loss", y_min=0))
+        curve_charts.append(svg.line_chart([{"name": "training accuracy", "points": list(zip(epochs, [c.get("accuracy") for c in curves]))}],
+                                           title="Accuracy on the training examples per epoch", x_label="epoch",
+                                           y_label="accuracy", y_min=0, y_max=1, percent=True))
+    production = (ctx["status"].get("production") or {}).get("version")
+    history = registry.alias_history(core, name)
+    can_rollback = any(h["alias"] == registry.PRODUCTION and h["version"] == production and h["previous_version"]
+                       for h in history[:1])
+    return _render(request, "run.html", {
+        **ctx, "run": run, "result": result, "metrics": metrics, "labels": labels, "matrix": matrix,
+        "selected": selected, "examples": examples, "wrong": wrong, "active": active, "cm_scaled": cm_scaled,
+        "texts": texts,
+        "sentences": views.class_sentences(metrics) if metrics else [],
+        "overall": views.overall_sentence(metrics, result.get("baseline")) if metrics else "",
+        "evaluation": views.evaluation_sentence(result.get("evaluation")),
+        "selection": selection, "scores": scores, "bars": bars, "curve_charts": curve_charts,
+        "production": production, "can_rollback": can_rollback,
+    })
+
+
+# -- try it and predictions --------------------------------------------------------------------
+
+
+@router.get("/projects/{name}/try")
+@html
+def try_page(name: str, request: Request, core: Core = Depends(get_core)):
+    return _render(request, "try.html", {**_project_context(core, name, "try"),
+                                         "classes": changes.list_classes(core, name)})
+
+
+@router.get("/projects/{name}/predictions")
+@html
+def predictions_page(name: str, request: Request, label: str | None = None, max_confidence: str | None = None,
+                     version: str | None = None, order: str = "newest", offset: int = Query(0, ge=0),
+                     core: Core = Depends(get_core)):
+    ctx = _project_context(core, name, "predictions")
+    limit = 50
+    # A plain GET form sends "" for "any": read the filters leniently instead of answering 422.
+    max_confidence = _number(max_confidence, float, 0, 1)
+    version = _number(version, int, 1, None)
+    order = order if order in ("newest", "least_confident") else "newest"
+    items, total = serving.list_predictions(core, name, label=label or None, max_confidence=max_confidence,
+                                            version=version, order=order, offset=offset, limit=limit)
+    filters = {k: v for k, v in {"label": label, "max_confidence": max_confidence, "version": version,
+                                 "order": order}.items() if v not in (None, "")}
+
+    def page_url(off: int) -> str:
+        return f"/projects/{name}/predictions?{urlencode({**filters, 'offset': off})}"
+
+    texts = (views.blob_texts(core, [p.input_hash for p in items if p.input_stored and p.input_hash])
+             if ctx["kind"] == "text" else {})
+    return _render(request, "predictions.html", {
+        **ctx, "items": items, "total": total, "offset": offset, "limit": limit, "filters": filters, "texts": texts,
+        "classes": changes.list_classes(core, name), "models": registry.list_models(core, name),
+        "prev_url": page_url(max(0, offset - limit)) if offset > 0 else None,
+        "next_url": page_url(offset + limit) if offset + limit < total else None,
+    })
+
+
+def _number(value: str | None, kind, lo, hi):
+    try:
+        x = kind(value)
+    except (TypeError, ValueError):
+        return None
+    return x if (lo is None or x >= lo) and (hi is None or x <= hi) else None
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def _array_options(name: str) -> list[tuple[str, str]] | None:
+    """Choices for a list setting, when the platform knows them (e.g. the registered learners)."""
+    if name == "learners":
+        from ..learners import names
+
+        return [(n, views.learner_name(n)) for n in names()]
+    return None
+
+
+@router.get("/projects/{name}/settings")
+@html
+def settings_page(name: str, request: Request, core: Core = Depends(get_core)):
+    ctx = _project_context(core, name, "settings")
+    schema = {f["name"]: f for f in settings_schema()}
+    current = ctx["project"].settings
+    groups = []
+    seen = set()
+    for title, names in views.SETTING_GROUPS + [("Other", [n for n in schema if n not in
+                                                             {x for _, g in views.SETTING_GROUPS for x in g}])]:
+        fields = []
+        for n in names:
+            if n in schema and n not in seen:
+                seen.add(n)
+                f = schema[n]
+                types = f["type"] if isinstance(f["type"], list) else [f["type"]]
+                kind = ("enum" if "enum" in f else "boolean" if "boolean" in types else
+                        "integer" if "integer" in types else "number" if "number" in types else
+                        "array" if "array" in types else "object" if "object" in types else "string")
+                fields.append({**f, "kind": kind, "nullable": "null" in types, "value": current.get(n, f["default"]),
+                               "label": views.SETTING_LABELS.get(n, n.replace("_", " ")),
+                               "options": _array_options(n) if kind == "array" else None})
+        if fields:
+            groups.append((title, fields))
+    return _render(request, "settings.html", {**ctx, "groups": groups})

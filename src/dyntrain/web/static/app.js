@@ -1,0 +1,379 @@
+// dyntrain UI: shared helpers and the live training panel (server-sent events).
+// Hand-written, no framework. Every action is a call to the REST API under /api/v1.
+"use strict";
+
+const dyntrain = (window.dyntrain = window.dyntrain || {});
+dyntrain.progress = []; // every percentage received from the event stream (tests read it)
+dyntrain.events = []; // every event type received
+dyntrain.states = []; // every state the training panel showed
+
+const API = "/api/v1";
+
+function q(sel, el) { return (el || document).querySelector(sel); }
+function qa(sel, el) { return Array.from((el || document).querySelectorAll(sel)); }
+function enc(s) { return encodeURIComponent(s); }
+
+// fetch wrapper: JSON in/out, throws Error with the API's plain message (and rejected files).
+async function api(method, path, body) {
+  const opts = { method, headers: { Accept: "application/json" } };
+  if (body instanceof FormData) opts.body = body;
+  else if (body !== undefined) {
+    opts.body = JSON.stringify(body);
+    opts.headers["Content-Type"] = "application/json";
+  }
+  let res;
+  try {
+    res = await fetch(API + path, opts);
+  } catch (e) {
+    throw new Error("Cannot reach the server. Is it running?");
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  try { data = await res.json(); } catch (e) { /* not JSON */ }
+  if (!res.ok) {
+    const err = (data && data.error) || {};
+    const e = new Error(err.message || `The server answered ${res.status}`);
+    e.details = err.details || [];
+    e.status = res.status;
+    throw e;
+  }
+  return data;
+}
+
+function errorText(e) {
+  let text = e.message;
+  if (e.details && e.details.length) {
+    text += ": " + e.details.slice(0, 5).map((d) => `${d.file || d.field || ""} ${d.reason || ""}`.trim()).join("; ");
+    if (e.details.length > 5) text += ` (and ${e.details.length - 5} more)`;
+  }
+  return text;
+}
+
+function toast(text, kind, opts) {
+  const box = q("#toasts");
+  if (!box) return;
+  const el = document.createElement("div");
+  el.className = "toast " + (kind || "info");
+  const p = document.createElement("p");
+  p.textContent = text;
+  el.appendChild(p);
+  if (opts && opts.href) {
+    const a = document.createElement("a");
+    a.href = opts.href;
+    a.textContent = opts.link || "Show";
+    el.appendChild(a);
+  }
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "icon-btn";
+  close.setAttribute("aria-label", "Dismiss notification");
+  close.textContent = "✕";
+  close.onclick = () => el.remove();
+  el.appendChild(close);
+  box.appendChild(el);
+  setTimeout(() => el.remove(), (opts && opts.ms) || 12000);
+}
+
+function showMsg(el, text, kind) {
+  if (!el) return;
+  el.hidden = !text;
+  el.textContent = text || "";
+  el.className = el.className.replace(/\b(ok|error|info)\b/g, "").trim() + " " + (kind || "info");
+}
+
+// Refresh an element from its server-rendered fragment (data-fragment="/url").
+const refreshing = new Map();
+function refreshFragment(el, delay) {
+  if (!el || !el.dataset.fragment) return;
+  clearTimeout(refreshing.get(el));
+  refreshing.set(el, setTimeout(async () => {
+    try {
+      const res = await fetch(el.dataset.fragment, { headers: { Accept: "text/html" } });
+      if (!res.ok) return;
+      el.innerHTML = await res.text();
+      localTimes(el);
+      el.dispatchEvent(new CustomEvent("dyntrain:refreshed", { bubbles: true }));
+    } catch (e) { /* next event will retry */ }
+  }, delay === undefined ? 250 : delay));
+}
+
+// <time datetime> in the reader's time zone.
+function localTimes(root) {
+  qa("time[datetime]", root).forEach((t) => {
+    const d = new Date(t.getAttribute("datetime"));
+    if (isNaN(d)) return;
+    t.title = d.toString();
+    t.textContent = d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  });
+}
+
+function parseTime(s) {
+  if (!s) return null;
+  // the server sends ISO 8601 with an offset; be tolerant of a missing one (treat as UTC)
+  return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(s) ? s : s + "Z");
+}
+
+function fmtSeconds(s) {
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60), r = s % 60;
+  return r ? `${m} min ${r} s` : `${m} min`;
+}
+
+// -- live training panel ------------------------------------------------------------------
+
+const STAGE_WORDS = {
+  features: "Looking at the images",
+  selection: "Trying different kinds of model",
+  evaluation: "Measuring the chosen model",
+  fit: "Training the final model",
+  export: "Packaging the model",
+  gate: "Comparing with the model in service",
+};
+const LEARNER_WORDS = {
+  "image.linear_probe": "pretrained image features + simple classifier",
+  "image.pixel_logreg": "raw pixels + simple classifier",
+  "image.small_cnn": "small neural network trained from scratch",
+  "image.finetune": "fine-tuned pretrained network",
+  "text.embedding_logreg": "pretrained sentence meaning + simple classifier",
+  "text.tfidf_logreg": "word counts + simple classifier",
+};
+
+function learnerWords(candidate) {
+  if (!candidate) return "";
+  const name = candidate.split("(")[0];
+  return LEARNER_WORDS[name] || candidate;
+}
+
+function sentence(s) { s = String(s); return s.charAt(0).toUpperCase() + s.slice(1); }
+
+function pct(x) { return x === null || x === undefined ? "—" : `${Math.round(x * 100)}%`; }
+
+function Live(el) {
+  const name = el.dataset.project;
+  const autoTrain = () => el.dataset.autoTrain === "true"; // the settings page may change it
+  const text = q("#live-text", el), detail = q("#live-detail", el), dot = q("#live-dot", el);
+  const bar = q("#live-progress", el), barWrap = q("#live-progress-wrap", el), pctEl = q("#live-percent", el);
+  const conn = q("#live-conn", el);
+  let state = {};
+  try { state = JSON.parse(el.dataset.state || "{}"); } catch (e) { state = { status: "idle" }; }
+  let timer = null;
+  let head = state.head || 0; // newest data version
+  const serverNow = parseTime(state.now);
+  const skew = serverNow ? serverNow - Date.now() : 0; // server clock minus this browser's clock
+
+  function render() {
+    dyntrain.states.push(state.status || "idle");
+    clearInterval(timer);
+    timer = null;
+    el.dataset.status = state.status || "idle";
+    dot.className = "dot " + (state.status || "idle");
+    barWrap.hidden = state.status !== "running";
+    detail.textContent = "";
+    const runLink = state.run_id ? ` (run #${state.run_id})` : "";
+    switch (state.status) {
+      case "delayed": {
+        const until = parseTime(state.until);
+        const tick = () => {
+          const left = until ? (until - skew - Date.now()) / 1000 : 0;
+          text.textContent = left > 0.5
+            ? `Waiting for more changes — training starts in ${fmtSeconds(left)}`
+            : "Starting training…";
+        };
+        tick();
+        timer = setInterval(tick, 250);
+        detail.textContent = `Each change restarts the wait, so a burst of edits trains once. Data version ${state.dataset_version || "?"}.`;
+        break;
+      }
+      case "queued":
+        text.textContent = "Queued — training starts in a moment";
+        detail.textContent = state.dataset_version ? `Data version ${state.dataset_version}.` : "";
+        break;
+      case "running": {
+        const p = state.percent || 0;
+        const stage = STAGE_WORDS[state.stage] || "Starting";
+        text.textContent = `Training: ${stage}…`;
+        bar.value = p;
+        pctEl.textContent = `${Math.round(p)}%`;
+        const bits = [];
+        if (state.eta_s !== null && state.eta_s !== undefined) bits.push(`about ${fmtSeconds(state.eta_s)} left`);
+        if (state.candidate) bits.push(`trying: ${learnerWords(state.candidate)}`);
+        if (state.dataset_version) bits.push(`data version ${state.dataset_version}`);
+        detail.textContent = bits.join(" · ");
+        break;
+      }
+      case "succeeded": {
+        const k = state.kpis || {};
+        let s = "Training finished";
+        if (state.learner) s += `: ${learnerWords(state.learner)}, right ${pct(k.accuracy)} of the time`;
+        text.textContent = s + ".";
+        if (state.model_version) {
+          detail.textContent = state.promoted
+            ? `Version ${state.model_version} went into service${runLink}.`
+            : `Version ${state.model_version} was kept back${state.gate_reason ? ": " + state.gate_reason : ""}${runLink}.`;
+        }
+        break;
+      }
+      case "failed":
+        text.textContent = "Training failed.";
+        detail.textContent = sentence(state.reason || "no reason was given.");
+        break;
+      case "cancelled":
+        text.textContent = "Training was cancelled.";
+        detail.textContent = state.reason ? sentence(state.reason) : "";
+        break;
+      default:
+        text.textContent = autoTrain()
+          ? "No training yet. Add examples of at least two classes: training starts by itself."
+          : "Automatic training is off: press “Train now” when the data is ready.";
+    }
+    const settled = ["succeeded", "failed", "cancelled", "idle", undefined].includes(state.status);
+    if (settled && head && (!state.dataset_version || head > state.dataset_version) && !autoTrain()) {
+      const hint = document.createElement("span");
+      hint.className = "untrained";
+      hint.textContent = ` Newer examples (data version ${head}) are not trained yet: press “Train now”.`;
+      detail.appendChild(hint);
+    }
+    if (state.run_id && ["running", "succeeded", "failed"].includes(state.status)) {
+      const a = document.createElement("a");
+      a.href = `/projects/${enc(name)}/runs/${state.run_id}`;
+      a.textContent = state.status === "running" ? "Details" : "See the run";
+      a.className = "run-link";
+      detail.append(" ", a);
+    }
+  }
+
+  function handle(e) {
+    const d = e.data || {};
+    dyntrain.events.push(e.type);
+    if (e.type === "data.changed" && d.version) head = Math.max(head, d.version);
+    const jobEvent = e.type.startsWith("job.");
+    // An older job's last words (e.g. "cancelled: superseded") must not hide the newer job.
+    if (jobEvent && state.job_id && d.job_id && d.job_id < state.job_id) return;
+    switch (e.type) {
+      case "job.delayed":
+        state = { status: "delayed", job_id: d.job_id, until: d.until, dataset_version: d.dataset_version };
+        break;
+      case "job.queued":
+        state = { status: "queued", job_id: d.job_id, dataset_version: d.dataset_version };
+        break;
+      case "job.started":
+        state = { status: "running", job_id: d.job_id, percent: 0, dataset_version: d.dataset_version };
+        break;
+      case "job.progress":
+        if (typeof d.percent === "number") dyntrain.progress.push(d.percent);
+        state = { status: "running", job_id: d.job_id, dataset_version: d.dataset_version, stage: d.stage,
+                  percent: d.percent, eta_s: d.eta_s, candidate: d.candidate, run_id: d.run_id };
+        break;
+      case "job.finished":
+        state = { status: "succeeded", job_id: d.job_id, dataset_version: d.dataset_version, run_id: d.run_id,
+                  learner: d.learner, kpis: d.kpis,
+                  model_version: d.model_version, promoted: d.promoted, gate_reason: state.gate_reason };
+        break;
+      case "job.failed":
+        state = { status: "failed", job_id: d.job_id, dataset_version: d.dataset_version, run_id: d.run_id,
+                  reason: d.reason };
+        toast(`Training failed: ${d.reason || "no reason given"}`, "error");
+        break;
+      case "job.cancelled":
+        state = { status: "cancelled", job_id: d.job_id, dataset_version: d.dataset_version, reason: d.reason };
+        break;
+      case "model.promoted":
+        toast(d.previous ? `Version ${d.version} is now in service (it replaces version ${d.previous}).`
+                         : `Version ${d.version} is now in service: the project's first model.`, "ok",
+              { href: `/projects/${enc(name)}/try`, link: "Try it" });
+        updateInService();
+        break;
+      case "model.kept_back":
+        state.gate_reason = d.reason;
+        toast(`Version ${d.version} was trained but kept back: ${d.reason}`, "warn",
+              { href: `/projects/${enc(name)}/history`, link: "History" });
+        break;
+    }
+    render();
+    document.dispatchEvent(new CustomEvent("dyntrain:event", { detail: e }));
+  }
+
+  async function updateInService() {
+    try {
+      const p = await api("GET", `/projects/${enc(name)}`);
+      const prod = p.status && p.status.production;
+      const box = q("#in-service");
+      if (!box) return;
+      box.textContent = "";
+      if (!prod) { box.textContent = "No model in service yet"; return; }
+      box.append("Model in service: ");
+      const b = document.createElement("strong");
+      b.textContent = `version ${prod.version}`;
+      box.append(b);
+      if (prod.accuracy !== null && prod.accuracy !== undefined) {
+        box.append(", right ");
+        const a = document.createElement("strong");
+        a.textContent = pct(prod.accuracy);
+        box.append(a, " of the time");
+      }
+    } catch (e) { /* keep the old text */ }
+  }
+
+  const types = ["job.delayed", "job.queued", "job.started", "job.progress", "job.finished", "job.failed",
+                 "job.cancelled", "model.promoted", "model.kept_back", "data.changed"];
+  let es = null;
+  function connect() {
+    // Start after the newest event seen (at first: the one the page was rendered with); on
+    // reconnect the browser sends Last-Event-ID, so nothing is missed or repeated.
+    if (es) return;
+    es = new EventSource(`${API}/projects/${enc(name)}/events?after=${el.dataset.after || 0}`);
+    types.forEach((t) => es.addEventListener(t, (ev) => {
+      el.dataset.after = ev.lastEventId || el.dataset.after;
+      try { handle(JSON.parse(ev.data)); } catch (err) { console.error(err); }
+    }));
+    es.onopen = () => { conn.textContent = "● live"; conn.className = "conn ok"; };
+    es.onerror = () => { conn.textContent = "reconnecting…"; conn.className = "conn warn"; };
+    dyntrain.stream = es;
+  }
+  // Browsers allow only ~6 connections per server: a hidden tab lets go of its stream and
+  // catches up (from the last event it saw) when it is shown again.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden && es) {
+      es.close();
+      es = null;
+      conn.textContent = "paused";
+      conn.className = "conn";
+    } else if (!document.hidden) {
+      connect();
+    }
+  });
+
+  q("#train-now", el).addEventListener("click", async (ev) => {
+    const btn = ev.currentTarget;
+    btn.disabled = true;
+    try {
+      const r = await api("POST", `/projects/${enc(name)}/train`);
+      if (state.status !== "running") {
+        state = { status: "queued", job_id: r.job_id };
+        render();
+      }
+    } catch (e) {
+      toast(errorText(e), "error");
+    } finally {
+      btn.disabled = false;
+    }
+  });
+
+  render();
+  connect();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
+  const live = q("#live");
+  if (live) Live(live);
+  // Parts of a page that follow the event stream: data-refresh-on="event.type other.type"
+  document.addEventListener("dyntrain:event", (ev) => {
+    qa("[data-refresh-on]").forEach((el) => {
+      if (el.dataset.refreshOn.split(/\s+/).includes(ev.detail.type)) refreshFragment(el, 400);
+    });
+  });
+});
+
+Object.assign(dyntrain, { api, q, qa, enc, toast, showMsg, errorText, refreshFragment, localTimes, pct });

@@ -1,0 +1,183 @@
+// "Try it": send a photo (file, drop, paste or camera) to the model in service, show every
+// class score, and let the user correct the answer, which adds the photo to the training data.
+"use strict";
+
+(function () {
+  const { api, q, enc, showMsg, errorText, pct } = window.dyntrain;
+  const root = q("#try");
+  if (!root) return;
+  const name = root.dataset.project;
+  const textForm = q("#try-text-form");
+  const answer = q("#try-answer"), empty = q("#try-empty"), msg = q("#try-msg");
+  let current = null; // {prediction_id, label}
+  let previewUrl = null;
+
+  async function predictText(text) {
+    empty.hidden = false;
+    empty.className = "muted";
+    empty.textContent = "Asking the model…";
+    answer.hidden = true;
+    try {
+      const res = await api("POST", `/projects/${enc(name)}/predict/texts`, { texts: [text] });
+      const p = res.predictions[0];
+      if (p.error) throw new Error(p.error);
+      q("#try-sent").textContent = text;
+      show(p);
+    } catch (e) {
+      showResultError(errorText(e));
+    }
+  }
+
+  async function predict(blob, filename) {
+    if (!blob) return;
+    if (blob.type && !blob.type.startsWith("image/")) {
+      showResultError("That is not an image.");
+      return;
+    }
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = URL.createObjectURL(blob);
+    empty.hidden = false;
+    empty.className = "muted";
+    empty.textContent = "Asking the model…";
+    answer.hidden = true;
+    const form = new FormData();
+    form.append("files", blob, filename || "photo.png");
+    try {
+      const res = await api("POST", `/projects/${enc(name)}/predict`, form);
+      const p = res.predictions[0];
+      if (p.error) throw new Error(p.error);
+      show(p);
+    } catch (e) {
+      showResultError(errorText(e));
+    }
+  }
+
+  function showResultError(text) {
+    answer.hidden = true;
+    empty.hidden = false;
+    empty.textContent = text;
+    empty.className = "alert error";
+  }
+
+  function show(p) {
+    current = p;
+    window.dyntrain.lastPrediction = p;
+    empty.hidden = true;
+    answer.hidden = false;
+    if (q("#try-preview")) q("#try-preview").src = previewUrl;
+    const label = q("#try-label");
+    label.textContent = "";
+    if (p.label === null) {
+      label.append("Not sure: no class reaches the confidence threshold.");
+    } else {
+      label.append("It is ");
+      const b = document.createElement("strong");
+      b.textContent = p.label;
+      b.id = "try-predicted";
+      label.append(b, ` (${pct(p.confidence)} sure)`);
+    }
+    q("#try-meta").textContent = `Model version ${p.model_version} · prediction #${p.prediction_id}`;
+    const list = q("#try-scores");
+    list.textContent = "";
+    Object.entries(p.scores).sort((a, b) => b[1] - a[1]).forEach(([lab, v]) => {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "score-name";
+      name.textContent = lab;
+      const meter = document.createElement("meter");
+      meter.min = 0; meter.max = 1; meter.value = v;
+      meter.setAttribute("aria-label", `${lab}: ${pct(v)}`);
+      const val = document.createElement("span");
+      val.className = "score-val mono";
+      val.textContent = pct(v);
+      li.append(name, meter, val);
+      list.appendChild(li);
+    });
+    const sel = q("#try-actual");
+    const other = Array.from(sel.options).find((o) => o.value !== p.label);
+    if (other) sel.value = other.value;
+    showMsg(msg, "");
+    q("#try-correct").hidden = p.prediction_id === undefined;
+  }
+
+  async function feedback(label) {
+    if (!current) return;
+    try {
+      await api("POST", `/projects/${enc(name)}/predictions/${current.prediction_id}/feedback`,
+                { label, add_to_training: true });
+      const auto = q("#live").dataset.autoTrain === "true";
+      showMsg(msg, `Thanks: added to the training examples as ${label}. ` +
+              (auto ? "The model will retrain by itself." : "Press “Train now” to retrain."), "ok");
+    } catch (e) {
+      showMsg(msg, errorText(e), "error");
+    }
+  }
+
+  q("#try-confirm").addEventListener("click", () => current && current.label && feedback(current.label));
+  q("#try-correct").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    feedback(q("#try-actual").value);
+  });
+
+  if (textForm) {
+    textForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const text = textForm.elements.text.value.trim();
+      if (text) predictText(text);
+    });
+    return; // no photos, paste or camera for a text project
+  }
+
+  const drop = q("#try-drop"), file = q("#try-file");
+  file.addEventListener("change", () => {
+    if (file.files[0]) predict(file.files[0], file.files[0].name);
+    file.value = "";
+  });
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (ev) => {
+    ev.preventDefault();
+    drop.classList.add("drag-over");
+  }));
+  drop.addEventListener("dragleave", () => drop.classList.remove("drag-over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("drag-over");
+    const f = ev.dataTransfer.files[0];
+    if (f) predict(f, f.name);
+  });
+  window.addEventListener("dragover", (ev) => ev.preventDefault());
+  window.addEventListener("drop", (ev) => ev.preventDefault());
+  document.addEventListener("paste", (ev) => {
+    const item = Array.from(ev.clipboardData ? ev.clipboardData.items : []).find((i) => i.type.startsWith("image/"));
+    if (item) {
+      ev.preventDefault();
+      predict(item.getAsFile(), "pasted.png");
+    }
+  });
+
+  // Camera, where the browser allows it (needs a secure context such as 127.0.0.1).
+  const camStart = q("#camera-start"), cam = q("#camera"), video = q("#camera-video");
+  let stream = null;
+  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) camStart.hidden = false;
+  camStart.addEventListener("click", async () => {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+      video.srcObject = stream;
+      cam.hidden = false;
+    } catch (e) {
+      showResultError("The camera is not available: " + e.message);
+    }
+  });
+  function stopCamera() {
+    if (stream) stream.getTracks().forEach((t) => t.stop());
+    stream = null;
+    cam.hidden = true;
+  }
+  q("#camera-stop").addEventListener("click", stopCamera);
+  q("#camera-snap").addEventListener("click", () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth || 640;
+    canvas.height = video.videoHeight || 480;
+    canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+    canvas.toBlob((blob) => predict(blob, "camera.jpg"), "image/jpeg", 0.92);
+  });
+})();

@@ -1,0 +1,317 @@
+"""Read-only view helpers for the UI: plain words, live state, history rows.
+
+They only read, through the same service functions the API routes call, and turn numbers
+into sentences a non-technical user can act on. No business decisions are made here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ..core import Core
+from ..datasets import changes
+from ..entities import ClassInfo, Sample
+from ..errors import Invalid
+from ..projects import project_row
+from ..registry import models as registry
+from ..scheduler import queue
+from ..storage.rows import EventRow
+from ..training import records
+
+__all__ = [
+    "LEARNERS", "STAGES", "learner_name", "percent", "trainable_problem", "blob_texts", "all_samples", "class_sentences",
+    "overall_sentence", "evaluation_sentence", "per_example_matrix", "live_state", "latest_event_id", "history", "SETTING_LABELS",
+    "SETTING_GROUPS",
+]
+
+#: What each registered learner is, in words a non-ML person can follow.
+LEARNERS = {
+    "image.linear_probe": "Pretrained image features + simple classifier",
+    "image.pixel_logreg": "Raw pixels + simple classifier",
+    "image.small_cnn": "Small neural network trained from scratch",
+    "image.finetune": "Fine-tuned pretrained network",
+    "text.embedding_logreg": "Pretrained sentence meaning + simple classifier",
+    "text.tfidf_logreg": "Word counts + simple classifier",
+}
+
+#: Training stages as shown in the live panel (also used by app.js; keep in step).
+STAGES = {
+    "features": "Looking at the images",
+    "selection": "Trying different kinds of model",
+    "evaluation": "Measuring the chosen model",
+    "fit": "Training the final model",
+    "export": "Packaging the model",
+    "gate": "Comparing with the model in service",
+}
+
+
+def learner_name(name: str | None) -> str:
+    if not name:
+        return "—"
+    return LEARNERS.get(name, name)
+
+
+def percent(x: float | None, digits: int = 0) -> str:
+    return "—" if x is None else f"{x * 100:.{digits}f}%"
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def all_samples(core: Core, project: str, cap: int = 5000) -> list[Sample]:
+    """Every active sample (paged through the same function the samples API uses)."""
+    out: list[Sample] = []
+    while len(out) < cap:
+        page, total = changes.list_samples(core, project, offset=len(out), limit=1000)
+        out.extend(page)
+        if not page or len(out) >= total:
+            break
+    return out
+
+
+def blob_texts(core: Core, hashes: list[str], chars: int = 400) -> dict[str, str]:
+    """The stored texts (of a text project's samples or predictions) to show, by content hash."""
+    out = {}
+    for h in dict.fromkeys(hashes):
+        if core.blobs.exists(h):
+            out[h] = core.blobs.get(h).decode("utf-8", errors="replace")[:chars]
+    return out
+
+
+def trainable_problem(classes: list[ClassInfo]) -> str | None:
+    """Why training would refuse the current data, in the scheduler's own words (or None).
+
+    >>> trainable_problem([ClassInfo("a", "", 3)])[:38]
+    'training needs at least 2 classes with'
+    """
+    try:
+        queue.check_trainable({c.label: c.count for c in classes if c.count > 0})
+    except Invalid as exc:
+        return exc.message
+    return None
+
+
+# -- results in words ------------------------------------------------------------------------
+
+
+def _q(label: str) -> str:
+    return f"“{label}”"
+
+
+def _join_or(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def class_sentences(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One plain sentence per class, from the confusion matrix.
+
+    Counts are per distinct example: with repeated cross-validation every example is
+    predicted several times, so the matrix counts are scaled back to the examples there are.
+
+    >>> m = {"labels": ["a", "b"], "confusion_matrix": [[19, 1], [0, 20]], "per_class": {},
+    ...      "predictions": []}
+    >>> class_sentences(m)[0]["sentence"]
+    '“a” examples are recognised correctly 19 times out of 20; when wrong, they are taken for “b”.'
+    """
+    labels = metrics.get("labels") or []
+    cm = metrics.get("confusion_matrix") or []
+    preds = metrics.get("predictions") or []
+    distinct = defaultdict(int)
+    for p in preds:
+        distinct[p["true"]] += 1
+    out = []
+    for i, label in enumerate(labels):
+        row = cm[i] if i < len(cm) else []
+        support = sum(row)
+        correct = row[i] if i < len(row) else 0
+        n = distinct.get(label) or support
+        shown = round(correct / support * n) if support else 0
+        about = "" if n == support else "about "
+        wrong = sorted(((row[j], labels[j]) for j in range(len(row)) if j != i and row[j] > 0), reverse=True)
+        predicted_as = sum(cm[k][i] for k in range(len(cm)) if i < len(cm[k]))
+        precision = cm[i][i] / predicted_as if predicted_as else None
+        if support == 0:
+            sentence = f"There were no {_q(label)} examples to test on: add more so the model can be measured."
+            level = "warn"
+        elif correct == support:
+            sentence = f"{_q(label)} examples are recognised correctly every time ({n} out of {n})."
+            level = "good"
+        else:
+            taken = [_q(lab) for _, lab in wrong]
+            if len(taken) > 2:
+                tail = f"mostly for {taken[0]}"
+            else:
+                tail = _join_or(taken)
+            sentence = (f"{_q(label)} examples are recognised correctly {about}{shown} times out of {n}; "
+                        f"when wrong, they are taken for {tail}.")
+            level = "good" if correct / support >= 0.9 else "warn" if correct / support >= 0.6 else "bad"
+        if precision is not None and precision < 1:
+            sentence += f" When the model says {_q(label)}, it is right {percent(precision)} of the time."
+        out.append({"label": label, "sentence": sentence, "level": level, "recall": correct / support if support else None,
+                     "precision": precision, "examples": n})
+    return out
+
+
+def per_example_matrix(metrics: dict[str, Any]) -> tuple[list[list[int]], bool]:
+    """The confusion matrix with one count per example (and whether it had to be scaled).
+
+    Repeated cross-validation predicts every example several times; people expect the
+    squares to add up to the examples they gave, as the sentences do.
+
+    >>> per_example_matrix({"confusion_matrix": [[4, 0], [2, 2]], "labels": ["a", "b"],
+    ...                     "predictions": [{"true": "a"}] * 2 + [{"true": "b"}] * 2})
+    ([[2, 0], [1, 1]], True)
+    """
+    cm = metrics.get("confusion_matrix") or []
+    labels = metrics.get("labels") or []
+    distinct = defaultdict(int)
+    for p in metrics.get("predictions") or []:
+        distinct[p["true"]] += 1
+    out, scaled = [], False
+    for i, row in enumerate(cm):
+        support = sum(row)
+        n = distinct.get(labels[i]) if i < len(labels) else None
+        if not n or not support or n == support:
+            out.append(list(row))
+            continue
+        scaled = True
+        out.append([round(c * n / support) for c in row])
+    return out, scaled
+
+
+def overall_sentence(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    acc = metrics.get("accuracy")
+    if acc is None:
+        return ""
+    n = len(metrics.get("predictions") or []) or metrics.get("n_samples") or 0
+    text = f"Overall the model is right {percent(acc)} of the time"
+    if n:
+        text += f", measured on {n} examples"
+    text += "."
+    if baseline and baseline.get("accuracy") is not None:
+        text += f" Always guessing the most common class would be right {percent(baseline['accuracy'])} of the time."
+    return text
+
+
+def evaluation_sentence(evaluation: dict[str, Any] | None) -> str:
+    if not evaluation:
+        return ""
+    if evaluation.get("mode") == "holdout":
+        return (f"Measured on {evaluation.get('holdout_size')} examples set aside and never used for training; "
+                f"trained on the other {evaluation.get('train_size')}.")
+    return ("Measured by cross-validation: there are too few examples to set some aside, so each example was "
+            "predicted by a model trained without it. The final model was then trained on all examples.")
+
+
+# -- live state ------------------------------------------------------------------------------
+
+
+def latest_event_id(core: Core, project: str) -> int:
+    """The newest event id: the live panel's stream starts right after it (no replay of history)."""
+    with core.db.read() as s:
+        pid = project_row(s, project).id
+        return int(s.scalar(select(func.max(EventRow.id)).where(EventRow.project_id == pid)) or 0)
+
+
+def live_state(core: Core, project: str) -> dict[str, Any]:
+    """What the training panel shows before the first event arrives (same shape app.js builds)."""
+    jobs = queue.list_jobs(core, project, 1)
+    if not jobs:
+        return {"status": "idle"}
+    job = jobs[0]
+    state: dict[str, Any] = {"status": job.status, "job_id": job.id, "dataset_version": job.dataset_version,
+                             "trigger": job.trigger, "run_id": job.run_id}
+    if job.status == "delayed":
+        state["until"] = job.run_at.isoformat()
+    elif job.status == "running":
+        state.update({k: job.progress.get(k) for k in ("stage", "percent", "eta_s", "candidate")})
+    elif job.status in ("failed", "cancelled"):
+        state["reason"] = job.error
+        state["at"] = job.finished_at and job.finished_at.isoformat()
+    elif job.status == "succeeded" and job.run_id:
+        run = records.run_detail(core, job.run_id)
+        gate = run.get("gate") or {}
+        state.update({"learner": run.get("learner"), "model_version": run.get("model_version"),
+                      "promoted": gate.get("promoted"), "gate_reason": gate.get("reason"),
+                      "kpis": {"accuracy": run.get("accuracy"), "macro_f1": run.get("macro_f1")},
+                      "at": run.get("finished_at")})
+    return state
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def _delta(new: float | None, old: float | None) -> dict[str, Any] | None:
+    if new is None or old is None:
+        return None
+    d = new - old
+    direction = "up" if d > 0.0005 else "down" if d < -0.0005 else "same"
+    return {"value": d, "points": f"{d * 100:+.1f}", "direction": direction}
+
+
+def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
+    """Runs with KPIs and their change against the model that served at the time, plus which
+    version served when."""
+    runs = []
+    for r in records.list_runs(core, project, limit):
+        row = dict(r)
+        row["learner_name"] = learner_name(r.get("learner"))
+        row["delta_accuracy"] = row["delta_f1"] = None
+        row["against"] = None
+        if r["status"] == "succeeded":
+            result = records.run_detail(core, r["id"]).get("result") or {}
+            comparison = (result.get("comparison") or {}).get("metrics")
+            gate = result.get("gate") or {}
+            row["against"] = gate.get("against_version")
+            if comparison:
+                row["delta_accuracy"] = _delta(r.get("accuracy"), comparison.get("accuracy"))
+                row["delta_f1"] = _delta(r.get("macro_f1"), comparison.get("macro_f1"))
+        runs.append(row)
+    models = {m.version: m for m in registry.list_models(core, project)}
+    served = []
+    until = None
+    for h in registry.alias_history(core, project):
+        if h["alias"] != registry.PRODUCTION:
+            continue
+        m = models.get(h["version"])
+        metrics = (m.card.get("metrics") or {}) if m else {}
+        served.append({**h, "until": until, "accuracy": metrics.get("accuracy"), "run_id": m.run_id if m else None,
+                       "source": m.source if m else None})
+        until = h["at"]
+    return {"runs": runs, "served": served, "models": list(models.values())}
+
+
+# -- settings form ---------------------------------------------------------------------------
+
+SETTING_LABELS = {
+    "auto_train": "Retrain automatically when the data changes",
+    "train_delay_s": "Wait after the last change before training (seconds)",
+    "train_max_delay_s": "Never wait longer than (seconds)",
+    "time_budget_s": "Time allowed for trying models (seconds)",
+    "min_holdout_per_class": "Examples per class needed to set some aside for testing",
+    "gate_metric": "Score a new model must not lose",
+    "gate_tolerance": "Allowed drop in that score (0.01 = 1 point)",
+    "gate_class_recall_tolerance": "Allowed drop for any single class (0.05 = 5 points)",
+    "confidence_threshold": "Answer “not sure” below this confidence (0 = always answer)",
+    "store_prediction_inputs": "Keep the images sent for prediction (needed to review and add them)",
+    "prediction_retention_days": "Keep prediction images for (days)",
+    "webhook_url": "Also notify this web address (webhook)",
+    "seed": "Random seed",
+    "learners": "Kinds of model to try (all ticked = every kind, including ones added later)",
+    "augmentation": "Make varied copies of the photos (augmentation)",
+    "augmentation_custom": "Custom augmentation strengths (JSON)",
+    "augmentation_copies": "Varied copies per photo",
+    "balance_target_ratio": "Top up small classes to this share of the largest (0–1)",
+}
+
+SETTING_GROUPS = [
+    ("Training", ["auto_train", "train_delay_s", "train_max_delay_s", "time_budget_s", "learners"]),
+    ("Making more of a few photos", ["augmentation", "augmentation_copies", "augmentation_custom",
+                                     "balance_target_ratio"]),
+    ("When a new model goes into service", ["gate_metric", "gate_tolerance", "gate_class_recall_tolerance"]),
+    ("Predictions", ["confidence_threshold", "store_prediction_inputs", "prediction_retention_days", "webhook_url"]),
+    ("Advanced", ["min_holdout_per_class", "seed"]),
+]

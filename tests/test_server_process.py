@@ -1,0 +1,161 @@
+"""A real server process: hot swap under concurrent load, and a SIGKILL during training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from dyntrain.config import Settings
+from dyntrain.core import Core
+from dyntrain.datasets.changes import Upload, add_samples
+from dyntrain.demo import digit_images
+from dyntrain.projects import create_project
+from dyntrain.scheduler import queue
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(data_dir: Path, port: int, **env) -> subprocess.Popen:
+    environment = {**os.environ, "DYNTRAIN_DATA_DIR": str(data_dir), "DYNTRAIN_SEED_DEMO": "false", **env}
+    proc = subprocess.Popen([sys.executable, "-m", "dyntrain.cli", "serve", "--port", str(port)],
+                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read().decode()[-3000:])
+        try:
+            return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, timeout=60, interval=0.2)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _train_three_models(data_dir: Path) -> None:
+    """Three model versions trained on different data, so their outputs differ."""
+    from dyntrain.training.jobs import run_job
+
+    core = Core.create(Settings(data_dir=data_dir, seed_demo=False))
+    create_project(core, "swap", settings={"auto_train": False, "time_budget_s": 1})
+    for k, per_class in enumerate((4, 8, 12)):
+        images = digit_images(per_class=per_class, offset=40 + 12 * k)
+        add_samples(core, "swap", [Upload(f"{k}-{i}.png", d) for i, (_, d) in enumerate(images)],
+                    [label for label, _ in images])
+        queue.request_training(core, "swap")
+        run_job(core, queue.claim_next(core))
+    core.db.dispose()
+
+
+def test_three_promotions_under_load_lose_no_request(tmp_path):
+    data_dir = tmp_path / "data"
+    _train_three_models(data_dir)
+    port = _port()
+    proc = _start(data_dir, port, DYNTRAIN_SCHEDULER_ENABLED="false")
+    try:
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
+        versions = sorted(m["version"] for m in api.get("/projects/swap/models").json())
+        assert versions == [1, 2, 3]
+        image = digit_images(per_class=1, offset=5)[0][1]
+        expected = {}
+        for v in versions:
+            p = api.post("/projects/swap/predict", params={"version": v}, files=[("files", ("x.png", image))])
+            expected[v] = p.json()["predictions"][0]["scores"]
+        # distinguishable: every pair of versions differs clearly on this image
+        vecs = {v: np.array(list(s.values())) for v, s in expected.items()}
+        assert min(np.abs(vecs[a] - vecs[b]).max() for a in versions for b in versions if a < b) > 1e-3
+        api.post("/projects/swap/models/1/promote")
+
+        results, failures = [], []
+        stop = threading.Event()
+
+        def client():
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as c:
+                while not stop.is_set():
+                    try:
+                        r = c.post("/projects/swap/predict", files=[("files", ("x.png", image))])
+                        if r.status_code != 200:
+                            failures.append(r.status_code)
+                        else:
+                            results.append(r.json()["predictions"][0])
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+                    if len(results) + len(failures) >= 1000:
+                        stop.set()
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        served = []
+        for v in (2, 3, 1):  # three promotions during the load
+            wait_for(lambda: len(results) >= 250 * len(served) + 100, timeout=120, interval=0.05)
+            assert api.post(f"/projects/swap/models/{v}/promote").json()["production"] == v
+            served.append(v)
+        for t in threads:
+            t.join(timeout=300)
+        assert failures == []
+        assert len(results) >= 1000
+        seen = {p["model_version"] for p in results}
+        assert seen == {1, 2, 3}
+        for p in results:  # each response's scores are exactly those of the version it names
+            assert max(abs(p["scores"][k] - expected[p["model_version"]][k]) for k in p["scores"]) < 1e-5
+        assert api.get("/projects/swap/predictions", params={"limit": 1}).json()["total"] >= 1000
+    finally:
+        _stop(proc)
+
+
+def test_sigkill_during_training_is_retried_after_restart(tmp_path):
+    data_dir = tmp_path / "data"
+    port = _port()
+    env = {"DYNTRAIN_JOB_LEASE_S": "3", "DYNTRAIN_SCHEDULER_POLL_S": "0.2"}
+    proc = _start(data_dir, port, **env)
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
+    try:
+        api.post("/projects", json={"name": "crash", "settings": {"auto_train": False, "time_budget_s": 5}})
+        images = digit_images(per_class=10)
+        r = api.post("/projects/crash/samples", files=[("files", (f"{i}.png", d)) for i, (_, d) in enumerate(images)],
+                     data={"labels": [label for label, _ in images]})
+        assert r.status_code == 201
+        job_id = api.post("/projects/crash/train").json()["job_id"]
+        wait_for(lambda: api.get(f"/projects/crash/jobs/{job_id}").json()["status"] == "running", timeout=60,
+                 interval=0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        _stop(proc)
+    proc = _start(data_dir, port, **env)
+    try:
+        job = wait_for(lambda: (j := api.get(f"/projects/crash/jobs/{job_id}").json())["status"]
+                       in ("succeeded", "failed") and j, timeout=300)
+        assert job["status"] == "succeeded", job
+        assert job["attempt"] == 2
+        assert api.get("/projects/crash/samples").json()["total"] == len(images)  # nothing lost
+        assert api.get("/projects/crash/models").json()[0]["aliases"] == ["production"]
+    finally:
+        _stop(proc)

@@ -1,0 +1,41 @@
+"""Fixtures for the web UI: the scheduler runs (the UI shows live training), and a browser."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dyntrain.config import Settings
+
+CHROMIUM = os.environ.get("DYNTRAIN_TEST_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> Settings:
+    """The root fixture's settings with the training scheduler ON (``live_server`` and
+    ``client`` build on it), so uploads really retrain and the pages show it live."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, seed_demo=False,
+                    scheduler_enabled=True, scheduler_poll_s=0.2)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
