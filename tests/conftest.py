@@ -69,7 +69,8 @@ def client(core):
 
     from dyntrain.api import create_app
 
-    with TestClient(create_app(core=core)) as c:
+    # A request from this machine: the loopback-bound server trusts it (auth=auto).
+    with TestClient(create_app(core=core), client=("127.0.0.1", 50000)) as c:
         yield c
 
 

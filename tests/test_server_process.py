@@ -33,13 +33,16 @@ def _port() -> int:
 
 def _start(data_dir: Path, port: int, **env) -> subprocess.Popen:
     environment = {**os.environ, "DYNTRAIN_DATA_DIR": str(data_dir), "DYNTRAIN_SEED_DEMO": "false", **env}
+    # stderr to a file, never an unread pipe: the server logs every request there and would
+    # block once the pipe's buffer is full.
+    log = data_dir.parent / f"server-{port}.log"
     proc = subprocess.Popen([sys.executable, "-m", "dyntrain.cli", "serve", "--port", str(port)],
-                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=environment, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
     url = f"http://127.0.0.1:{port}"
 
     def up():
         if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode()[-3000:])
+            raise AssertionError(log.read_text(errors="replace")[-3000:])
         try:
             return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
         except httpx.HTTPError:

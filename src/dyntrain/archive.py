@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from .errors import Invalid
+from .limits import limit_rows
 
-__all__ = ["iter_labelled_files", "read_text_records", "IMAGE_SUFFIXES"]
+__all__ = ["iter_labelled_files", "read_text_records", "read_table", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -58,8 +59,12 @@ def _from_zip(path: Path) -> Iterator[tuple[str, str, bytes]]:
             yield parts[0], parts[1], zf.read(info)
 
 
-def read_text_records(path: Path, text_column: str = "text", label_column: str = "label") -> list[tuple[str, str]]:
+def read_text_records(path: Path, text_column: str = "text", label_column: str = "label", *,
+                      max_rows: int | None = None) -> list[tuple[str, str]]:
     """(label, text) pairs from a .csv (with a header row) or a .jsonl file (one object per line).
+
+    More than ``max_rows`` records (setting ``max_csv_rows``) is a :class:`TooLarge`, raised
+    while reading (see :func:`dyntrain.limits.limit_rows`).
 
     >>> read_text_records(Path("reviews.csv"))  # doctest: +SKIP
     [('positive', 'A wonderful film'), ...]
@@ -69,15 +74,16 @@ def read_text_records(path: Path, text_column: str = "text", label_column: str =
 
     rows: list[dict] = []
     if path.suffix.lower() == ".jsonl":
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
+        with open(path, encoding="utf-8") as f:
+            lines = ((n, line) for n, line in enumerate(f, 1) if line.strip())
+            for n, line in limit_rows(lines, max_rows, path.name):
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise Invalid(f"{path.name} line {n} is not JSON: {exc.msg}") from None
     else:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            rows = list(limit_rows(csv.DictReader(f), max_rows, path.name))
     out = []
     for n, row in enumerate(rows, 1):
         if not isinstance(row, dict) or text_column not in row or label_column not in row:
@@ -86,3 +92,34 @@ def read_text_records(path: Path, text_column: str = "text", label_column: str =
                           "choose the columns with --text-column / --label-column")
         out.append((str(row[label_column]), str(row[text_column])))
     return out
+
+
+def read_table(path: Path, *, max_rows: int | None = None) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a table: a .csv with a header row, or a .jsonl of one object per line.
+
+    CSV cells stay strings (types are inferred at training time); JSON values keep theirs.
+    More than ``max_rows`` rows (setting ``max_csv_rows``) is a :class:`TooLarge`.
+
+    >>> read_table(Path("houses.csv"))  # doctest: +SKIP
+    (['rooms', 'city', 'price'], [{'rooms': '3', 'city': 'Oslo', 'price': '310000'}, ...])
+    """
+    import json
+
+    from .tables import read_csv_rows
+
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl":
+        return read_csv_rows(path.read_bytes(), name=path.name, max_rows=max_rows)
+    rows: list[dict] = []
+    columns: dict[str, None] = {}
+    lines = ((n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line.strip())
+    for n, line in limit_rows(lines, max_rows, path.name):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"{path.name} line {n} is not JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise Invalid(f"{path.name} line {n} is not a JSON object of column: value")
+        columns.update(dict.fromkeys(row))
+        rows.append(row)
+    return list(columns), rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from .archive import iter_labelled_files, read_text_records
 from .client import ApiError, Client
+from .errors import DyntrainError
 
 app = typer.Typer(help="dyntrain: train small image classifiers that retrain themselves when the data changes.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,8 +27,19 @@ URL = typer.Option("http://127.0.0.1:8000", "--url", envvar="DYNTRAIN_URL",
 UPLOAD_CHUNK = 32
 
 
+def _token() -> str | None:
+    """DYNTRAIN_TOKEN, else the first admin token the local server wrote to its data dir."""
+    if token := os.environ.get("DYNTRAIN_TOKEN", "").strip():
+        return token
+    path = Path(os.environ.get("DYNTRAIN_DATA_DIR", "dyntrain-data")) / "admin-token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _client(url: str) -> Client:
-    return Client(url)
+    return Client(url, token=_token())
 
 
 def _fail(exc: ApiError) -> None:
@@ -34,6 +47,12 @@ def _fail(exc: ApiError) -> None:
     for d in exc.details[:20]:
         console.print(f"  - {d.get('file') or d.get('field')}: {d.get('reason')}")
     raise typer.Exit(1)
+
+
+def _max_csv_rows() -> int:
+    from .config import Settings
+
+    return Settings().max_csv_rows  # env DYNTRAIN_MAX_CSV_ROWS, as on the server
 
 
 def _progress() -> Progress:
@@ -52,6 +71,13 @@ def serve(
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="Train on this Ray cluster (host:port, or 'local'; "
                                                    "env DYNTRAIN_RAY_ADDRESS)."),
+    log_format: Optional[str] = typer.Option(None, "--log-format",
+                                             help="Logs on stderr: json (one object per line, with request "
+                                                  "and job ids) or text; default: text on a terminal, json "
+                                                  "otherwise (env DYNTRAIN_LOG_FORMAT)."),
+    auth: Optional[str] = typer.Option(None, help="auto (default): on 127.0.0.1 local requests need no token, "
+                                                  "others do; required: always a token; off: loopback only "
+                                                  "(env DYNTRAIN_AUTH)."),
 ):
     """Start the server (API, UI and training scheduler) in this process."""
     import uvicorn
@@ -60,15 +86,35 @@ def serve(
     from .config import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir, "role": role,
-                                   "ray_address": ray_address}.items() if v is not None}
+                                   "ray_address": ray_address, "log_format": log_format, "auth": auth}.items()
+                 if v is not None}
     if no_demo:
         overrides["seed_demo"] = False
     settings = Settings(**overrides)
-    console.print(f"dyntrain ({settings.role}): data in {settings.data_dir}, database "
-                  f"{settings.database_url.split('@')[-1]}"
-                  + (f", artifacts {settings.artifacts}" if settings.artifacts else "")
-                  + (f", training on Ray at {settings.ray_address}" if settings.ray_address else ""))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    from .observability import configure_logging
+
+    fmt = configure_logging(settings.log_format, settings.log_level.upper())
+    banner = (f"dyntrain ({settings.role}): data in {settings.data_dir}, database "
+              f"{settings.database_url.split('@')[-1]}"
+              + (f", artifacts {settings.artifacts}" if settings.artifacts else "")
+              + (f", training on Ray at {settings.ray_address}" if settings.ray_address else ""))
+    if fmt == "text":
+        console.print(banner)
+    else:
+        logging.getLogger("dyntrain").info(banner)
+    # Our middleware writes the access log (with request ids); uvicorn's records join our handler.
+    try:
+        application = create_app(settings)
+    except DyntrainError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2)
+    if application.state.first_admin_token:
+        console.print("[bold]First start: an admin API token was created. It is shown only this once:[/bold]\n"
+                      f"  {application.state.first_admin_token}\n"
+                      f"It is also in {settings.data_dir / 'admin-token'} (readable by you alone), where the "
+                      "local CLI finds it; elsewhere set DYNTRAIN_TOKEN.")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                log_config=None, access_log=False)
 
 
 @app.command()
@@ -105,7 +151,7 @@ def import_(
     tabular = path.suffix.lower() in (".csv", ".jsonl")
     task = task or ("text-classification" if tabular else "image-classification")
     try:
-        records = (read_text_records(path, text_column, label_column) if tabular
+        records = (read_text_records(path, text_column, label_column, max_rows=_max_csv_rows()) if tabular
                    else [(label, name, data) for label, name, data in iter_labelled_files(path)])
     except Exception as exc:  # Invalid from the readers, OSError from the disk
         console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
@@ -377,6 +423,10 @@ def doctor(project: str = typer.Argument(..., help="Project name."), url: str = 
         out.print("[dim](likely-mislabelled check skipped: backbone features unavailable)[/dim]")
     if any(f["severity"] == "error" for f in findings):
         raise typer.Exit(2)
+
+
+from . import cli_access  # noqa: E402,F401 - registers `tokens` and `audit`
+from . import cli_admin  # noqa: E402,F401 - registers `gc`, `backup` and `restore`
 
 
 def main() -> None:  # pragma: no cover - console entry point

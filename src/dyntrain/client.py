@@ -27,9 +27,10 @@ class Client:
     >>> Client("http://127.0.0.1:8000").get("/projects")  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, timeout: float = 120.0):
+    def __init__(self, url: str, timeout: float = 120.0, token: str | None = None):
         self.base = url.rstrip("/") + "/api/v1"
-        self.http = httpx.Client(timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(timeout=timeout, headers=headers)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         try:

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     onnx_threads: int = 2
     webhook_secret: str = Field(default="", description="HMAC key for webhook signatures; empty = generated once in data_dir.")
     webhook_allow_private: bool = Field(default=False, description="Allow webhooks to loopback/private addresses.")
+    auth: Literal["auto", "required", "off"] = Field(
+        default="auto", description="auto: bound to loopback, requests from this machine need no token, all others "
+                                    "do; bound elsewhere, every request needs one. required: always a token. off: "
+                                    "no tokens, allowed only on a loopback address.")
+    session_secret: str = Field(default="", description="Signs the UI's session cookies; empty = generated once "
+                                                        "in data_dir (set the same value on every API machine).")
+    cors_origins: str = Field(default="", description="Comma-separated origins allowed to call the API from a "
+                                                      "browser; empty = CORS off.")
     # Scale out (docs/deployment.md).
     role: Literal["all", "api", "inference"] = Field(
         default="all", description="api: API, UI and (when leader) the scheduler; inference: predictions only, "
@@ -56,6 +64,19 @@ class Settings(BaseSettings):
     leader_poll_s: float = Field(default=2.0, description="How often a standby API process tries to become the "
                                                           "scheduler leader (PostgreSQL).")
     model_poll_s: float = Field(default=2.0, description="Safety-net poll for promotions made elsewhere.")
+    gc_interval_s: float = Field(default=3600.0, description="How often the leader runs housekeeping "
+                                                              "(retention, old models, caches, orphan files).")
+    gc_grace_s: float = Field(default=3600.0, description="Housekeeping never deletes a file younger than this: "
+                                                          "an upload in progress has no database row yet.")
+    # Limits (413 beyond them) and observability (README "Observability and limits").
+    max_request_bytes: int = Field(default=512 * 1024 * 1024, description="Largest request body, checked before "
+                                   "anything is parsed; keep it above max_model_bytes.")
+    max_csv_rows: int = Field(default=100_000, description="Most rows (records) read from one CSV/JSONL file.")
+    max_model_bytes: int = Field(default=500 * 1024 * 1024, description="Largest uploaded ONNX model file.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="Server logs on stderr: json lines, text, or auto (text on a terminal, "
+                                    "json otherwise).")
+    log_level: str = Field(default="INFO", description="Server log level (DEBUG, INFO, WARNING …).")
 
     def model_post_init(self, __context) -> None:  # noqa: D401 - pydantic hook
         self.data_dir = Path(self.data_dir).resolve()

@@ -26,6 +26,14 @@ class Core:
     _live: Any = field(default=None, repr=False)
     # Where model files are published and fetched (storage.artifacts); None = model_dir only.
     artifacts: Any = field(default=None, repr=False)
+    # Prometheus metrics of this process (observability.Metrics, its own registry).
+    metrics: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:
+            from .observability import Metrics
+
+            self.metrics = Metrics(self.db)
 
     @property
     def live(self):
@@ -33,8 +41,16 @@ class Core:
             from .serving.live import LiveModels
 
             fetch = self.artifacts.model_file if self.artifacts is not None else None
-            self._live = LiveModels(self.db, self.settings.model_dir, self.settings.onnx_threads, fetch=fetch)
+            self._live = LiveModels(self.db, self.settings.model_dir, self.settings.onnx_threads, fetch=fetch,
+                                    on_swap=self._swapped)
         return self._live
+
+    def _swapped(self, project_id: int, version: int) -> None:
+        from .storage.rows import ProjectRow
+
+        with self.db.read() as s:
+            project = s.get(ProjectRow, project_id)
+        self.metrics.swap(project.name if project is not None else str(project_id))
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> "Core":

@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "TASKS",
+    "REGRESSION_TASKS",
     "Project",
     "ClassInfo",
     "Sample",
@@ -21,7 +22,10 @@ __all__ = [
 ]
 
 # The task decides what a sample's content is: an image blob, a text, or a table row.
-TASKS = {"image-classification": "image", "text-classification": "text"}
+TASKS = {"image-classification": "image", "text-classification": "text",
+         "tabular-classification": "row", "tabular-regression": "row"}
+#: Tasks whose label is a number (the target as text, e.g. "151" or "0.25"), not a class.
+REGRESSION_TASKS = frozenset({"tabular-regression"})
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class Prediction:
     client: str
     feedback_label: str | None
     created_at: datetime
+    value: float | None = None  # a regression model's answer (label and scores are then empty)
 
 
 @dataclass(frozen=True)

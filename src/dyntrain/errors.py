@@ -19,6 +19,8 @@ __all__ = [
     "NotReady",
     "MissingExtra",
     "Cancelled",
+    "Unauthorized",
+    "Forbidden",
 ]
 
 
@@ -66,3 +68,15 @@ class Cancelled(DyntrainError):
     """Raised inside a training run when its job was cancelled cooperatively."""
 
     code = "cancelled"
+
+
+class Unauthorized(DyntrainError):
+    """No valid credentials: a missing, unknown or revoked token."""
+
+    code = "unauthorized"
+
+
+class Forbidden(DyntrainError):
+    """Valid credentials whose role or projects do not cover this action."""
+
+    code = "forbidden"

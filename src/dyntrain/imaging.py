@@ -17,7 +17,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import Invalid, TooLarge
+from .errors import Invalid
+from .limits import exceeded
 
 __all__ = [
     "INPUT_SIZE",
@@ -54,7 +55,7 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000) -> Image.Image:
         raise Invalid(f"unreadable image: {exc}") from None
     w, h = img.size
     if w * h > max_pixels:
-        raise TooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
+        raise exceeded(f"image is {w}x{h} = {w * h} pixels", max_pixels, "max_image_pixels")
     if w < 1 or h < 1:
         raise Invalid("image has no pixels")
     try:

@@ -8,7 +8,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import Invalid
 
-__all__ = ["ProjectSettings", "merge_settings", "settings_schema"]
+__all__ = ["ProjectSettings", "merge_settings", "settings_schema", "gate_metrics"]
+
+_CLASSIFICATION_METRICS = ("macro_f1", "accuracy")
+_REGRESSION_METRICS = ("r2", "mae")
+
+
+def gate_metrics(task: str) -> tuple[str, ...]:
+    """The gate metrics that apply to a task; the first is its default.
+
+    >>> gate_metrics("tabular-regression")
+    ('r2', 'mae')
+    """
+    from .entities import REGRESSION_TASKS
+
+    return _REGRESSION_METRICS if task in REGRESSION_TASKS else _CLASSIFICATION_METRICS
 
 
 class ProjectSettings(BaseModel):
@@ -21,12 +35,14 @@ class ProjectSettings(BaseModel):
     train_max_delay_s: float = Field(60.0, ge=0, le=86400, description="Never wait longer than this after the first pending change, so a steady stream of edits still trains.")
     time_budget_s: float = Field(60.0, ge=1, le=86400, description="Time allowed for model selection in one run (cut only between candidates).")
     min_holdout_per_class: int = Field(10, ge=1, le=10000, description="Below this many holdout samples in any class, runs evaluate by repeated cross-validation instead of the holdout.")
-    gate_metric: Literal["macro_f1", "accuracy"] = Field("macro_f1", description="The score a new model must not lose (by more than gate_tolerance) to replace the one in service.")
-    gate_tolerance: float = Field(0.01, ge=0, le=1, description="How much worse (absolute) gate_metric may be and the new model still goes into service.")
+    gate_metric: Literal["macro_f1", "accuracy", "r2", "mae"] = Field("macro_f1", description="The score a new model must not lose (by more than gate_tolerance) to replace the one in service: macro_f1 or accuracy for classification, r2 (the default) or mae for tabular-regression projects.")
+    gate_tolerance: float = Field(0.01, ge=0, le=1, description="How much worse gate_metric may be and the new model still goes into service: absolute for macro_f1, accuracy and r2; a fraction of the current error for mae (0.01 = 1% higher).")
     gate_class_recall_tolerance: float = Field(0.05, ge=0, le=1, description="The largest drop in any single class's recall that still allows promotion.")
     confidence_threshold: float = Field(0.0, ge=0, le=1, description="Predictions less confident than this answer 'none of these' (label null). 0 turns it off.")
     store_prediction_inputs: bool = Field(True, description="Keep the input of every prediction (so it can be reviewed and added to training); off keeps only its hash.")
     prediction_retention_days: int = Field(90, ge=1, le=3650, description="Forget the stored input of predictions older than this many days (the prediction record stays; the file is deleted unless training data uses it).")
+    prediction_record_retention_days: int | None = Field(None, ge=1, le=36500, description="Delete prediction records (and their stored inputs) older than this many days; null keeps them forever.")
+    keep_model_versions: int = Field(10, ge=1, le=10000, description="Housekeeping keeps this many newest model versions, plus every version an alias points at (or could roll back to) and any a running training needs; older ones and their files are deleted.")
     webhook_url: str | None = Field(None, description="Receives finished / promoted / kept-back events (HMAC-signed).")
     seed: int = Field(0, ge=0, description="Random seed of training runs (holdout split is by content hash and does not depend on it).")
     augmentation: Literal["auto", "off", "light", "medium", "strong", "custom"] = Field("auto", description="Augmented copies of the training images: 'auto' lets cross-validation choose between none, light and medium; a preset or 'custom' is the only one tried; 'off' never augments.")
@@ -65,18 +81,31 @@ class ProjectSettings(BaseModel):
         return value or None
 
 
-def merge_settings(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def merge_settings(current: dict[str, Any], patch: dict[str, Any], *, task: str | None = None) -> dict[str, Any]:
     """Validate ``patch`` on top of ``current``; unknown keys or bad values raise :class:`Invalid`.
+
+    With ``task``, ``gate_metric`` must suit it (a regression project scores R² or MAE, not
+    macro-F1) and defaults to the task's first metric.
 
     >>> merge_settings({}, {"train_delay_s": 2})["train_delay_s"]
     2.0
+    >>> merge_settings({}, {}, task="tabular-regression")["gate_metric"]
+    'r2'
     """
+    values = {**current, **patch}
+    if task is not None and "gate_metric" not in values:
+        values["gate_metric"] = gate_metrics(task)[0]
     try:
-        merged = ProjectSettings(**{**current, **patch})
+        merged = ProjectSettings(**values)
     except ValidationError as exc:
         details = [{"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]} for err in exc.errors()]
         raise Invalid("invalid project settings: " + "; ".join(f"{d['field']}: {d['reason']}" for d in details),
                       details=details) from None
+    if task is not None and merged.gate_metric not in gate_metrics(task):
+        reason = (f"{merged.gate_metric!r} does not apply to a {task} project; choose "
+                  + " or ".join(repr(m) for m in gate_metrics(task)))
+        raise Invalid(f"invalid project settings: gate_metric: {reason}",
+                      details=[{"field": "gate_metric", "reason": reason}])
     return merged.model_dump()
 
 

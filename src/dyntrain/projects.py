@@ -43,7 +43,7 @@ def create_project(core: Core, name: str, task: str = "image-classification", de
                       "starting with a letter or digit")
     if task not in TASKS:
         raise Invalid(f"unknown task {task!r}; supported: {', '.join(TASKS)}")
-    merged = merge_settings({}, settings or {})
+    merged = merge_settings({}, settings or {}, task=task)
     try:
         with core.db.write() as s:
             row = ProjectRow(name=name, task=task, description=description, settings=merged)
@@ -66,7 +66,7 @@ def update_project(core: Core, name: str, *, description: str | None = None,
         if description is not None:
             row.description = description
         if settings:
-            row.settings = merge_settings(row.settings or {}, settings)
+            row.settings = merge_settings(row.settings or {}, settings, task=row.task)
         s.flush()
         return row.to_entity()
 

@@ -98,7 +98,8 @@ def test_predict_errors(trained, live_server):
 def test_retention_forgets_old_inputs_but_keeps_training_data(trained):
     from datetime import timedelta
 
-    from dyntrain.serving.predict import predict_items, purge_old_inputs
+    from dyntrain.housekeeping import gc
+    from dyntrain.serving.predict import predict_items
     from dyntrain.storage.rows import PredictionRow
 
     fresh = digit_images(per_class=1, offset=33)[0][1]
@@ -108,7 +109,8 @@ def test_retention_forgets_old_inputs_but_keeps_training_data(trained):
     with trained.db.write() as s:
         for r in results:
             s.get(PredictionRow, r["prediction_id"]).created_at -= timedelta(days=2)
-    assert purge_old_inputs(trained) == 2
+    trained.settings.gc_grace_s = 0
+    assert gc(trained).stored_inputs.count == 2
     from dyntrain.storage import sha256_hex
 
     assert not trained.blobs.exists(sha256_hex(fresh))  # only a prediction used it: deleted

@@ -11,8 +11,12 @@ from sqlalchemy import text
 from .. import __version__
 from ..config import Settings
 from ..core import Core
-from .deps import caller
+from ..audit import AuditMiddleware
+from ..auth import ensure_admin_token, is_loopback
+from ..errors import Invalid
+from .deps import API_PREFIX, caller
 from .errors import install_error_handlers
+from .middleware import install_observability
 
 __all__ = ["create_app"]
 
@@ -27,6 +31,10 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
     """
     core = core or Core.create(settings or Settings())
     role = core.settings.role
+    if core.settings.auth == "off" and not is_loopback(core.settings.host):
+        raise Invalid(f"refusing to start without authentication on {core.settings.host}: auth=off is only "
+                      "allowed on a loopback address; use auth=auto or auth=required (DYNTRAIN_AUTH)")
+    first_admin_token = ensure_admin_token(core) if role != "inference" else None
     if core.settings.seed_demo and role != "inference":
         from ..demo import seed_demo
 
@@ -49,19 +57,28 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
                   dependencies=[Depends(caller)])
     app.state.core = core
     app.state.background = None
+    app.state.first_admin_token = first_admin_token  # the CLI prints it once
     install_error_handlers(app)
+    app.add_middleware(AuditMiddleware, core=core)
+    if core.settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
 
-    from . import models, projects
+        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in core.settings.cors_origins.split(",")],
+                           allow_methods=["*"], allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
 
-    api = APIRouter(prefix="/api/v1")
+    install_observability(app, core)  # last = outermost: request ids, latency, size limit; GET /metrics
+
+    from . import access, models, projects
+
+    api = APIRouter(prefix=API_PREFIX)
     if role == "inference":
-        modules = (projects, models)
+        modules = (access, projects, models)
     else:
-        from . import data, training
+        from . import admin, data, training
 
-        modules = (projects, data, training, models)
+        modules = (access, projects, data, training, models, admin)
     for module in modules:
-        api.include_router(module.router)
+        app.include_router(module.router)
 
     @api.get("/health", tags=["health"])
     def health():
@@ -87,8 +104,9 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
 
     from fastapi.staticfiles import StaticFiles
 
-    from ..web import STATIC_DIR, pages
+    from ..web import STATIC_DIR, access, pages
 
+    app.include_router(access.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

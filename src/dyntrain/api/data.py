@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -9,13 +11,13 @@ from ..core import Core
 from ..datasets import changes, versions
 from ..imaging import decode_image, model_input, thumbnail_bytes
 from ..projects import project_row
-from .deps import get_core
+from .deps import API_PREFIX, get_core
 from .schemas import (
     BatchPublic, ChangeResult, ClassCreate, ClassPatch, ClassPublic, SamplePatch, SamplePublic, SamplesPage,
     VersionPublic, public,
 )
 
-router = APIRouter(tags=["data"])
+router = APIRouter(prefix=API_PREFIX, tags=["data"])
 _IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 
@@ -63,6 +65,46 @@ def add_texts(name: str, body: TextBatch,
     return _change(samples, version)
 
 
+class RowBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: list[dict[str, Any]] = Field(..., description="Table rows as objects of column: value, each holding the "
+                                                         "target column too (tabular projects).",
+                                       examples=[[{"rooms": 3, "city": "Oslo", "price": 310000}]])
+    target: str = Field(..., description="The column to predict: a class (tabular-classification) or a number "
+                                         "(tabular-regression).", examples=["price"])
+    source: str = "upload"
+
+
+@router.post("/projects/{name}/samples/rows", status_code=201, response_model=ChangeResult)
+def add_rows(name: str, body: RowBatch,
+             batch: str | None = Query(None, description="Stage into an open upload batch instead of a new version."),
+             core: Core = Depends(get_core)):
+    """Add table rows to a tabular project; ``target`` names the column to predict. Any bad row
+    (target missing, not a number in a regression project, …) rejects the whole request (422)."""
+    samples, version = changes.add_rows(core, name, body.rows, body.target, batch=batch, source=body.source)
+    return _change(samples, version)
+
+
+@router.post("/projects/{name}/samples/csv", status_code=201, response_model=ChangeResult)
+def add_csv(name: str, file: UploadFile = File(..., description="A CSV file with a header row."),
+            target: str = Form(..., description="The column to predict."),
+            batch: str | None = Query(None, description="Stage into an open upload batch instead of a new version."),
+            core: Core = Depends(get_core)):
+    """Add the rows of a CSV file (header row first) to a tabular project as ONE dataset version.
+    Column types are inferred at training time; the target column must be in the header."""
+    from ..tables import read_csv_rows
+
+    header, rows = read_csv_rows(file.file.read(), name=file.filename or "the file",
+                                 max_rows=getattr(core.settings, "max_csv_rows", None))
+    if target not in header:
+        from ..errors import Invalid
+
+        raise Invalid(f"the target column {target!r} is not in {file.filename or 'the file'} "
+                      f"(its columns: {', '.join(header)})")
+    samples, version = changes.add_rows(core, name, rows, target, batch=batch, source="import")
+    return _change(samples, version)
+
+
 @router.get("/projects/{name}/samples", response_model=SamplesPage)
 def list_samples(name: str, label: str | None = None, offset: int = Query(0, ge=0),
                  limit: int = Query(100, ge=1, le=1000), core: Core = Depends(get_core)):
@@ -91,7 +133,8 @@ def sample_image(name: str, sample_id: int, core: Core = Depends(get_core)):
     """The original file, byte for byte (a text sample's UTF-8 text)."""
     sample = changes.get_sample(core, name, sample_id)
     data = core.blobs.get(sample.content_hash)
-    media = "text/plain; charset=utf-8" if sample.kind == "text" else _media_type(data)
+    media = ("text/plain; charset=utf-8" if sample.kind == "text" else "application/json" if sample.kind == "row"
+             else _media_type(data))
     return Response(data, media_type=media, headers=_IMMUTABLE)
 
 

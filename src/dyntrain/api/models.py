@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..core import Core
 from ..datasets import changes
@@ -18,10 +19,10 @@ from ..events import events_after
 from ..projects import project_row
 from ..registry import models as registry
 from ..serving import predict as serving
-from .deps import get_core
+from .deps import API_PREFIX, get_core
 from .schemas import ChangeResult, SamplePublic, VersionPublic, public
 
-router = APIRouter(tags=["models"])
+router = APIRouter(prefix=API_PREFIX, tags=["models"])
 
 
 def _model_public(m) -> dict:
@@ -118,6 +119,22 @@ def predict_texts(name: str, body: TextsIn, request: Request,
     results = serving.predict_items(core, name, [(f"text-{i}", t.encode("utf-8")) for i, t in enumerate(body.texts)],
                                      version=version, client=client)
     return {"predictions": results}
+
+
+class RowsIn(BaseModel):
+    rows: list[dict[str, Any]] = Field(..., description="Objects with exactly the model's columns (null = missing).",
+                                       examples=[[{"rooms": 3, "city": "Oslo"}]])
+
+
+@router.post("/projects/{name}/predict/rows")
+def predict_rows(name: str, body: RowsIn, request: Request,
+                 version: int | None = Query(None, description="A specific model version instead of production."),
+                 core: Core = Depends(get_core)):
+    """Predict table rows (tabular projects): per row ``label``/``confidence``/``scores``
+    (classification) or ``value`` (regression). The model's columns are in its card
+    (``input.columns``); an unknown or missing column is a 422 naming it."""
+    client = request.client.host if request.client else ""
+    return {"predictions": serving.predict_rows(core, name, body.rows, version=version, client=client)}
 
 
 @router.get("/projects/{name}/predictions")

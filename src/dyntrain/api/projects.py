@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from .. import projects as svc
 from ..core import Core
 from ..project_settings import settings_schema
-from .deps import get_core
+from .deps import API_PREFIX, get_core
 from .schemas import ProjectCreate, ProjectPatch, ProjectPublic, public
 
-router = APIRouter(tags=["projects"])
+router = APIRouter(prefix=API_PREFIX, tags=["projects"])
 
 
 @router.post("/projects", status_code=201, response_model=ProjectPublic)
@@ -20,9 +20,13 @@ def create_project(body: ProjectCreate, core: Core = Depends(get_core)):
 
 
 @router.get("/projects", response_model=list[ProjectPublic])
-def list_projects(core: Core = Depends(get_core)):
-    """All projects with their status at a glance (samples, model in service, training)."""
-    return [public(ProjectPublic, p, status=status) for p, status in svc.list_projects(core)]
+def list_projects(request: Request, core: Core = Depends(get_core)):
+    """All projects with their status at a glance (samples, model in service, training).
+
+    A token limited to some projects sees those alone."""
+    who = request.state.caller
+    return [public(ProjectPublic, p, status=status) for p, status in svc.list_projects(core)
+            if who is None or who.sees(p.name)]
 
 
 @router.get("/projects/{name}", response_model=ProjectPublic)

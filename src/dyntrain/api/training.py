@@ -7,10 +7,10 @@ from fastapi import APIRouter, Depends, Query
 from ..core import Core
 from ..scheduler import queue
 from ..training import records
-from .deps import get_core
+from .deps import API_PREFIX, get_core
 from .schemas import JobPublic, TrainAccepted, public
 
-router = APIRouter(tags=["training"])
+router = APIRouter(prefix=API_PREFIX, tags=["training"])
 
 
 @router.post("/projects/{name}/train", status_code=202, response_model=TrainAccepted)

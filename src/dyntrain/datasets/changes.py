@@ -14,9 +14,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..core import Core
-from ..entities import TASKS, ClassInfo, DatasetVersion, Sample
+from ..entities import REGRESSION_TASKS, TASKS, ClassInfo, DatasetVersion, Sample
 from ..errors import Conflict, Invalid, NotFound, TooLarge
 from ..imaging import decode_image, image_info
+from ..limits import exceeded
 from ..projects import project_row
 from ..storage.rows import BatchRow, ClassRow, ProjectRow, SampleRow
 from .health import phash
@@ -26,7 +27,7 @@ __all__ = [
     "Upload", "add_samples", "list_samples", "get_sample", "relabel_sample", "delete_sample",
     "list_classes", "create_class", "update_class", "delete_class",
     "open_batch", "commit_batch", "discard_batch", "restore_version", "validate_label", "project_kind",
-    "content_meta",
+    "content_meta", "validate_label_for", "project_task", "add_rows",
 ]
 
 
@@ -45,11 +46,25 @@ def validate_label(label: str | None) -> str:
     return label
 
 
+def validate_label_for(task: str, label) -> str:
+    """A class label, or for a regression task the target as canonical number text ("151", "0.25")."""
+    if task in REGRESSION_TASKS:
+        from ..tables import target_text
+
+        return target_text(label)
+    return validate_label(label)
+
+
 MAX_TEXT_CHARS = 20_000
 
 
 def content_meta(core: Core, kind: str, upload: Upload) -> dict:
     """Validate one item's content for the project's kind; return what is kept about it."""
+    if kind == "row":
+        from ..tables import decode_row, row_preview
+
+        row = decode_row(upload.data)
+        return {"filename": upload.filename, "columns": len(row), "preview": row_preview(row)}
     if kind == "text":
         try:
             text = upload.data.decode("utf-8")
@@ -61,19 +76,21 @@ def content_meta(core: Core, kind: str, upload: Upload) -> dict:
             raise TooLarge(f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
         return {"filename": upload.filename, "chars": len(text), "preview": text[:120]}
     if len(upload.data) > core.settings.max_upload_bytes:
-        raise TooLarge(f"file is {len(upload.data)} bytes; the limit is {core.settings.max_upload_bytes}")
+        raise exceeded(f"file is {len(upload.data)} bytes", core.settings.max_upload_bytes, "max_upload_bytes")
     img = decode_image(upload.data, max_pixels=core.settings.max_image_pixels)
     # The perceptual hash is kept so data-health checks need not decode every image again.
     return {"filename": upload.filename, **image_info(img), "phash": phash(img)}
 
 
-def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[str]) -> list[tuple[Upload, str, dict]]:
+def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[str],
+                   task: str = "") -> list[tuple[Upload, str, dict]]:
     """Validate every file first and name every rejected one: nothing is written on failure."""
     limit = core.settings.max_files_per_request
     if not uploads:
         raise Invalid("no files were sent (multipart field 'files')")
     if len(uploads) > limit:
-        raise TooLarge(f"{len(uploads)} files in one request; the limit is {limit} — split them into batches")
+        raise exceeded(f"{len(uploads)} files in one request", limit, "max_files_per_request",
+                       "split them into batches")
     if len(labels) == 1:
         labels = labels * len(uploads)
     if len(labels) != len(uploads):
@@ -82,7 +99,11 @@ def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[st
     accepted, rejected = [], []
     for upload, label in zip(uploads, labels):
         try:
-            label = validate_label(label)
+            label = validate_label_for(task, label)
+            if kind == "row":  # stored as canonical JSON: the same row always has the same hash
+                from ..tables import decode_row, row_bytes
+
+                upload = Upload(upload.filename, row_bytes(decode_row(upload.data)))
             accepted.append((upload, label, content_meta(core, kind, upload)))
         except (Invalid, TooLarge) as exc:
             rejected.append({"file": upload.filename, "reason": exc.message})
@@ -93,14 +114,20 @@ def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[st
 
 
 def _ensure_classes(s: Session, project: ProjectRow, labels: set[str]) -> None:
+    if project.task in REGRESSION_TASKS:  # labels are target values, not classes
+        return
     existing = set(s.scalars(select(ClassRow.label).where(ClassRow.project_id == project.id)))
     s.add_all(ClassRow(project_id=project.id, label=label) for label in sorted(labels - existing))
 
 
 def project_kind(core: Core, project: str) -> str:
-    """What a sample of this project is: "image" or "text"."""
+    """What a sample of this project is: "image", "text" or "row"."""
+    return TASKS[project_task(core, project)]
+
+
+def project_task(core: Core, project: str) -> str:
     with core.db.read() as s:
-        return TASKS[project_row(s, project).task]
+        return project_row(s, project).task
 
 
 def _open_batch(s: Session, project: ProjectRow, batch_id: str) -> BatchRow:
@@ -120,8 +147,9 @@ def add_samples(core: Core, project: str, uploads: list[Upload], labels: list[st
 
     >>> add_samples(core, "products", [Upload("a.jpg", data)], ["mug"])  # doctest: +SKIP
     """
-    kind = project_kind(core, project)
-    accepted = _check_uploads(core, kind, uploads, labels)
+    task = project_task(core, project)
+    kind = TASKS[task]
+    accepted = _check_uploads(core, kind, uploads, labels, task)
     hashes = [core.blobs.put(upload.data) for upload, _, _ in accepted]
     with core.db.write() as s:
         row = project_row(s, project, lock=True)
@@ -135,6 +163,28 @@ def add_samples(core: Core, project: str, uploads: list[Upload], labels: list[st
         s.flush()
         version = None if batch else snapshot(s, row, f"added {len(samples)} sample(s)")
         return [r.to_entity() for r in samples], version
+
+
+def add_rows(core: Core, project: str, rows: list[dict], target: str, *, batch: str | None = None,
+             source: str = "upload") -> tuple[list[Sample], DatasetVersion | None]:
+    """Add table rows to a tabular project; ``target`` names the column to predict (a class,
+    or a number in a regression project). Every row is checked first; nothing is written
+    if any is bad.
+
+    >>> add_rows(core, "houses", [{"rooms": 3, "city": "Oslo", "price": 310000}], "price")  # doctest: +SKIP
+    """
+    from ..tables import split_target
+
+    task = project_task(core, project)
+    if TASKS[task] != "row":
+        raise Invalid(f"project {project!r} is a {task} project; rows go into tabular-classification or "
+                      "tabular-regression projects")
+    limit = getattr(core.settings, "max_csv_rows", 100_000)
+    if len(rows) > limit:
+        raise exceeded(f"{len(rows)} rows in one request", limit, "max_csv_rows", "split them into batches")
+    contents, labels = split_target(rows, target, task)
+    return add_samples(core, project, [Upload(f"row-{i + 1}", c) for i, c in enumerate(contents)], labels,
+                       batch=batch, source=source)
 
 
 def _sample_row(s: Session, project: ProjectRow, sample_id: int) -> SampleRow:
@@ -162,9 +212,9 @@ def list_samples(core: Core, project: str, *, label: str | None = None, offset: 
 
 
 def relabel_sample(core: Core, project: str, sample_id: int, label: str) -> tuple[Sample, DatasetVersion | None]:
-    label = validate_label(label)
     with core.db.write() as s:
         row = project_row(s, project, lock=True)
+        label = validate_label_for(row.task, label)
         sample = _sample_row(s, row, sample_id)
         old = sample.label
         sample.label = label

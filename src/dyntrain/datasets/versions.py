@@ -9,11 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..core import Core
-from ..entities import DatasetVersion, VersionItem
+from ..entities import REGRESSION_TASKS, DatasetVersion, VersionItem
 from ..errors import NotFound
 from ..events import publish
 from ..projects import project_row
 from ..storage.rows import DatasetVersionRow, ProjectRow, SampleRow, VersionItemRow
+from ..tables import target_histogram
 
 __all__ = ["snapshot", "list_versions", "get_version", "version_items", "diff_versions", "version_hash"]
 
@@ -41,8 +42,12 @@ def snapshot(session: Session, project: ProjectRow, message: str) -> DatasetVers
     if head is not None and head.hash == digest:
         return None
     number = (project.head_version or 0) + 1
+    if project.task in REGRESSION_TASKS:  # labels are target values: count rows per target range
+        counts = target_histogram([r.label for r in rows])
+    else:
+        counts = dict(sorted(Counter(r.label for r in rows).items()))
     version = DatasetVersionRow(project_id=project.id, number=number, parent=project.head_version or None,
-                                hash=digest, counts=dict(sorted(Counter(r.label for r in rows).items())),
+                                hash=digest, counts=counts,
                                 size=len(rows), message=message)
     session.add(version)
     session.flush()

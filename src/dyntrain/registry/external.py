@@ -15,15 +15,15 @@ import numpy as np
 
 from ..core import Core
 from ..entities import TASKS, ModelVersion
-from ..errors import Invalid, TooLarge
+from ..errors import Invalid
+from ..limits import exceeded
 from ..projects import project_row
 from ..serving.inputs import decode_content
 from ..training.split import is_holdout
 from .models import register_model
 
-__all__ = ["upload_model", "MAX_MODEL_BYTES", "ALLOWED_DOMAINS"]
+__all__ = ["upload_model", "ALLOWED_DOMAINS"]
 
-MAX_MODEL_BYTES = 500 * 1024 * 1024
 ALLOWED_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
 # Magic bytes of formats that execute code on load (pickle protocols 2-5, zip-based torch checkpoints).
 _EXECUTABLE = {b"\x80\x02": "a Python pickle", b"\x80\x03": "a Python pickle", b"\x80\x04": "a Python pickle",
@@ -97,8 +97,8 @@ def upload_model(core: Core, project: str, data: bytes, labels: list[str], *, fi
     from ..learners.metrics import classification_metrics
     from ..serving.live import load_model
 
-    if len(data) > MAX_MODEL_BYTES:
-        raise TooLarge(f"the model is {len(data)} bytes; the limit is {MAX_MODEL_BYTES}")
+    if len(data) > core.settings.max_model_bytes:
+        raise exceeded(f"the model is {len(data)} bytes", core.settings.max_model_bytes, "max_model_bytes")
     _refuse_executable(data)
     labels = [str(x).strip() for x in labels]
     if len(labels) < 2 or len(set(labels)) != len(labels) or not all(labels):

@@ -22,7 +22,7 @@ from ..errors import Invalid, NotFound
 from ..events import publish
 from ..project_settings import ProjectSettings
 from ..projects import project_row
-from ..storage.rows import PENDING_JOB_STATES, DatasetVersionRow, JobRow, ProjectRow, utcnow
+from ..storage.rows import PENDING_JOB_STATES, DatasetVersionRow, JobRow, ProjectRow, RunRow, utcnow
 
 __all__ = [
     "on_data_changed", "request_training", "claim_next", "renew_lease", "finish_job",
@@ -171,6 +171,10 @@ def recover_expired(core: Core) -> list[int]:
         for job in s.scalars(select(JobRow).where(JobRow.status == "running", JobRow.lease_until < now)).all():
             changed.append(job.id)
             job.lease_until = None
+            # The dead worker's run record would otherwise say "running" for ever.
+            for run in s.scalars(select(RunRow).where(RunRow.job_id == job.id, RunRow.status == "running")):
+                run.status, run.finished_at = "failed", now
+                run.error = f"the worker died during attempt {job.attempt} (its lease expired)"
             if job.attempt >= job.max_attempts:
                 job.status, job.finished_at = "failed", now
                 job.error = f"the worker died {job.attempt} time(s) while training; giving up after max_attempts"

@@ -101,10 +101,10 @@ class LeaderDuties:
         self.parts: list = []
 
     def _start_parts(self) -> list:
-        from ..serving.predict import purge_old_inputs
+        from ..housekeeping import gc
         from ..webhooks import WebhookSender
 
-        parts = [Periodic("retention", lambda: purge_old_inputs(self.core), 3600.0).start(),
+        parts = [Periodic("housekeeping", lambda: gc(self.core), self.core.settings.gc_interval_s).start(),
                  WebhookSender(self.core).start()]
         if self.core.settings.scheduler_enabled:
             parts.append(Dispatcher(self.core, make_executor(self.core)).start())

@@ -2,7 +2,8 @@
 and serving share. Torch-free.
 
 Image models take ``image`` (uint8 NHWC 224); text models take either ``text`` (strings,
-TF-IDF graphs) or ``input_ids`` + ``attention_mask`` (MiniLM graphs).
+TF-IDF graphs) or ``input_ids`` + ``attention_mask`` (MiniLM graphs); table models take one
+input per column (float32 or string [N, 1], see :func:`dyntrain.learners.tabular.row_feed`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import numpy as np
 from .. import imaging, texts
 from ..errors import Invalid
 
-__all__ = ["decode_content", "model_feed"]
+__all__ = ["decode_content", "model_feed", "table_schema"]
 
 
 def decode_content(kind: str, data: bytes, *, max_pixels: int = 40_000_000):
-    """One item's content as the model family needs it: a uint8 image array or a string."""
+    """One item's content as the model family needs it: a uint8 image array, a string, or a
+    row (dict of column: canonical cell, see :mod:`dyntrain.tables`)."""
+    if kind == "row":
+        from ..tables import decode_row
+
+        return decode_row(data)
     if kind == "text":
         try:
             text = data.decode("utf-8")
@@ -28,8 +34,14 @@ def decode_content(kind: str, data: bytes, *, max_pixels: int = 40_000_000):
     return imaging.model_input(imaging.decode_image(data, max_pixels=max_pixels))
 
 
-def model_feed(input_names: list[str], items: list) -> dict[str, np.ndarray]:
-    """The feed dict for a session, from decoded items (see :func:`decode_content`)."""
+def model_feed(input_names: list[str], items: list, schema: list[dict] | None = None) -> dict[str, np.ndarray]:
+    """The feed dict for a session, from decoded items (see :func:`decode_content`).
+
+    ``schema`` (a table model's columns) says the items are rows."""
+    if schema is not None:
+        from ..learners.tabular import row_feed
+
+        return row_feed(schema, items)
     if "image" in input_names:
         return {"image": np.stack(items)}
     if "text" in input_names:
@@ -38,3 +50,21 @@ def model_feed(input_names: list[str], items: list) -> dict[str, np.ndarray]:
         ids, mask = texts.tokenize(list(items))
         return {"input_ids": ids, "attention_mask": mask}
     raise Invalid(f"this model's inputs {input_names} are not ones dyntrain can feed")
+
+
+def table_schema(session) -> list[dict[str, str]]:
+    """A table model's columns from its ONNX inputs: float → numeric, string → categorical.
+
+    The file itself says what it takes, so serving never depends on a card being in step.
+    """
+    from ..learners.tabular import CATEGORICAL, NUMERIC
+
+    schema = []
+    for i in session.get_inputs():
+        if i.type == "tensor(float)":
+            schema.append({"name": i.name, "type": NUMERIC})
+        elif i.type == "tensor(string)":
+            schema.append({"name": i.name, "type": CATEGORICAL})
+        else:
+            raise Invalid(f"input {i.name!r} of this model is {i.type}; a table model takes float or string columns")
+    return schema

@@ -34,6 +34,8 @@ class LoadedModel:
     labels: tuple[str, ...]
     session: ort.InferenceSession
     input_name: str
+    schema: tuple | None = None  # a table model's columns ({"name", "type"}); None for images and texts
+    output: str = "probabilities"  # "value" for a regression model ([N, 1])
 
     @property
     def input_names(self) -> list[str]:
@@ -44,24 +46,39 @@ class LoadedModel:
         return self.run({self.input_name: images})
 
     def predict_items(self, items: list) -> np.ndarray:
-        """Decoded items (image arrays or strings, see serving.inputs) → probabilities."""
+        """Decoded items (image arrays, strings or rows, see serving.inputs) → probabilities
+        [N, n_classes] (a regression model: values [N, 1])."""
         from .inputs import model_feed
 
-        return self.run(model_feed(self.input_names, items))
+        schema = None if self.schema is None else list(self.schema)
+        return self.run(model_feed(self.input_names, items, schema))
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(["probabilities"], feed)[0]
+        return self.session.run([self.output], feed)[0]
 
 
-def load_model(path: Path, project_id: int, version: int, labels: list[str], threads: int = 2) -> LoadedModel:
-    """Open an ONNX model and warm it with one dummy image so the first request is not slow."""
+def load_model(path: Path, project_id: int, version: int, labels: list[str], threads: int = 2, *,
+               kind: str | None = None) -> LoadedModel:
+    """Open an ONNX model and warm it with one dummy input so the first request is not slow.
+
+    ``kind`` ("image", "text" or "row", see entities.TASKS) says what the model takes; without
+    it a model whose inputs are neither an image nor a text is taken for a table model."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    model = LoadedModel(project_id, version, tuple(labels), session, session.get_inputs()[0].name)
-    model.predict_items([np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)] if "image" in model.input_names
-                        else ["warm up"])
+    names = [i.name for i in session.get_inputs()]
+    if kind is None:
+        kind = "image" if "image" in names else "text" if names in (["text"], ["input_ids", "attention_mask"]) else "row"
+    schema = output = None
+    if kind == "row":
+        from .inputs import table_schema
+
+        schema = tuple(table_schema(session))
+        output = "value" if "value" in [o.name for o in session.get_outputs()] else "probabilities"
+    model = LoadedModel(project_id, version, tuple(labels), session, names[0], schema, output or "probabilities")
+    model.predict_items([np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)] if kind == "image"
+                        else [{}] if kind == "row" else ["warm up"])
     return model
 
 
@@ -69,11 +86,13 @@ class LiveModels:
     """The models this process serves: production per project, plus pinned versions on demand."""
 
     def __init__(self, db: Database, model_dir: Path, threads: int = 2,
-                 fetch: Callable[[str], Path] | None = None):
+                 fetch: Callable[[str], Path] | None = None,
+                 on_swap: Callable[[int, int], None] | None = None):
         self.db, self.model_dir, self.threads = db, Path(model_dir), threads
         # Maps a row's relative path to a local file, fetching it from a shared artifact
         # store (S3) on a machine that has not seen it yet; None = read under model_dir.
         self.fetch = fetch
+        self.on_swap = on_swap  # told (project_id, version) after each rebind: metrics
         self._production: dict[int, LoadedModel] = {}
         self._pinned: dict[tuple[int, int], LoadedModel] = {}
         self._lock = threading.Lock()  # serialises loading, never held while serving
@@ -81,7 +100,10 @@ class LiveModels:
 
     def _load_row(self, row: ModelVersionRow) -> LoadedModel:
         path = self.fetch(row.path) if self.fetch is not None else self.model_dir / row.path
-        return load_model(path, row.project_id, row.version, row.card["labels"], self.threads)
+        from ..entities import TASKS
+
+        return load_model(path, row.project_id, row.version, row.card.get("labels") or [], self.threads,
+                          kind=TASKS.get(row.card.get("task") or ""))
 
     def _row(self, project_id: int, version: int) -> ModelVersionRow:
         with self.db.read() as s:
@@ -131,6 +153,11 @@ class LiveModels:
                 self._production[project_id] = model  # the one atomic rebind
                 self.swaps += 1
                 log.info("project %s now serves model version %s", project_id, version)
+                if self.on_swap is not None:
+                    try:
+                        self.on_swap(project_id, version)
+                    except Exception:  # metrics must never fail a swap
+                        log.warning("swap hook failed", exc_info=True)
         return version
 
     def refresh_all(self) -> None:

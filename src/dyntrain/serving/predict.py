@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 
 from ..core import Core
-from ..errors import DyntrainError, Invalid, NotFound, TooLarge
+from ..errors import DyntrainError, Invalid, NotFound
 from ..entities import TASKS
 from ..project_settings import ProjectSettings
+from ..limits import exceeded
 from ..projects import project_row
 from ..storage import sha256_hex
-from ..storage.rows import PredictionRow, utcnow
+from ..storage.rows import PredictionRow
 from .inputs import decode_content
 
-__all__ = ["predict_items", "list_predictions", "set_feedback", "prediction_row", "purge_old_inputs"]
+__all__ = ["predict_items", "predict_rows", "list_predictions", "set_feedback", "prediction_row"]
 
 
 def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, version: int | None = None,
@@ -33,7 +33,8 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
     if not files:
         raise Invalid("no files were sent (multipart field 'files')")
     if len(files) > core.settings.max_files_per_request:
-        raise TooLarge(f"{len(files)} files in one request; the limit is {core.settings.max_files_per_request}")
+        raise exceeded(f"{len(files)} files in one request", core.settings.max_files_per_request,
+                       "max_files_per_request")
     with core.db.read() as s:
         row = project_row(s, project)
         pid, settings, kind = row.id, ProjectSettings(**(row.settings or {})), TASKS[row.task]
@@ -41,14 +42,22 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
     model = core.live.version(pid, version) if version is not None else core.live.production(pid)
     decoded: list[Any] = []
     errors: dict[int, str] = {}
+    columns: list[dict[str, Any]] = []  # rows whose columns differ from the model's: the request is refused
     for i, (_, data) in enumerate(files):
         try:
             if len(data) > core.settings.max_upload_bytes:
-                raise TooLarge(f"file is {len(data)} bytes; the limit is {core.settings.max_upload_bytes}")
-            decoded.append(decode_content(kind, data, max_pixels=core.settings.max_image_pixels))
+                raise exceeded(f"file is {len(data)} bytes", core.settings.max_upload_bytes, "max_upload_bytes")
+            item = decode_content(kind, data, max_pixels=core.settings.max_image_pixels)
+            if kind == "row":
+                columns += _column_problems(model, i, item)
+            decoded.append(item)
         except DyntrainError as exc:
             decoded.append(None)
             errors[i] = exc.message
+    if columns:
+        names = ", ".join(c["name"] for c in model.schema or ())
+        raise Invalid(f"{columns[0]['reason']} (row {columns[0]['row']}); the model's columns are: {names}",
+                      details=columns[:100])
     ok = [i for i, d in enumerate(decoded) if d is not None]
     probs = model.predict_items([decoded[i] for i in ok]) if ok else np.zeros((0, len(model.labels)))
     latency_ms = (time.perf_counter() - start) * 1000 / max(1, len(files))
@@ -56,6 +65,16 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
     records = []
     for j, i in enumerate(ok):
         p = probs[j]
+        if model.output == "value":  # regression: a number, no label or scores
+            data = files[i][1]
+            digest = core.blobs.put(data) if settings.store_prediction_inputs else sha256_hex(data)
+            value = float(p[0])
+            records.append((i, PredictionRow(project_id=pid, model_version=model.version, label=None, value=value,
+                                             confidence=0.0, scores={}, input_hash=digest,
+                                             input_stored=settings.store_prediction_inputs, latency_ms=latency_ms,
+                                             client=client[:100])))
+            results[i] = {"value": value, "model_version": model.version}
+            continue
         best = int(np.argmax(p))
         confidence = float(p[best])
         label = model.labels[best] if confidence >= settings.confidence_threshold else None
@@ -73,9 +92,48 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
             s.flush()
             for i, r in records:
                 results[i]["prediction_id"] = r.id
+        core.metrics.prediction(project, model.version, len(records))
     for i, message in errors.items():
         results[i] = {"file": files[i][0], "error": message}
     return results
+
+
+def _column_problems(model, index: int, row: dict) -> list[dict[str, Any]]:
+    """Unknown and missing columns of one row; a bad value in a numeric column raises (that row's error)."""
+    from ..tables import check_row
+
+    known = [c["name"] for c in model.schema or ()]
+    problems = [{"row": index + 1, "column": k, "reason": f"unknown column {k!r}"} for k in row if k not in known]
+    problems += [{"row": index + 1, "column": k, "reason": f"missing column {k!r} (send null for a missing value)"}
+                 for k in known if k not in row]
+    if not problems:
+        check_row(model.schema or (), row)
+    return problems
+
+
+def predict_rows(core: Core, project: str, rows: list[dict[str, Any]], *, version: int | None = None,
+                 client: str = "") -> list[dict[str, Any]]:
+    """Predict table rows (tabular projects): each row is an object with exactly the model's
+    columns (null for a missing value). Unknown or missing columns refuse the request (422,
+    naming them); a bad value (text in a numeric column) gets that row its own ``error``.
+
+    >>> predict_rows(core, "houses", [{"rooms": 3, "city": "Oslo"}])  # doctest: +SKIP
+    [{'value': 305112.5, 'model_version': 2, 'prediction_id': 41}]
+    """
+    from ..datasets.changes import project_kind
+    from ..tables import row_bytes
+
+    if project_kind(core, project) != "row":
+        raise Invalid(f"project {project!r} does not take table rows; use /predict (images) or /predict/texts")
+    if not rows:
+        raise Invalid("no rows were sent")
+    files = []
+    for i, row in enumerate(rows):
+        try:
+            files.append((f"row-{i}", row_bytes(row)))
+        except DyntrainError as exc:
+            raise Invalid(f"row {i + 1}: {exc.message}", details=[{"row": i + 1, "reason": exc.message}]) from None
+    return predict_items(core, project, files, version=version, client=client)
 
 
 def prediction_row(s, project_id: int, prediction_id: int) -> PredictionRow:
@@ -107,7 +165,9 @@ def list_predictions(core: Core, project: str, *, label: str | None = None, min_
         total = s.scalar(select(func.count()).select_from(PredictionRow).where(*where))
         rows = s.scalars(select(PredictionRow).where(*where).order_by(ordering[order], PredictionRow.id.desc())
                          .offset(offset).limit(limit))
-        return [r.to_entity() for r in rows], total
+        from dataclasses import replace
+
+        return [replace(r.to_entity(), value=r.value) for r in rows], total
 
 
 def set_feedback(core: Core, project: str, prediction_id: int, label: str) -> None:
@@ -117,34 +177,3 @@ def set_feedback(core: Core, project: str, prediction_id: int, label: str) -> No
     with core.db.write() as s:
         row = prediction_row(s, project_row(s, project).id, prediction_id)
         row.feedback_label = label
-
-
-def purge_old_inputs(core: Core) -> int:
-    """Forget prediction inputs older than each project's retention; the record itself stays.
-
-    A forgotten input's file is deleted unless a sample, a dataset version or a newer
-    prediction still uses the same content.
-    """
-    from ..storage.rows import ProjectRow, SampleRow, VersionItemRow
-
-    expired: set[str] = set()
-    count = 0
-    with core.db.write() as s:
-        for project in s.scalars(select(ProjectRow)):
-            days = ProjectSettings(**(project.settings or {})).prediction_retention_days
-            cutoff = utcnow() - timedelta(days=days)
-            for row in s.scalars(select(PredictionRow).where(PredictionRow.project_id == project.id,
-                                                             PredictionRow.input_stored.is_(True),
-                                                             PredictionRow.created_at < cutoff)):
-                row.input_stored = False
-                expired.add(row.input_hash)
-                count += 1
-        s.flush()
-        for digest in expired:
-            in_use = (s.scalar(select(SampleRow.id).where(SampleRow.content_hash == digest).limit(1))
-                      or s.scalar(select(VersionItemRow.sample_id).where(VersionItemRow.content_hash == digest).limit(1))
-                      or s.scalar(select(PredictionRow.id).where(PredictionRow.input_hash == digest,
-                                                                 PredictionRow.input_stored.is_(True)).limit(1)))
-            if not in_use:
-                core.blobs.delete(digest)
-    return count

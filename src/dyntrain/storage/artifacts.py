@@ -37,6 +37,9 @@ class ArtifactStore(Protocol):
     def model_file(self, key: str) -> Path:
         """A local path to the model file ``key``, fetched first if this machine lacks it."""
 
+    def delete_model(self, key: str) -> int:
+        """Delete the model file ``key`` and its card everywhere; returns the local bytes freed."""
+
 
 class PathArtifacts:
     """Everything under one directory: nothing to publish, nothing to fetch."""
@@ -51,6 +54,9 @@ class PathArtifacts:
 
     def model_file(self, key: str) -> Path:
         return self.model_dir / key
+
+    def delete_model(self, key: str) -> int:
+        return _delete_local_model(self.model_dir / key)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -180,6 +186,21 @@ class S3Artifacts:
                         raise NotFound(f"model file {key} is missing from {self.url}") from None
                     raise
         return local
+
+    def delete_model(self, key: str) -> int:
+        for k in (key, str(Path(key).with_suffix(".json"))):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(k))
+        return _delete_local_model(self.model_dir / key)
+
+
+def _delete_local_model(path: Path) -> int:
+    freed = 0
+    for p in (path, path.with_suffix(".json")):
+        with contextlib.suppress(FileNotFoundError):
+            size = p.stat().st_size
+            p.unlink()
+            freed += size
+    return freed
 
 
 def open_artifacts(settings: Settings) -> PathArtifacts | S3Artifacts:

@@ -48,7 +48,12 @@ class FileBlobStore:
         digest = sha256_hex(data)
         path = self._path(digest)
         if path.exists():
-            return digest
+            try:
+                # A re-upload is fresh for housekeeping's grace period (its row may not exist yet).
+                os.utime(path)
+                return digest
+            except FileNotFoundError:
+                pass  # collected a moment ago: write it again below
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database"]
+__all__ = ["Database", "is_transient"]
 
+log = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# Opening a transaction (connect + BEGIN) that fails with a transient error is retried after
+# these pauses: nothing of the caller's work has run yet, so a retry can never apply it twice.
+_BEGIN_RETRY_PAUSES_S = (0.1, 0.5, 1.5)
+_SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error worth retrying later: connection lost or refused, SQLite busy/locked.
+
+    >>> is_transient(ValueError())
+    False
+    """
+    # DBAPI's OperationalError is the class of "the database, not the statement, failed";
+    # InterfaceError covers a connection the driver already knows is closed.
+    return isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 class Database:
@@ -23,6 +44,12 @@ class Database:
     (``BEGIN IMMEDIATE``) so read-then-write transactions never fail half-way with
     "database is locked" — on PostgreSQL callers lock rows with ``FOR UPDATE`` instead.
 
+    Both open their transaction before yielding, and retry that step on a transient error
+    (a PostgreSQL connection that died, a server restarting); pooled PostgreSQL connections
+    are pinged before use. SQLite waits for a busy write lock up to the URL's ``timeout``
+    query parameter (seconds, default 30: ``sqlite:///x.db?timeout=5``). What still fails
+    raises ``sqlalchemy.exc.OperationalError``, which the API answers with a 503.
+
     >>> db = Database("sqlite://")  # doctest: +SKIP
     """
 
@@ -30,14 +57,19 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            path = url.split("///", 1)[-1] if "///" in url else ""
-            if path:
+            parsed = make_url(url)
+            path = parsed.database or ""
+            if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-            _sqlite_pragmas(self.engine)
+            timeout = float(parsed.query.get("timeout", _SQLITE_BUSY_TIMEOUT_S))
+            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
+            _sqlite_pragmas(self.engine, timeout)
             write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # pool_pre_ping: a pooled connection the server dropped (restart, pg_terminate_backend,
+            # idle timeout) is replaced at checkout instead of failing the request.
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                                        connect_args={"application_name": "dyntrain"})
             write_engine = self.engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
@@ -55,20 +87,45 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read() as session:
+        with self._open(self._read) as session:
             yield session
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any error."""
-        with self._write() as session, session.begin():
+        with self._open(self._write) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextlib.contextmanager
+    def _open(self, factory: sessionmaker) -> Iterator[Session]:
+        """A session whose transaction is already open (connected, BEGIN sent), retrying that step."""
+        session = factory()
+        try:
+            for attempt, pause in enumerate((*_BEGIN_RETRY_PAUSES_S, None), start=1):
+                try:
+                    session.connection()  # autobegin: check out (pinged), BEGIN [IMMEDIATE]
+                    break
+                except DBAPIError as exc:
+                    session.rollback()
+                    # SQLite's busy handler has already waited out its timeout: report, do not wait again.
+                    if pause is None or self.is_sqlite or not is_transient(exc):
+                        raise
+                    log.warning("database unavailable (%s); retry %d in %.1f s", exc.orig, attempt, pause)
+                    time.sleep(pause)
             yield session
+        finally:
+            session.close()
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
         # Let SQLAlchemy, not the driver, decide when transactions begin (SQLAlchemy docs, pysqlite).
@@ -77,7 +134,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -139,6 +139,8 @@ class DatasetVersionRow(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     size: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text, default="")
+    # Items whose content was purged for privacy after the version was made (see datasets/purge.py).
+    purged: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.DatasetVersion:
@@ -256,6 +258,7 @@ class PredictionRow(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     model_version: Mapped[int] = mapped_column(Integer)
     label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)  # regression output
     confidence: Mapped[float] = mapped_column(Float)
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     input_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -282,3 +285,31 @@ class EventRow(Base):
 
     def to_entity(self) -> e.Event:
         return e.Event(self.id, self.project_id, self.type, dict(self.data), self.created_at)
+
+
+class TokenRow(Base):
+    """An API token: only its sha256 is stored; the secret is shown once at creation."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | trainer | predictor | viewer
+    projects: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"names": [...]}; empty = every project
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AuditRow(Base):
+    """Who changed what, when: data edits, training, promotions, rollbacks, tokens, purges."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_project_id", "project", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    project: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

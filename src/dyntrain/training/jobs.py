@@ -14,13 +14,15 @@ from typing import Any
 from sqlalchemy import select
 
 from ..core import Core
-from ..entities import Job
+from ..entities import REGRESSION_TASKS, Job
 from ..errors import Cancelled, DyntrainError
 from ..events import publish
 from ..learners.features import FeatureExtractor
 from ..learners.selection import Candidate
+from ..observability import add_log_context, job_context
 from ..project_settings import ProjectSettings
 from ..registry import gate
+from ..audit import record as record_audit
 from ..registry.models import production_model, register_model, set_alias
 from ..scheduler.queue import finish_job, renew_lease
 from ..storage.rows import JobRow, ProjectRow, RunRow
@@ -65,7 +67,7 @@ def choose_spec(core: Core, project: ProjectRow, job: Job, n_items: int, labels:
     last = next((r for r in runs if (r.spec or {}).get("mode") == "full"), None)
     if last is None:
         return spec, "full selection: no earlier selection to reuse"
-    if set(last.result.get("labels", [])) != labels:
+    if project.task not in REGRESSION_TASKS and set(last.result.get("labels", [])) != labels:
         return spec, "full selection: the classes changed since the last selection"
     seen = sum(last.result.get("counts", {}).values())
     if n_items > seen * _REUSE_GROWTH:
@@ -111,9 +113,18 @@ class _Heartbeat:
 
 
 def run_job(core: Core, job: Job) -> None:
-    """Train a claimed job. Every outcome closes the job and the run with a reason."""
+    """Train a claimed job. Every outcome closes the job and the run with a reason.
+
+    Log records emitted meanwhile carry ``job_id`` and ``project`` (observability.job_context).
+    """
+    with job_context(job_id=job.id, project_id=job.project_id):
+        _run_job(core, job)
+
+
+def _run_job(core: Core, job: Job) -> None:
     with core.db.read() as s:
         project = s.get(ProjectRow, job.project_id)
+        add_log_context(project=project.name)
         items = version_items(s, project, job.dataset_version)
         settings = ProjectSettings(**(project.settings or {}))
         prod = production_model(s, project.id)
@@ -150,7 +161,9 @@ def run_job(core: Core, job: Job) -> None:
             outcome = train(items, spec, load_image=core.blobs.get, extractor=extractor(core), work_dir=work,
                             progress=progress, compare_with=compare_with, compare_recipe=compare_recipe)
             heartbeat.progress = {"stage": "gate", "percent": 100.0, "eta_s": 0, "candidate": None, "run_id": run_id}
+            gate_start = time.monotonic()
             _register_and_gate(core, job, run_id, outcome, settings, prod_info, why)
+            core.metrics.training(outcome.result["timings"] | {"gate": time.monotonic() - gate_start})
     except Cancelled as exc:
         records.finish_run(core, run_id, "cancelled", error=exc.message)
         finish_job(core, job.id, "cancelled", error=exc.message, run_id=run_id)
@@ -179,6 +192,9 @@ def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: Pro
                       "metric": settings.gate_metric}
     with core.db.write() as s:
         project = s.get(ProjectRow, job.project_id, with_for_update=True)
+        # The gate acts on its own: the audit log names the scheduler, with the job's trigger.
+        record_audit(s, "scheduler", "promote" if promote else "keep_back", project.name,
+                     version=model.version, run_id=run_id, job_id=job.id, trigger=job.trigger, reason=reason)
         if promote:
             set_alias(s, project, model.version, f"run {run_id}: {reason}")
         else:
@@ -191,5 +207,5 @@ def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: Pro
     metrics = result["metrics"]
     finish_job(core, job.id, "succeeded", run_id=run_id,
                event_data={"model_version": model.version, "promoted": promote,
-                           "kpis": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
+                           "kpis": {k: metrics[k] for k in ("accuracy", "macro_f1", "r2", "mae") if k in metrics},
                            "learner": result["chosen"]["learner"]})

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, imaging, texts
-from ..entities import TASKS, VersionItem
+from ..entities import REGRESSION_TASKS, TASKS, VersionItem
 from ..errors import Invalid
 from ..learners import selection
 from ..learners.features import FeatureExtractor
@@ -222,6 +222,11 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
     exactly the same training data and holdout (or folds) as the new model — the fair
     comparison the promotion gate reads from ``result["comparison"]``.
     """
+    if spec.task in REGRESSION_TASKS:  # same stages, scored by R²/MAE (training/regression.py)
+        from .regression import train_regression
+
+        return train_regression(items, spec, load_image=load_image, work_dir=work_dir, progress=progress,
+                                compare_with=compare_with)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     log: list[str] = []
@@ -352,7 +357,14 @@ def _input_contract(task: str, onnx_path: Path) -> dict[str, Any]:
                           "shape": [None, imaging.INPUT_SIZE, imaging.INPUT_SIZE, 3], "layout": "NHWC RGB"}}
     import onnx
 
-    names = [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input]
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    names = [i.name for i in graph.input]
+    if TASKS[task] == "row":
+        columns = [{"name": i.name, "type": "numeric" if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+                    else "categorical"} for i in graph.input]
+        return {"preprocessing": "none (imputation, scaling and one-hot encoding inside the graph)",
+                "input": {"name": names, "columns": columns,
+                          "dtype": {"numeric": "float32 [N, 1] (NaN = missing)", "categorical": "string [N, 1]"}}}
     if names == ["text"]:
         return {"preprocessing": "none (TF-IDF inside the graph)",
                 "input": {"name": "text", "dtype": "string", "shape": [None, 1]}}
@@ -411,7 +423,7 @@ def _verify_onnx(path: Path, learner, X: np.ndarray, hashes: list[str], load_ima
     """The exported file must give the training-time probabilities; never ship one that does not."""
     from ..serving.live import load_model
 
-    model = load_model(path, 0, 0, ["?"] * learner.n_classes_, threads=2)
+    model = load_model(path, 0, 0, ["?"] * learner.n_classes_, threads=2, kind=kind)
     served = model.predict_items([decode_content(kind, load_image(h)) for h in hashes])
     diff = float(np.abs(served - learner.predict_proba(X)).max())
     if diff > 1e-3:

@@ -32,7 +32,14 @@ from . import svg, views
 __all__ = ["router", "templates"]
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _auth_context(request: Request) -> dict[str, Any]:
+    """Who is signed in and the CSRF token the page's scripts send with every change."""
+    return {"caller": getattr(request.state, "caller", None), "csrf": getattr(request.state, "csrf", None)}
+
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates", context_processors=[_auth_context])
 templates.env.globals.update(learner_name=views.learner_name, pct=views.percent, STAGES=views.STAGES,
                              LEARNERS=views.LEARNERS, version=__version__)
 
@@ -265,6 +272,20 @@ def _number(value: str | None, kind, lo, hi):
     except (TypeError, ValueError):
         return None
     return x if (lo is None or x >= lo) and (hi is None or x <= hi) else None
+
+
+# -- activity (audit log) --------------------------------------------------------------------
+
+
+@router.get("/projects/{name}/activity")
+@html
+def activity_page(name: str, request: Request, before: int | None = None, core: Core = Depends(get_core)):
+    from ..audit import entries
+
+    ctx = _project_context(core, name, "activity")
+    items = entries(core, name, 100, before)
+    return _render(request, "activity.html", {**ctx, "items": items,
+                                              "older": items[-1].id if len(items) == 100 else None})
 
 
 # -- settings --------------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""Routes: who am I, API tokens (admin) and the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import audit, auth
+from .. import projects as svc
+from ..core import Core
+from .deps import API_PREFIX, get_core
+
+router = APIRouter(prefix=API_PREFIX, tags=["access"])
+
+
+class CallerPublic(BaseModel):
+    name: str
+    role: str
+    projects: list[str] = Field(description="The projects this caller may touch; empty = every project.")
+    permissions: list[str]
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=100, examples=["shop-app"], description="Who or what uses it.")
+    role: Literal["admin", "trainer", "predictor", "viewer"] = Field(
+        ..., description="admin: everything; trainer: data, training, promotion; predictor: predict only; "
+                         "viewer: read only.")
+    projects: list[str] = Field(default_factory=list, description="Limit the token to these projects; "
+                                                                   "empty = every project.")
+
+
+class TokenPublic(BaseModel):
+    id: int
+    name: str
+    role: str
+    projects: list[str]
+    created_by: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The secret: shown once, never again. Send it as 'Authorization: Bearer …'.")
+
+
+class AuditPublic(BaseModel):
+    id: int
+    actor: str
+    action: str
+    project: str | None
+    details: dict[str, Any]
+    created_at: datetime
+
+
+@router.get("/me", response_model=CallerPublic)
+def who_am_i(request: Request):
+    """The caller behind this request's credentials, with what it may do."""
+    who: auth.Caller = request.state.caller
+    return CallerPublic(name=who.name, role=who.role, projects=sorted(who.projects),
+                        permissions=sorted(auth.ROLES[who.role]))
+
+
+@router.post("/tokens", status_code=201, response_model=TokenCreated)
+def create_token(body: TokenCreate, request: Request, core: Core = Depends(get_core)):
+    """Create a token. Its secret is in this response only: store it now."""
+    info, secret = auth.create_token(core, body.name, body.role, body.projects, created_by=request.state.caller.name)
+    return TokenCreated(**asdict(info), token=secret)
+
+
+@router.get("/tokens", response_model=list[TokenPublic])
+def list_tokens(include_revoked: bool = False, core: Core = Depends(get_core)):
+    """Every token (never its secret), with when it was last used."""
+    return [TokenPublic(**asdict(t)) for t in auth.list_tokens(core, include_revoked)]
+
+
+@router.delete("/tokens/{token_id}", response_model=TokenPublic)
+def revoke_token(token_id: int, core: Core = Depends(get_core)):
+    """Revoke a token at once; requests carrying it are refused from now on."""
+    return TokenPublic(**asdict(auth.revoke_token(core, token_id)))
+
+
+@router.get("/audit", response_model=list[AuditPublic])
+def audit_log(project: str | None = None, limit: int = Query(200, ge=1, le=1000),
+              before: int | None = Query(None, description="Entries older than this id (paging)."),
+              core: Core = Depends(get_core)):
+    """Who changed what and when, newest first, across projects (admin)."""
+    return [AuditPublic(**asdict(e)) for e in audit.entries(core, project, limit, before)]
+
+
+@router.get("/projects/{name}/audit", response_model=list[AuditPublic])
+def project_audit_log(name: str, limit: int = Query(200, ge=1, le=1000), before: int | None = None,
+                      core: Core = Depends(get_core)):
+    """Who changed this project's data, trained, promoted or rolled back, and when."""
+    svc.get_project(core, name)  # 404 for an unknown project
+    return [AuditPublic(**asdict(e)) for e in audit.entries(core, name, limit, before)]
