@@ -184,8 +184,8 @@ def main() -> None:
              "-", str(first["n"])],
             [f"last {span:.0f} s", f"{last['rate']:.1f}", f"{last['p50']:.1f}", f"{last['p99']:.1f}", "-",
              str(last["n"])]]
-    minutes = [[f"{m:.0f}", f"{mb:.0f}"] for m, mb in
-               [(at / 60, mb) for at, mb in memory if int(at) % 60 == 0 or at == memory[-1][0]][:12]]
+    marks = np.arange(0, seconds + 1e-9, span)  # RSS at each window boundary: the closest sample
+    timeline = [min(memory, key=lambda m: abs(m[0] - t)) for t in marks]
     body = (
         f"{args.clients} concurrent clients, one image per request (64×64 PNG digit → 224×224 linear probe on "
         f"EfficientNet-Lite0, every prediction recorded in SQLite with its input), for {seconds:.0f} s against "
@@ -198,7 +198,7 @@ def main() -> None:
                                             [f"end (after {len(ok)} predictions)", f"{rss_end:.0f}"],
                                             ["growth", f"{rss_end - rss_start:+.0f}"],
                                             ["peak (VmHWM)", f"{hwm:.0f}"]])
-        + "\n\nRSS by minute: " + ", ".join(f"{m} min {mb} MB" for m, mb in minutes)
+        + f"\n\nRSS every {span:.0f} s: " + ", ".join(f"{mb:.0f}" for _, mb in timeline) + " MB"
         + f"\n\nThe server agrees: /metrics counted {counted:.0f} predictions (clients: {len(ok)} + {warm} warm-up) "
         f"and {timed:.0f} timed predict requests; its stderr holds {predict_lines} JSON access-log lines for "
         f"predictions, {with_id} with a request id, and {not_json} lines that are not JSON.\n\n"

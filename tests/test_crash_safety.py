@@ -428,6 +428,7 @@ def test_postgres_connections_lost_are_retried_or_answered_with_503(live_server,
 
     # connections killed again and again under load: each request succeeds or gets a clean 503
     statuses: list[int] = []
+    bad: list = []
     acked: list[int] = []
     stop = threading.Event()
     seeds = itertools.count(1000)
@@ -442,9 +443,11 @@ def test_postgres_connections_lost_are_retried_or_answered_with_503(live_server,
                         acked.extend(s["id"] for s in r.json()["samples"])
                 else:
                     r = c.get("/projects/pg/samples", params={"limit": 5})
-                if r.status_code >= 500:
+                if r.status_code == 503:
                     _assert_clean_error(r)
                 statuses.append(r.status_code)
+                if r.status_code not in (200, 201, 503):
+                    bad.append((r.status_code, r.text[:300]))
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
@@ -459,7 +462,7 @@ def test_postgres_connections_lost_are_retried_or_answered_with_503(live_server,
         for t in threads:
             t.join(30)
     print("PGSTATS", {k: statuses.count(k) for k in set(statuses)})
-    assert set(statuses) <= {200, 201, 503}, sorted(set(statuses))
+    assert not bad, bad
     assert statuses.count(200) + statuses.count(201) > len(statuses) // 4, statuses
     # afterwards everything works again and every acknowledged sample is there
     page = api.get("/projects/pg/samples", params={"limit": 1000})

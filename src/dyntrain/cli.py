@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .archive import iter_labelled_files, read_text_records
+from .archive import iter_labelled_files, read_table, read_text_records
 from .client import ApiError, Client
 from .errors import DyntrainError
 
@@ -45,7 +46,8 @@ def _client(url: str) -> Client:
 def _fail(exc: ApiError) -> None:
     console.print(f"[red]error:[/red] {exc.message}")
     for d in exc.details[:20]:
-        console.print(f"  - {d.get('file') or d.get('field')}: {d.get('reason')}")
+        where = d.get("file") or d.get("field") or (f"row {d['row']}" if "row" in d else "")
+        console.print(f"  - {where}: {d.get('reason')}")
     raise typer.Exit(1)
 
 
@@ -138,17 +140,34 @@ def projects(url: str = URL):
 @app.command("import")
 def import_(
     path: Path = typer.Argument(..., help="Images: a folder PATH/<label>/<images> or a .zip of one. "
-                                "Texts: a .csv or .jsonl file with a text and a label per row."),
+                                "Texts: a .csv or .jsonl file with a text and a label per row. "
+                                "Tables: a .csv (header row) or .jsonl file of rows, with --target."),
     project: str = typer.Option(..., "--project", "-p", help="Project name (created if missing)."),
     task: Optional[str] = typer.Option(None, "--task", help="Task of a new project: image-classification "
-                                       "(default for folders and zips) or text-classification (default for .csv/.jsonl)."),
+                                       "(default for folders and zips), text-classification (default for .csv/.jsonl), "
+                                       "tabular-classification or tabular-regression (default with --target: "
+                                       "tabular-classification)."),
     text_column: str = typer.Option("text", "--text-column", help="Column / field holding the text."),
     label_column: str = typer.Option("label", "--label-column", help="Column / field holding the label."),
+    target: Optional[str] = typer.Option(None, "--target", help="Tables: the column to predict (a class, or a "
+                                         "number for tabular-regression); every other column is a feature."),
     url: str = URL,
 ):
     """Upload labelled examples as ONE new dataset version (or none if anything fails)."""
     client = _client(url)
     tabular = path.suffix.lower() in (".csv", ".jsonl")
+    if task is None and tabular:
+        try:  # an existing project decides what the file holds
+            task = client.get(f"/projects/{project}")["task"]
+        except ApiError:
+            pass
+    if target is not None or (task or "").startswith("tabular-"):
+        task = task or "tabular-classification"
+        if not task.startswith("tabular-") or not tabular:
+            console.print("[red]error:[/red] --target imports a .csv or .jsonl table into a tabular-classification "
+                          "or tabular-regression project")
+            raise typer.Exit(1)
+        return _import_table(client, path, project, task, target)
     task = task or ("text-classification" if tabular else "image-classification")
     try:
         records = (read_text_records(path, text_column, label_column, max_rows=_max_csv_rows()) if tabular
@@ -193,6 +212,62 @@ def import_(
         _fail(exc)
     version = result.get("version")
     console.print(f"imported {len(records)} examples into {project!r}"
+                  + (f": dataset version {version['number']}" if version else " (no change to the data)"))
+
+
+TABLE_CHUNK = 500
+
+
+def _import_table(client: Client, path: Path, project: str, task: str, target: Optional[str]) -> None:
+    """Rows of a CSV/JSONL file into a tabular project: ONE dataset version (or none)."""
+    if not target:
+        console.print("[red]error:[/red] name the column to predict with --target COLUMN")
+        raise typer.Exit(1)
+    try:
+        columns, rows = read_table(path, max_rows=_max_csv_rows())
+    except Exception as exc:  # Invalid / TooLarge from the reader, OSError from the disk
+        console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(1)
+    if target not in columns:
+        console.print(f"[red]error:[/red] {path.name} has no column {target!r} (its columns: {', '.join(columns)}); "
+                      "choose the column to predict with --target")
+        raise typer.Exit(1)
+    if not rows:
+        console.print(f"[red]error:[/red] nothing to import in {path}")
+        raise typer.Exit(1)
+    try:
+        try:
+            client.get(f"/projects/{project}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            client.post("/projects", json={"name": project, "task": task})
+            console.print(f"created {task} project {project!r}")
+        batch = client.post(f"/projects/{project}/batches")["id"]
+        try:
+            with _progress() as bar:
+                job = bar.add_task(f"uploading {len(rows)} rows", total=len(rows))
+                for i in range(0, len(rows), TABLE_CHUNK):
+                    chunk = rows[i:i + TABLE_CHUNK]
+                    try:
+                        client.post(f"/projects/{project}/samples/rows", params={"batch": batch},
+                                    json={"rows": chunk, "target": target, "source": "import"})
+                    except ApiError as exc:  # number rows as in the whole file, not the chunk
+                        exc.details = [{**d, "row": d["row"] + i} if isinstance(d.get("row"), int) else d
+                                       for d in exc.details]
+                        raise
+                    bar.advance(job, len(chunk))
+            result = client.post(f"/projects/{project}/batches/{batch}/commit")
+        except BaseException:
+            try:
+                client.delete(f"/projects/{project}/batches/{batch}")
+            except ApiError:
+                pass
+            raise
+    except ApiError as exc:
+        _fail(exc)
+    version = result.get("version")
+    console.print(f"imported {len(rows)} rows into {project!r}"
                   + (f": dataset version {version['number']}" if version else " (no change to the data)"))
 
 
@@ -321,15 +396,21 @@ def predict(
     files: Optional[list[Path]] = typer.Argument(None, help="Image files (image projects), or files of texts, "
                                                 "one per line (text projects)."),
     text: Optional[list[str]] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="A .csv (header row) or .jsonl file of table rows "
+                                            "(tabular projects); a .csv/.jsonl argument in a tabular project works too."),
+    target: Optional[str] = typer.Option(None, "--target", help="Tables: a column to leave out (e.g. the known answer)."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON document."),
     version: Optional[int] = typer.Option(None, "--version", help="A specific model version."),
     url: str = URL,
 ):
-    """Classify images or texts with the model in service."""
+    """Classify images, texts or table rows (or predict a number) with the model in service."""
     client, params = _client(url), {"version": version} if version else None
     files = files or []
     try:
-        if text or (files and client.get(f"/projects/{project}")["task"] == "text-classification"):
+        task = client.get(f"/projects/{project}")["task"] if (files or csv_file) and not text else None
+        if csv_file is not None or (task or "").startswith("tabular-"):
+            return _predict_table(client, project, ([csv_file] if csv_file else []) + files, target, params, as_json)
+        if text or (files and task == "text-classification"):
             lines = list(text or []) + [line for f in files for line in f.read_text().splitlines() if line.strip()]
             result = client.post(f"/projects/{project}/predict/texts", params=params, json={"texts": lines})
             files = [Path(line[:40]) for line in lines]
@@ -353,6 +434,48 @@ def predict(
             table.add_row(str(f), f"[red]{p['error']}[/red]", "-", "-")
         else:
             table.add_row(str(f), p["label"] or "(none of these)", f"{p['confidence']:.3f}", f"v{p['model_version']}")
+    out.print(table)
+
+
+def _predict_table(client: Client, project: str, paths: list[Path], target: Optional[str], params,
+                   as_json: bool) -> None:
+    """Rows of CSV/JSONL files → /predict/rows. Columns the model does not take (the target,
+    an id) are left out with a note, so the file used for import works as it is."""
+    rows: list[dict] = []
+    for path in paths:
+        try:
+            rows += read_table(path, max_rows=_max_csv_rows())[1]
+        except Exception as exc:  # Invalid / TooLarge from the reader, OSError from the disk
+            console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+            raise typer.Exit(1)
+    if not rows:
+        console.print("[red]error:[/red] no rows to predict")
+        raise typer.Exit(1)
+    try:
+        models = [m for m in client.get(f"/projects/{project}/models")
+                  if (m["version"] == params["version"] if params else "production" in m["aliases"])]
+        known = {c["name"] for c in ((models[0]["card"].get("input") or {}).get("columns") or [])} if models else set()
+        extra = sorted({k for r in rows for k in r} - known) if known else ([target] if target else [])
+        if extra:
+            console.print(f"leaving out column(s) the model does not use: {', '.join(map(str, extra))}")
+            rows = [{k: v for k, v in r.items() if k not in extra} for r in rows]
+        result = client.post(f"/projects/{project}/predict/rows", params=params, json={"rows": rows})
+    except ApiError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    regression = any("value" in p for p in result["predictions"])
+    table = Table("row", "value") if regression else Table("row", "label", "confidence", "model")
+    if regression:
+        table.add_column("model")
+    for n, p in enumerate(result["predictions"], 1):
+        if "error" in p:
+            table.add_row(str(n), f"[red]{p['error']}[/red]", *(["-"] if regression else ["-", "-"]))
+        elif regression:
+            table.add_row(str(n), f"{p['value']:.6g}", f"v{p['model_version']}")
+        else:
+            table.add_row(str(n), p["label"] or "(none of these)", f"{p['confidence']:.3f}", f"v{p['model_version']}")
     out.print(table)
 
 

@@ -50,6 +50,7 @@ class ProjectSettings(BaseModel):
     augmentation_copies: int = Field(2, ge=0, le=10, description="Augmented copies per training image in an augmentation candidate.")
     balance_target_ratio: float = Field(1.0, gt=0, le=1, description="When classes are imbalanced, the balancing candidate brings every class up to this fraction of the largest with augmented copies (class weights are tried too).")
     learners: list[str] | None = Field(None, description="Learners model selection may try (e.g. [\"image.linear_probe\"]); null = all registered ones.")
+    gpu: bool = Field(False, description="Train this project's jobs on a GPU worker (Ray executor: the task asks for num_gpus=1 and fails with a clear reason if no node has one).")
 
     @field_validator("learners")
     @classmethod

@@ -48,6 +48,21 @@ def _register_copy_and_serve_it(core, base: str) -> None:
     httpx.post(f"{base}/api/v1/projects/digits/models/2/promote").raise_for_status()
 
 
+def _wait_training(page, base: str, expression: str, timeout: int = TRAINING_TIMEOUT_MS) -> None:
+    """Wait for the page to see a training event; on timeout say what the server and page saw."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(expression, timeout=timeout)
+    except PlaywrightTimeout:
+        jobs = httpx.get(f"{base}/api/v1/projects/digits/jobs", params={"limit": 3}).text
+        events = httpx.get(f"{base}/api/v1/projects/digits/events", params={"after": 0}).text
+        seen = page.evaluate("({states: window.dyntrain.states, events: window.dyntrain.events, "
+                             "progress: window.dyntrain.progress})")
+        raise AssertionError(f"timed out waiting for {expression}\njobs: {jobs[:3000]}\n"
+                             f"events: {events[-3000:]}\npage saw: {seen}") from None
+
+
 def _tab(page, name: str):
     return page.locator("nav.tabs").get_by_role("link", name=name, exact=True)
 
@@ -103,14 +118,14 @@ def test_create_upload_watch_training_try_and_inspect(live_server, core, browser
 
     # -- live training through the event stream, without reloading ------------------------
     page.wait_for_function("window.dyntrain.states.includes('delayed')")  # the countdown was shown
-    page.wait_for_function("new Set(window.dyntrain.progress).size >= 2", timeout=TRAINING_TIMEOUT_MS)
+    _wait_training(page, base, "new Set(window.dyntrain.progress).size >= 2")
     assert page.locator("#live").get_attribute("data-status") == "running"
     assert page.locator("#live-progress-wrap").is_visible()
     _shot(page, screenshots, "project-training")
-    page.wait_for_function("window.dyntrain.events.includes('model.promoted')", timeout=TRAINING_TIMEOUT_MS)
+    _wait_training(page, base, "window.dyntrain.events.includes('model.promoted')")
     page.locator(".toast", has_text="is now in service").wait_for()
     page.locator("#in-service", has_text="version 1").wait_for()
-    page.wait_for_function("window.dyntrain.events.includes('job.finished')", timeout=60_000)
+    _wait_training(page, base, "window.dyntrain.events.includes('job.finished')", timeout=60_000)
     page.locator("#live-text", has_text="Training finished").wait_for()
     assert page.evaluate("window.__sameDocument") is True
     percents = page.evaluate("window.dyntrain.progress")

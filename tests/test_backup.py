@@ -1,0 +1,124 @@
+"""Backup and restore: a restored data dir serves the same predictions; unsafe restores are refused."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from typer.testing import CliRunner
+
+from dyntrain.backup import backup, read_manifest, restore
+from dyntrain.config import Settings
+from dyntrain.core import Core
+from dyntrain.datasets.changes import Upload, add_samples
+from dyntrain.demo import digit_images
+from dyntrain.errors import Conflict, Invalid
+from dyntrain.projects import create_project
+from dyntrain.scheduler import queue
+from dyntrain.serving.predict import predict_items
+from dyntrain.training.jobs import run_job
+
+QUICK = {"auto_train": False, "learners": ["image.pixel_logreg"], "time_budget_s": 5, "augmentation": "off"}
+
+
+def _train(core):
+    create_project(core, "digits", settings=QUICK)
+    images = digit_images(per_class=6)
+    add_samples(core, "digits", [Upload(f"{i}.png", d) for i, (_, d) in enumerate(images)], [lab for lab, _ in images])
+    queue.request_training(core, "digits")
+    run_job(core, queue.claim_next(core))
+
+
+def test_backup_restores_into_an_empty_dir_and_serves_the_same_predictions(core, tmp_path):
+    if not core.db.is_sqlite:
+        with pytest.raises(Invalid, match="pg_dump"):
+            backup(core.settings, tmp_path / "b.tar")
+        (tmp_path / "b.tar").touch()
+        with pytest.raises(Invalid, match="pg_dump"):
+            restore(core.settings, tmp_path / "b.tar")
+        return
+    _train(core)
+    probe = digit_images(per_class=1, offset=40)
+    before = predict_items(core, "digits", [(f"{i}.png", d) for i, (_, d) in enumerate(probe)])
+    (core.settings.data_dir / "webhook-secret").write_text("s3cret")
+
+    archive = tmp_path / "backup.tar.gz"
+    seen = []
+    manifest = backup(core.settings, archive, progress=lambda done, total: seen.append((done, total)))
+    assert manifest["counts"]["projects"] == 1 and manifest["counts"]["model_versions"] == 1
+    assert manifest["counts"]["predictions"] == len(probe) and manifest["missing"] == []
+    assert manifest["blobs"] == 6 * 3 + len(probe)  # samples + stored prediction inputs
+    assert manifest["model_files"] == 1 and seen[-1][0] == seen[-1][1] == manifest["bytes"]
+    assert read_manifest(archive) == manifest
+
+    target = Settings(data_dir=tmp_path / "restored", seed_demo=False, scheduler_enabled=False)
+    assert restore(target, archive)["schema_revision"] == manifest["schema_revision"]
+    assert (target.data_dir / "webhook-secret").read_text() == "s3cret"
+    restored = Core.create(target)
+    try:
+        after = predict_items(restored, "digits", [(f"{i}.png", d) for i, (_, d) in enumerate(probe)])
+        for b, a in zip(before, after):
+            assert a["label"] == b["label"] and a["model_version"] == b["model_version"] == 1
+            assert a["scores"] == pytest.approx(b["scores"], abs=1e-6)
+        # The stored inputs came along too: an earlier prediction can still become training data.
+        pid = before[0]["prediction_id"]
+        assert restored.blobs.get(restored_input(restored, pid)) == probe[0][1]
+    finally:
+        restored.db.dispose()
+
+    # Never over existing data.
+    with pytest.raises(Conflict, match="not empty"):
+        restore(target, archive)
+    with pytest.raises(Conflict, match="not empty"):
+        restore(core.settings, archive)
+
+
+def restored_input(core, prediction_id):
+    from dyntrain.storage.rows import PredictionRow
+
+    with core.db.read() as s:
+        return s.get(PredictionRow, prediction_id).input_hash
+
+
+def test_restore_refuses_foreign_or_unsafe_archives(tmp_path):
+    target = Settings(data_dir=tmp_path / "new", seed_demo=False)
+    not_a_backup = tmp_path / "x.tar"
+    with tarfile.open(not_a_backup, "w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(Invalid, match="not a dyntrain backup"):
+        restore(target, not_a_backup)
+    from dyntrain.backup import FORMAT, FORMAT_VERSION, _known_revisions
+
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        manifest = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "bytes": 1,
+                               "schema_revision": sorted(_known_revisions())[0]}).encode()
+        for name, data in [("manifest.json", manifest), ("files/../../escape", b"x")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(Invalid, match="unexpected entry"):
+        restore(target, evil)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_backup_and_restore_commands(tmp_path, make_png):
+    from dyntrain.cli import app
+
+    data = tmp_path / "data"
+    core = Core.create(Settings(data_dir=data, seed_demo=False, scheduler_enabled=False))
+    create_project(core, "p", settings={"auto_train": False})
+    add_samples(core, "p", [Upload("a.png", make_png(1))], ["a"])
+    core.db.dispose()
+    runner = CliRunner()
+    r = runner.invoke(app, ["backup", "--out", str(tmp_path / "b.tar"), "--data-dir", str(data)])
+    assert r.exit_code == 0, r.output
+    assert "1 projects, 1 samples, 1 blobs" in " ".join(r.output.split())
+    r = runner.invoke(app, ["restore", str(tmp_path / "b.tar"), "--data-dir", str(data)])
+    assert r.exit_code == 1 and "not empty" in r.output
+    r = runner.invoke(app, ["restore", str(tmp_path / "b.tar"), "--data-dir", str(tmp_path / "copy")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "copy" / "blobs").is_dir() and "dyntrain serve --data-dir" in " ".join(r.output.split())
