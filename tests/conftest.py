@@ -13,6 +13,9 @@ from PIL import Image
 from dyntrain.config import Settings
 from dyntrain.core import Core
 
+# The CLI under test must not pick up the admin token of a developer's own ./dyntrain-data.
+os.environ["DYNTRAIN_TOKEN_FILE"] = os.devnull
+
 PG_ADMIN_URL = os.environ.get("DYNTRAIN_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 
 

@@ -84,3 +84,24 @@ def test_help_everywhere():
     for cmd in ([], ["import"], ["export"], ["serve"]):
         r = runner.invoke(app, [*cmd, "--help"])
         assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_tokens_and_audit_commands(live_server, tmp_path):
+    url = ["--url", live_server.url]
+    _tree(tmp_path / "in")
+    assert runner.invoke(app, ["import", str(tmp_path / "in"), "--project", "shop", *url]).exit_code == 0
+    r = runner.invoke(app, ["tokens", "create", "shop-app", "--role", "predictor", "--project", "shop", *url])
+    assert r.exit_code == 0, r.output
+    secret = r.stdout.strip().splitlines()[-1]
+    assert secret.startswith("dt_")
+    r = runner.invoke(app, ["tokens", "list", *url])
+    assert r.exit_code == 0 and "shop-app" in r.output and secret not in r.output
+    token_id = next(line.split()[1] for line in r.output.splitlines() if "shop-app" in line)
+    # The predictor token reads nothing: the CLI says so plainly.
+    r = runner.invoke(app, ["projects", *url], env={"DYNTRAIN_TOKEN": secret})
+    assert r.exit_code == 1 and "predictor" in r.output and "permission" in r.output
+    assert runner.invoke(app, ["tokens", "revoke", token_id, *url]).exit_code == 0
+    r = runner.invoke(app, ["projects", *url], env={"DYNTRAIN_TOKEN": secret})
+    assert r.exit_code == 1 and "unknown or revoked" in r.output
+    r = runner.invoke(app, ["audit", "--project", "shop", *url])
+    assert r.exit_code == 0 and "add_samples" in r.output

@@ -37,12 +37,13 @@ class AuditEntry:
 def record(target: Core | Session, actor: str, action: str, project: str | None = None,
            **details: Any) -> None:
     """Add one entry; pass a session to make it part of the change's own transaction."""
-    row = AuditRow(actor=actor, action=action, project=project, details=details)
     if isinstance(target, Session):
-        target.add(row)
+        target.add(AuditRow(actor=actor, action=action, project=project, details=details))
         return
-    with target.db.write() as s:
-        s.add(row)
+    # The change itself has committed: a connection lost now must not fail its answer, so the
+    # entry is written again (a rare duplicate entry beats a missing one).
+    target.db.write_retrying(lambda s: s.add(AuditRow(actor=actor, action=action, project=project,
+                                                      details=details)))
 
 
 def entries(core: Core, project: str | None = None, limit: int = 200, before: int | None = None,

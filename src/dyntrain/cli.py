@@ -32,7 +32,8 @@ def _token() -> str | None:
     """DYNTRAIN_TOKEN, else the first admin token the local server wrote to its data dir."""
     if token := os.environ.get("DYNTRAIN_TOKEN", "").strip():
         return token
-    path = Path(os.environ.get("DYNTRAIN_DATA_DIR", "dyntrain-data")) / "admin-token"
+    path = Path(os.environ.get("DYNTRAIN_TOKEN_FILE") or
+                Path(os.environ.get("DYNTRAIN_DATA_DIR", "dyntrain-data")) / "admin-token")
     try:
         return path.read_text().strip() or None
     except OSError:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["Database", "is_transient"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Opening a transaction (connect + BEGIN) that fails with a transient error is retried after
 # these pauses: nothing of the caller's work has run yet, so a retry can never apply it twice.
@@ -100,6 +102,28 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def write_retrying(self, work: Callable[[Session], T], attempts: int = 3) -> T:
+        """Run ``work`` in a write transaction; after a transient error re-run the whole transaction.
+
+        Only for work that is safe to repeat: nothing outside the database, and harmless if
+        applied twice (a connection lost during COMMIT leaves unknown whether it committed).
+        SQLite is not retried: its busy handler has already waited.
+
+        >>> db.write_retrying(lambda s: s.add(AuditRow(actor="a", action="b")))  # doctest: +SKIP
+        """
+        pauses = _BEGIN_RETRY_PAUSES_S[:max(0, attempts - 1)]
+        for attempt, pause in enumerate((*pauses, None), start=1):
+            try:
+                with self.write() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if pause is None or self.is_sqlite or not is_transient(exc):
+                    raise
+                log.warning("write failed (%s); re-running the transaction (%d) in %.1f s",
+                            str(exc.orig).strip()[:200], attempt, pause)
+                time.sleep(pause)
+        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def _open(self, factory: sessionmaker) -> Iterator[Session]:
