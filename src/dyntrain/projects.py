@@ -89,7 +89,8 @@ def project_status(s: Session, row: ProjectRow) -> dict[str, Any]:
         mv = s.scalar(select(ModelVersionRow).where(ModelVersionRow.project_id == row.id,
                                                     ModelVersionRow.version == production))
         metrics = ((mv.card or {}).get("metrics") or {}) if mv else {}
-        model = {"version": production, "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1")}
+        model = {"version": production, "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
+                 "r2": metrics.get("r2"), "mae": metrics.get("mae")}
     job = s.scalars(select(JobRow).where(JobRow.project_id == row.id).order_by(JobRow.id.desc()).limit(1)).first()
     return {
         "samples": sum(counts.values()),

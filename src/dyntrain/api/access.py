@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import datetime
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,28 +33,10 @@ class TokenCreate(BaseModel):
                                                                    "empty = every project.")
 
 
-class TokenPublic(BaseModel):
-    id: int
-    name: str
-    role: str
-    projects: list[str]
-    created_by: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-
-class TokenCreated(TokenPublic):
-    token: str = Field(description="The secret: shown once, never again. Send it as 'Authorization: Bearer …'.")
-
-
-class AuditPublic(BaseModel):
-    id: int
-    actor: str
-    action: str
-    project: str | None
-    details: dict[str, Any]
-    created_at: datetime
+@dataclass(frozen=True)
+class TokenCreated(auth.TokenInfo):
+    token: str = field(metadata={"description": "The secret: shown once, never again. Send it as "
+                                                "'Authorization: Bearer …'."})
 
 
 @router.get("/me", response_model=CallerPublic)
@@ -73,29 +54,29 @@ def create_token(body: TokenCreate, request: Request, core: Core = Depends(get_c
     return TokenCreated(**asdict(info), token=secret)
 
 
-@router.get("/tokens", response_model=list[TokenPublic])
+@router.get("/tokens", response_model=list[auth.TokenInfo])
 def list_tokens(include_revoked: bool = False, core: Core = Depends(get_core)):
     """Every token (never its secret), with when it was last used."""
-    return [TokenPublic(**asdict(t)) for t in auth.list_tokens(core, include_revoked)]
+    return auth.list_tokens(core, include_revoked)
 
 
-@router.delete("/tokens/{token_id}", response_model=TokenPublic)
+@router.delete("/tokens/{token_id}", response_model=auth.TokenInfo)
 def revoke_token(token_id: int, core: Core = Depends(get_core)):
     """Revoke a token at once; requests carrying it are refused from now on."""
-    return TokenPublic(**asdict(auth.revoke_token(core, token_id)))
+    return auth.revoke_token(core, token_id)
 
 
-@router.get("/audit", response_model=list[AuditPublic])
+@router.get("/audit", response_model=list[audit.AuditEntry])
 def audit_log(project: str | None = None, limit: int = Query(200, ge=1, le=1000),
               before: int | None = Query(None, description="Entries older than this id (paging)."),
               core: Core = Depends(get_core)):
     """Who changed what and when, newest first, across projects (admin)."""
-    return [AuditPublic(**asdict(e)) for e in audit.entries(core, project, limit, before)]
+    return audit.entries(core, project, limit, before)
 
 
-@router.get("/projects/{name}/audit", response_model=list[AuditPublic])
+@router.get("/projects/{name}/audit", response_model=list[audit.AuditEntry])
 def project_audit_log(name: str, limit: int = Query(200, ge=1, le=1000), before: int | None = None,
                       core: Core = Depends(get_core)):
     """Who changed this project's data, trained, promoted or rolled back, and when."""
     svc.get_project(core, name)  # 404 for an unknown project
-    return [AuditPublic(**asdict(e)) for e in audit.entries(core, name, limit, before)]
+    return audit.entries(core, name, limit, before)

@@ -43,6 +43,7 @@ def run_summary(row: RunRow) -> dict[str, Any]:
         "params": (result.get("chosen") or {}).get("params"),
         "evaluation": result.get("evaluation"),
         "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
+        "r2": metrics.get("r2"), "mae": metrics.get("mae"),  # regression runs
         "model_version": row.model_version, "gate": result.get("gate"),
         "seconds": result.get("seconds"), "error": row.error,
         "created_at": row.created_at.isoformat(), "finished_at": row.finished_at and row.finished_at.isoformat(),

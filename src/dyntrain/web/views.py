@@ -22,7 +22,8 @@ from ..storage.rows import EventRow
 from ..training import records
 
 __all__ = [
-    "LEARNERS", "STAGES", "learner_name", "percent", "trainable_problem", "blob_texts", "all_samples", "class_sentences",
+    "LEARNERS", "STAGES", "learner_name", "percent", "trainable_problem", "blob_texts", "blob_rows", "table_columns",
+    "number", "regression_sentences", "all_samples", "class_sentences",
     "overall_sentence", "evaluation_sentence", "per_example_matrix", "live_state", "latest_event_id", "history", "SETTING_LABELS",
     "SETTING_GROUPS",
 ]
@@ -35,6 +36,10 @@ LEARNERS = {
     "image.finetune": "Fine-tuned pretrained network",
     "text.embedding_logreg": "Pretrained sentence meaning + simple classifier",
     "text.tfidf_logreg": "Word counts + simple classifier",
+    "tabular.linear": "Simple weighted sum of the columns (logistic regression)",
+    "tabular.hgb": "Many small decision trees (gradient boosting)",
+    "tabular.ridge": "Simple weighted sum of the columns (linear regression)",
+    "tabular.hgb_regressor": "Many small decision trees (gradient boosting)",
 }
 
 #: Training stages as shown in the live panel (also used by app.js; keep in step).
@@ -78,6 +83,67 @@ def blob_texts(core: Core, hashes: list[str], chars: int = 400) -> dict[str, str
     for h in dict.fromkeys(hashes):
         if core.blobs.exists(h):
             out[h] = core.blobs.get(h).decode("utf-8", errors="replace")[:chars]
+    return out
+
+
+def blob_rows(core: Core, hashes: list[str]) -> dict[str, dict[str, Any]]:
+    """Stored table rows (of a tabular project's samples or predictions), by content hash."""
+    from ..tables import decode_row
+
+    out = {}
+    for h in dict.fromkeys(hashes):
+        if core.blobs.exists(h):
+            try:
+                out[h] = decode_row(core.blobs.get(h))
+            except Exception:  # an unreadable blob shows as "not available", never breaks the page
+                continue
+    return out
+
+
+def table_columns(rows: list[dict[str, Any]], limit: int = 40) -> tuple[list[str], int]:
+    """The columns to show (first ``limit``, in first-seen order) and how many there are."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return list(names)[:limit], len(names)
+
+
+def number(x: float | None, digits: int = 4) -> str:
+    """A value in the target's unit, short: 0.123457 → '0.1235', 1234567.0 → '1.235e+06'.
+
+    >>> number(3.0), number(None), number(0.000123456)
+    ('3', '—', '0.0001235')
+    """
+    if x is None:
+        return "—"
+    return f"{x:.{digits}g}"
+
+
+def regression_sentences(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> list[dict[str, str]]:
+    """A regression run's scores in plain words.
+
+    >>> regression_sentences({"mae": 2.0, "r2": 0.81, "n": 40}, {"mae": 5.0})[0]["sentence"]
+    'On average a prediction is off by 2 (in the target’s unit), measured on 40 rows; always predicting the average would be off by 5.'
+    """
+    out = []
+    mae, r2, n = metrics.get("mae"), metrics.get("r2"), metrics.get("n") or 0
+    if mae is not None:
+        text = f"On average a prediction is off by {number(mae)} (in the target’s unit)"
+        text += f", measured on {n} rows" if n else ""
+        if baseline and baseline.get("mae") is not None:
+            text += f"; always predicting the average would be off by {number(baseline['mae'])}"
+        level = "good" if baseline and baseline.get("mae") and mae < 0.6 * baseline["mae"] else "warn"
+        out.append({"sentence": text + ".", "level": level})
+    if r2 is not None:
+        if r2 >= 0:
+            text = (f"The model explains {percent(r2)} of how much the target varies (R² {r2:.2f}; "
+                    "100% would be perfect, 0% is no better than the average).")
+        else:
+            text = f"R² is {r2:.2f}: the model is worse than always predicting the average. Add more rows or columns."
+        out.append({"sentence": text, "level": "good" if r2 >= 0.7 else "warn" if r2 >= 0.3 else "bad"})
+    if metrics.get("rmse") is not None:
+        out.append({"sentence": f"Large misses weigh more in the root-mean-square error: {number(metrics['rmse'])}.",
+                    "level": "info"})
     return out
 
 
@@ -236,7 +302,7 @@ def live_state(core: Core, project: str) -> dict[str, Any]:
         gate = run.get("gate") or {}
         state.update({"learner": run.get("learner"), "model_version": run.get("model_version"),
                       "promoted": gate.get("promoted"), "gate_reason": gate.get("reason"),
-                      "kpis": {"accuracy": run.get("accuracy"), "macro_f1": run.get("macro_f1")},
+                      "kpis": {k: run.get(k) for k in ("accuracy", "macro_f1", "r2", "mae")},
                       "at": run.get("finished_at")})
     return state
 
@@ -259,7 +325,7 @@ def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
     for r in records.list_runs(core, project, limit):
         row = dict(r)
         row["learner_name"] = learner_name(r.get("learner"))
-        row["delta_accuracy"] = row["delta_f1"] = None
+        row["delta_accuracy"] = row["delta_f1"] = row["delta_r2"] = None
         row["against"] = None
         if r["status"] == "succeeded":
             result = records.run_detail(core, r["id"]).get("result") or {}
@@ -269,6 +335,7 @@ def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
             if comparison:
                 row["delta_accuracy"] = _delta(r.get("accuracy"), comparison.get("accuracy"))
                 row["delta_f1"] = _delta(r.get("macro_f1"), comparison.get("macro_f1"))
+                row["delta_r2"] = _delta(r.get("r2"), comparison.get("r2"))
         runs.append(row)
     models = {m.version: m for m in registry.list_models(core, project)}
     served = []
@@ -278,7 +345,8 @@ def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
             continue
         m = models.get(h["version"])
         metrics = (m.card.get("metrics") or {}) if m else {}
-        served.append({**h, "until": until, "accuracy": metrics.get("accuracy"), "run_id": m.run_id if m else None,
+        served.append({**h, "until": until, "accuracy": metrics.get("accuracy"), "r2": metrics.get("r2"),
+                       "run_id": m.run_id if m else None,
                        "source": m.source if m else None})
         until = h["at"]
     return {"runs": runs, "served": served, "models": list(models.values())}
