@@ -6,6 +6,7 @@ import os
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
@@ -201,3 +202,26 @@ def test_gc_over_the_api_and_the_cli(core, live_server, make_png, tmp_path):
     audit = api.get("/audit").json()
     entries = audit["items"] if isinstance(audit, dict) else audit
     assert any(e["action"] == "housekeeping" for e in entries)
+
+
+def test_an_s3_store_deletes_a_model_version_everywhere(tmp_path, monkeypatch):
+    """Old model versions go from the bucket too, not only from this machine's cache."""
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
+    from dyntrain.storage.artifacts import S3Artifacts
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    with moto.mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="dyntrain-test")
+        store = S3Artifacts("s3://dyntrain-test/prod", tmp_path / "blobs", tmp_path / "models", client=client)
+        model = tmp_path / "models" / "p" / "v1-ab.onnx"
+        model.parent.mkdir(parents=True)
+        model.write_bytes(b"model")
+        model.with_suffix(".json").write_text("{}")
+        store.put_model("p/v1-ab.onnx", model)
+        assert len(client.list_objects_v2(Bucket="dyntrain-test")["Contents"]) == 2
+        assert store.delete_model("p/v1-ab.onnx") == len(b"model") + 2
+        assert client.list_objects_v2(Bucket="dyntrain-test").get("Contents", []) == [] and not model.exists()

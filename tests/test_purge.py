@@ -104,6 +104,11 @@ def test_purge_over_the_api(core, client, make_png):
     create_project(core, "p", settings={"auto_train": False})
     samples, _ = add_samples(core, "p", [Upload("x.png", make_png(8)), Upload("y.png", make_png(9))], ["a", "b"])
     delete_sample(core, "p", samples[0].id)  # only version 1 still holds it: purge by id still works
+    from dyntrain.auth import create_token
+
+    trainer = {"Authorization": f"Bearer {create_token(core, 'trainer', 'trainer')[1]}"}
+    r = client.post(f"/api/v1/projects/p/samples/{samples[0].id}/purge", headers=trainer)
+    assert r.status_code == 403 and "admin" in r.json()["error"]["message"]  # cannot be undone: admins only
     r = client.post(f"/api/v1/projects/p/samples/{samples[0].id}/purge")
     assert r.status_code == 200, r.text
     assert r.json()["versions"] == [1] and r.json()["blob_deleted"] is True
@@ -112,5 +117,7 @@ def test_purge_over_the_api(core, client, make_png):
     r = client.post("/api/v1/projects/p/purge", json={"content_hash": samples[1].content_hash})
     assert r.status_code == 200 and r.json()["samples"] == 1 and r.json()["new_version"] == 3
     assert client.post("/api/v1/projects/p/purge", json={"content_hash": "nope"}).status_code == 422
+    versions = {v["number"]: v["purged"] for v in client.get("/api/v1/projects/p/dataset-versions").json()}
+    assert versions == {1: 2, 2: 1, 3: 0}
     actions = [e["action"] for e in client.get("/api/v1/projects/p/audit").json()]
     assert "purge" in actions

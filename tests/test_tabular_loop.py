@@ -120,6 +120,23 @@ def test_regression_through_the_loop(loop_server, tmp_path):
     assert run["result"]["comparison"]["metrics"]["r2"] is not None
     assert "quick retrain" in run["log"]
 
+    # the UI: the rows as a table, the run's scores and predicted-vs-true plot, the records, the form
+    ui = loop_server.url + "/projects/houses"
+    html = httpx.get(ui).text
+    assert 'class="rows-table"' in html and "<th scope=\"col\">area</th>" in html and "data-retarget" in html
+    html = httpx.get(f"{ui}/runs/{job['run_id'] - 1}").text
+    assert "Predicted against true values" in html and 'class="chart scatter"' in html
+    assert "On average a prediction is off by" in html and "Rows it got most wrong" in html
+    assert "Where it gets confused" not in html
+    html = httpx.get(f"{ui}/predictions").text
+    assert "Predicted value" in html and "The true value is" in html
+    html = httpx.get(f"{ui}/try").text
+    assert 'data-column="city"' in html and 'data-column="area"' in html
+    html = httpx.get(f"{ui}/history").text
+    assert "R²" in html
+    html = httpx.get(f"{ui}/settings").text
+    assert 'value="mae"' in html and 'value="macro_f1"' not in html
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

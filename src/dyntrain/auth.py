@@ -97,8 +97,8 @@ def required_permission(method: str, path: str) -> str | None:
     if path == "/api/v1/me":
         return "authenticated"
     admin_prefixes = ("/api/v1/tokens", "/api/v1/admin", "/api/v1/audit", "/tokens", "/audit")
-    if path.startswith(admin_prefixes):
-        return "admin"
+    if path.startswith(admin_prefixes) or path.endswith("/purge"):
+        return "admin"  # tokens, housekeeping, the global log; purges cannot be undone
     if method in ("GET", "HEAD"):
         return "read"
     if path == "/api/v1/projects" or (method == "DELETE" and path == "/api/v1/projects/{name}"):

@@ -17,8 +17,9 @@ from .client import ApiError
 from .errors import DyntrainError
 from .housekeeping import human_bytes, report_lines
 
-_DATA_DIR = typer.Option(None, "--data-dir", help="The data dir (default: env DYNTRAIN_DATA_DIR, else ./dyntrain-data); "
-                                                  "DYNTRAIN_DATABASE_URL and DYNTRAIN_ARTIFACTS apply as for serve.")
+_DATA_DIR = typer.Option(None, "--data-dir",
+                         help="The data dir (default: env DYNTRAIN_DATA_DIR, else ./dyntrain-data); "
+                              "DYNTRAIN_DATABASE_URL and DYNTRAIN_ARTIFACTS apply as for serve.")
 
 
 @app.command("gc")

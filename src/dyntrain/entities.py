@@ -76,6 +76,7 @@ class DatasetVersion:
     size: int
     message: str
     created_at: datetime
+    purged: int = 0  # items removed since by a privacy purge (datasets/purge.py); hash and counts unchanged
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ orphan blobs             3 files  1.2 MB
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -46,6 +47,7 @@ __all__ = ["Freed", "GcReport", "gc", "content_in_use", "feature_cache_files", "
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _RUNNING = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,7 +113,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         extra = f" ({c['files']} files)" if key in ("stored_inputs", "model_versions") and c["files"] else ""
         lines.append(f"{label:<26}{c['count']:>7} {unit:<8}{extra:<14}{human_bytes(c['bytes']):>10}")
     if report["removed_models"]:
-        lines.append("model versions: " + ", ".join(report["removed_models"][:30])
+        lines.append(("would remove " if report["dry_run"] else "removed ") + ", ".join(report["removed_models"][:30])
                      + (" …" if len(report["removed_models"]) > 30 else ""))
     lines.append(f"{verb} {human_bytes(report['total_bytes'])} in {report['seconds']:.1f} s")
     return lines
@@ -163,6 +165,9 @@ def gc(core: Core, *, dry_run: bool = False, actor: str = "housekeeping", now: d
         if not dry_run and report.anything:
             from . import audit
 
+            log.info("housekeeping freed %s: %s", human_bytes(report.total_bytes),
+                     ", ".join(f"{c} {getattr(report, c).count}" for c in report.CATEGORIES
+                               if getattr(report, c).count))
             audit.record(core, actor, "housekeeping", None, **{c: asdict(getattr(report, c))
                                                                for c in report.CATEGORIES},
                          removed_models=report.removed_models[:100], total_bytes=report.total_bytes)

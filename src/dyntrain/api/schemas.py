@@ -97,6 +97,7 @@ class VersionPublic(_Out):
     size: int
     message: str
     created_at: datetime
+    purged: int = 0  # items purged since (privacy); hash, counts and size describe the version as made
 
 
 class ChangeResult(BaseModel):

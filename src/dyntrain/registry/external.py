@@ -59,6 +59,9 @@ def _check_graph(data: bytes, task: str, n_labels: int):
     initializers = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     kind = TASKS[task]
+    if kind == "row":
+        raise Invalid(f"uploading models trained elsewhere is not supported for {task} projects yet; "
+                      "add the rows and let the platform train")
     expected = {"image": "one uint8 input of shape [N, 224, 224, 3] (RGB, NHWC)",
                 "text": "one string input of shape [N, 1]"}[kind]
     if len(inputs) != 1:

@@ -145,7 +145,7 @@ class DatasetVersionRow(Base):
 
     def to_entity(self) -> e.DatasetVersion:
         return e.DatasetVersion(self.project_id, self.number, self.parent, self.hash, dict(self.counts),
-                                self.size, self.message, self.created_at)
+                                self.size, self.message, self.created_at, self.purged or 0)
 
 
 class VersionItemRow(Base):

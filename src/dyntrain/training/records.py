@@ -46,6 +46,7 @@ def run_summary(row: RunRow) -> dict[str, Any]:
         "r2": metrics.get("r2"), "mae": metrics.get("mae"),  # regression runs
         "model_version": row.model_version, "gate": result.get("gate"),
         "seconds": result.get("seconds"), "error": row.error,
+        "purged_samples": result.get("purged_samples", 0),
         "created_at": row.created_at.isoformat(), "finished_at": row.finished_at and row.finished_at.isoformat(),
     }
 

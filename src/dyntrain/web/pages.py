@@ -19,9 +19,9 @@ from .. import __version__
 from .. import projects as svc
 from ..core import Core
 from ..datasets import changes
-from ..entities import TASKS
+from ..entities import REGRESSION_TASKS, TASKS
 from ..errors import NotFound
-from ..project_settings import ProjectSettings, settings_schema
+from ..project_settings import ProjectSettings, gate_metrics, settings_schema
 from ..projects import project_row
 from ..registry import models as registry
 from ..scheduler import queue
@@ -40,7 +40,7 @@ def _auth_context(request: Request) -> dict[str, Any]:
 
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates", context_processors=[_auth_context])
-templates.env.globals.update(learner_name=views.learner_name, pct=views.percent, STAGES=views.STAGES,
+templates.env.globals.update(learner_name=views.learner_name, pct=views.percent, num=views.number, STAGES=views.STAGES,
                              LEARNERS=views.LEARNERS, version=__version__)
 
 
@@ -72,7 +72,8 @@ def _project_context(core: Core, name: str, tab: str) -> dict[str, Any]:
     live = {**views.live_state(core, name), "head": status.get("dataset_version"),
             "now": datetime.now(timezone.utc).isoformat()}  # the countdown corrects the browser's clock
     return {"project": project, "status": status, "tab": tab, "settings": ProjectSettings(**project.settings),
-            "live": live, "after": views.latest_event_id(core, name), "kind": TASKS.get(project.task, "image")}
+            "live": live, "after": views.latest_event_id(core, name), "kind": TASKS.get(project.task, "image"),
+            "regression": project.task in REGRESSION_TASKS}
 
 
 def _render(request: Request, template: str, context: dict[str, Any]) -> Response:
@@ -111,8 +112,14 @@ def _data_context(core: Core, name: str) -> dict[str, Any]:
     by_label: dict[str, list] = {c.label: [] for c in classes}
     for s in samples:
         by_label.setdefault(s.label, []).append(s)
-    return {"classes": classes, "by_label": by_label, "problem": views.trainable_problem(classes),
-            "total": len(samples), "shown_per_class": 300}
+    out = {"classes": classes, "by_label": by_label, "problem": views.trainable_problem(classes),
+           "total": len(samples), "shown_per_class": 300}
+    task = changes.project_task(core, name)
+    if TASKS[task] == "row":  # one table of rows instead of a card per class
+        out.update(views.table_view(core, samples), regression=task in REGRESSION_TASKS)
+        if task in REGRESSION_TASKS:
+            out["problem"] = views.regression_problem(samples)
+    return out
 
 
 @router.get("/projects/{name}")
@@ -136,6 +143,12 @@ def data_fragment(name: str, request: Request, core: Core = Depends(get_core)):
 def _history_context(core: Core, name: str) -> dict[str, Any]:
     h = views.history(core, name)
     done = [r for r in reversed(h["runs"]) if r["status"] == "succeeded"]
+    if done and all(r.get("r2") is not None for r in done):  # a regression project
+        chart = svg.line_chart([{"name": "R² (share of the variation explained)",
+                                 "points": [(r["id"], r["r2"]) for r in done]}],
+                               title="R² of each training run", x_label="run", y_label="R²",
+                               y_max=1, percent=True) if len(done) >= 2 else None
+        return {**h, "chart": chart}
     chart = svg.line_chart(
         [{"name": "accuracy", "points": [(r["id"], r["accuracy"]) for r in done]},
          {"name": "balanced score (macro F1)", "points": [(r["id"], r["macro_f1"]) for r in done]}],
@@ -180,6 +193,8 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
         raise NotFound(f"run {run_id} does not belong to project {name!r}")
     result = run.get("result") or {}
     metrics = result.get("metrics") or {}
+    if ctx["regression"]:
+        return _regression_run_page(request, core, ctx, run, result, metrics)
     labels = metrics.get("labels") or result.get("labels") or []
     cm, cm_scaled = views.per_example_matrix(metrics)
     predictions = metrics.get("predictions") or []
@@ -193,8 +208,9 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
         t, p = labels[selected[0]], labels[selected[1]]
         examples = [x for x in predictions if x["true"] == t and x["predicted"] == p]
     wrong = sorted((x for x in predictions if x["true"] != x["predicted"]), key=lambda x: -x["confidence"])
-    texts = (views.blob_texts(core, [x["content_hash"] for x in examples + wrong[:60] if x.get("content_hash")])
-             if ctx["kind"] == "text" else {})
+    shown = [x["content_hash"] for x in examples + wrong[:60] if x.get("content_hash")]
+    texts = (views.blob_texts(core, shown) if ctx["kind"] == "text" else
+             views.row_texts(core, shown) if ctx["kind"] == "row" else {})
     selection = result.get("selection") or {}
     scores = selection.get("scores") or []
     bars = svg.score_bars([{"name": _candidate_name(s["candidate"]),
@@ -227,14 +243,46 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
     })
 
 
+def _regression_run_page(request: Request, core: Core, ctx: dict[str, Any], run: dict[str, Any],
+                         result: dict[str, Any], metrics: dict[str, Any]) -> Response:
+    """A regression run: scores in words, predicted against true values, the largest misses."""
+    predictions = metrics.get("predictions") or []
+    worst = sorted(predictions, key=lambda x: -abs(x.get("error", 0.0)))[:30]
+    selection = result.get("selection") or {}
+    scores = selection.get("scores") or []
+    bars = svg.score_bars([{"name": _candidate_name(s["candidate"]),
+                            "value": None if s.get("r2") is None else max(0.0, s["r2"]), "sd": s.get("r2_sd"),
+                            "highlight": s["index"] == selection.get("chosen_index")} for s in scores],
+                          title="Cross-validated R² of each candidate (share of the variation explained)") if scores else None
+    points = metrics.get("points") or []
+    scatter = svg.predicted_vs_actual(points, title="Predicted against true values") if points else None
+    production = (ctx["status"].get("production") or {}).get("version")
+    history = registry.alias_history(core, ctx["project"].name)
+    can_rollback = any(h["alias"] == registry.PRODUCTION and h["version"] == production and h["previous_version"]
+                       for h in history[:1])
+    return _render(request, "run.html", {
+        **ctx, "run": run, "result": result, "metrics": metrics, "labels": [], "matrix": None, "selected": None,
+        "examples": [], "wrong": [], "active": set(), "cm_scaled": False, "worst": worst, "scatter": scatter,
+        "texts": views.row_texts(core, [x["content_hash"] for x in worst]),
+        "sentences": views.regression_sentences(metrics, result.get("baseline")), "overall": "",
+        "evaluation": views.evaluation_sentence(result.get("evaluation")), "target": result.get("target") or {},
+        "selection": selection, "scores": scores, "bars": bars, "curve_charts": [],
+        "production": production, "can_rollback": can_rollback,
+    })
+
+
 # -- try it and predictions --------------------------------------------------------------------
 
 
 @router.get("/projects/{name}/try")
 @html
 def try_page(name: str, request: Request, core: Core = Depends(get_core)):
-    return _render(request, "try.html", {**_project_context(core, name, "try"),
-                                         "classes": changes.list_classes(core, name)})
+    ctx = _project_context(core, name, "try")
+    columns = []
+    if ctx["kind"] == "row" and ctx["status"].get("production"):  # the form asks for the model's own columns
+        card = registry.get_model(core, name, ctx["status"]["production"]["version"]).card
+        columns = (card.get("input") or {}).get("columns") or []
+    return _render(request, "try.html", {**ctx, "classes": changes.list_classes(core, name), "columns": columns})
 
 
 @router.get("/projects/{name}/predictions")
@@ -256,8 +304,9 @@ def predictions_page(name: str, request: Request, label: str | None = None, max_
     def page_url(off: int) -> str:
         return f"/projects/{name}/predictions?{urlencode({**filters, 'offset': off})}"
 
-    texts = (views.blob_texts(core, [p.input_hash for p in items if p.input_stored and p.input_hash])
-             if ctx["kind"] == "text" else {})
+    kept = [p.input_hash for p in items if p.input_stored and p.input_hash]
+    texts = (views.blob_texts(core, kept) if ctx["kind"] == "text" else
+             views.row_texts(core, kept) if ctx["kind"] == "row" else {})
     return _render(request, "predictions.html", {
         **ctx, "items": items, "total": total, "offset": offset, "limit": limit, "filters": filters, "texts": texts,
         "classes": changes.list_classes(core, name), "models": registry.list_models(core, name),
@@ -319,6 +368,8 @@ def settings_page(name: str, request: Request, core: Core = Depends(get_core)):
                 kind = ("enum" if "enum" in f else "boolean" if "boolean" in types else
                         "integer" if "integer" in types else "number" if "number" in types else
                         "array" if "array" in types else "object" if "object" in types else "string")
+                if n == "gate_metric":  # only the scores that exist for this project's task
+                    f = {**f, "enum": list(gate_metrics(ctx["project"].task))}
                 fields.append({**f, "kind": kind, "nullable": "null" in types, "value": current.get(n, f["default"]),
                                "label": views.SETTING_LABELS.get(n, n.replace("_", " ")),
                                "options": _array_options(n) if kind == "array" else None})

@@ -11,7 +11,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-__all__ = ["confusion_matrix", "line_chart", "score_bars"]
+__all__ = ["confusion_matrix", "line_chart", "score_bars", "predicted_vs_actual"]
 
 _FONT = 'font-family="system-ui, sans-serif"'
 GOOD, BAD, NEUTRAL = "22,128,61", "200,40,40", "#f1f3f5"
@@ -194,3 +194,53 @@ def score_bars(rows: Sequence[dict[str, Any]], *, title: str, width: int = 560) 
         y += bar_h + gap
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def predicted_vs_actual(points: Sequence[dict[str, Any]], *, title: str, size: int = 420) -> Markup:
+    """A regression model's predictions against the true values, with the y = x line a
+    perfect model would sit on. ``points``: [{"true", "predicted"}, ...].
+
+    >>> "<circle" in predicted_vs_actual([{"true": 1, "predicted": 1.2}, {"true": 3, "predicted": 2.5}], title="t")
+    True
+    """
+    pts = [(float(p["true"]), float(p["predicted"])) for p in points]
+    if not pts:
+        return Markup("")
+    lo = min(min(t, p) for t, p in pts)
+    hi = max(max(t, p) for t, p in pts)
+    if hi <= lo:
+        hi = lo + 1
+    pad = (hi - lo) * 0.04
+    lo, hi = lo - pad, hi + pad
+    left, right, top, bottom = 60, 14, 14, 42
+    pw = size - left - right
+
+    def px(v: float) -> float:
+        return left + (v - lo) / (hi - lo) * pw
+
+    def py(v: float) -> float:
+        return top + (1 - (v - lo) / (hi - lo)) * pw
+
+    height = top + pw + bottom
+    out = [f'<svg class="chart scatter" viewBox="0 0 {size} {height}" width="{size}" role="img" '
+           f'aria-label="{_e(title)}" {_FONT} font-size="11"><title>{_e(title)}</title>']
+    for t in _ticks(lo, hi):
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#e5e7eb"/>'
+                   f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="#555">{_short_num(t)}</text>'
+                   f'<text x="{px(t):.1f}" y="{top + pw + 16}" text-anchor="middle" fill="#555">{_short_num(t)}</text>')
+    out.append(f'<line x1="{px(lo):.1f}" y1="{py(lo):.1f}" x2="{px(hi):.1f}" y2="{py(hi):.1f}" stroke="#16a34a" '
+               f'stroke-width="1.5" stroke-dasharray="5 4"><title>perfect predictions</title></line>'
+               f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + pw}" stroke="#999"/>'
+               f'<line x1="{left}" x2="{left + pw}" y1="{top + pw}" y2="{top + pw}" stroke="#999"/>'
+               f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" fill="#333">true value</text>'
+               f'<text transform="translate(12 {top + pw / 2}) rotate(-90)" text-anchor="middle" fill="#333">'
+               f'predicted value</text>')
+    for t, p in pts:
+        out.append(f'<circle cx="{px(t):.1f}" cy="{py(p):.1f}" r="3.5" fill="#2563eb" fill-opacity="0.65">'
+                   f'<title>true {_short_num(t)}, predicted {_short_num(p)}</title></circle>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _short_num(v: float) -> str:
+    return f"{v:.4g}"

@@ -22,7 +22,7 @@ from ..storage.rows import EventRow
 from ..training import records
 
 __all__ = [
-    "LEARNERS", "STAGES", "learner_name", "percent", "trainable_problem", "blob_texts", "blob_rows", "table_columns",
+    "LEARNERS", "STAGES", "learner_name", "percent", "trainable_problem", "blob_texts", "blob_rows", "table_columns", "table_view", "row_texts", "regression_problem",
     "number", "regression_sentences", "all_samples", "class_sentences",
     "overall_sentence", "evaluation_sentence", "per_example_matrix", "live_state", "latest_event_id", "history", "SETTING_LABELS",
     "SETTING_GROUPS",
@@ -100,6 +100,22 @@ def blob_rows(core: Core, hashes: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def table_view(core: Core, samples: list[Sample], shown: int = 300) -> dict[str, Any]:
+    """What a tabular project's data table shows: the newest ``shown`` rows with their cells."""
+    newest = sorted(samples, key=lambda s: -s.id)[:shown]
+    cells = blob_rows(core, [s.content_hash for s in newest])
+    columns, n_columns = table_columns([cells[s.content_hash] for s in newest if s.content_hash in cells])
+    return {"table_rows": [(s, cells.get(s.content_hash) or {}) for s in newest], "columns": columns,
+            "n_columns": n_columns, "shown_rows": shown}
+
+
+def row_texts(core: Core, hashes: list[str]) -> dict[str, str]:
+    """One-line previews of stored rows ("area=50, city=Oslo"), by content hash."""
+    from ..tables import row_preview
+
+    return {h: row_preview(row, 300) for h, row in blob_rows(core, hashes).items()}
+
+
 def table_columns(rows: list[dict[str, Any]], limit: int = 40) -> tuple[list[str], int]:
     """The columns to show (first ``limit``, in first-seen order) and how many there are."""
     names: dict[str, None] = {}
@@ -145,6 +161,26 @@ def regression_sentences(metrics: dict[str, Any], baseline: dict[str, Any] | Non
         out.append({"sentence": f"Large misses weigh more in the root-mean-square error: {number(metrics['rmse'])}.",
                     "level": "info"})
     return out
+
+
+def regression_problem(samples: list[Sample]) -> str | None:
+    """Why a regression project's rows cannot train yet (or None), as the scheduler sees it.
+
+    >>> regression_problem([])[:30]
+    'training needs at least 4 rows'
+    """
+    from ..tables import target_histogram
+
+    values = {s.label for s in samples}
+    if len(samples) < 4:
+        return f"training needs at least 4 rows; there {'is' if len(samples) == 1 else 'are'} {len(samples)}"
+    if len(values) < 2:
+        return f"every row has the same target ({next(iter(values))}): add rows with other values"
+    try:
+        queue.check_trainable(target_histogram([s.label for s in samples]))
+    except Invalid as exc:
+        return exc.message
+    return None
 
 
 def trainable_problem(classes: list[ClassInfo]) -> str | None:
@@ -366,6 +402,8 @@ SETTING_LABELS = {
     "confidence_threshold": "Answer “not sure” below this confidence (0 = always answer)",
     "store_prediction_inputs": "Keep the images sent for prediction (needed to review and add them)",
     "prediction_retention_days": "Keep prediction images for (days)",
+    "prediction_record_retention_days": "Keep prediction records for (days; empty = forever)",
+    "keep_model_versions": "Keep this many newest model versions (plus any in service or needed)",
     "webhook_url": "Also notify this web address (webhook)",
     "seed": "Random seed",
     "learners": "Kinds of model to try (all ticked = every kind, including ones added later)",
@@ -380,6 +418,7 @@ SETTING_GROUPS = [
     ("Making more of a few photos", ["augmentation", "augmentation_copies", "augmentation_custom",
                                      "balance_target_ratio"]),
     ("When a new model goes into service", ["gate_metric", "gate_tolerance", "gate_class_recall_tolerance"]),
-    ("Predictions", ["confidence_threshold", "store_prediction_inputs", "prediction_retention_days", "webhook_url"]),
-    ("Advanced", ["min_holdout_per_class", "seed"]),
+    ("Predictions", ["confidence_threshold", "store_prediction_inputs", "prediction_retention_days",
+                     "prediction_record_retention_days", "webhook_url"]),
+    ("Advanced", ["min_holdout_per_class", "seed", "keep_model_versions"]),
 ]

@@ -140,6 +140,10 @@ const LEARNER_WORDS = {
   "image.finetune": "fine-tuned pretrained network",
   "text.embedding_logreg": "pretrained sentence meaning + simple classifier",
   "text.tfidf_logreg": "word counts + simple classifier",
+  "tabular.linear": "simple weighted sum of the columns",
+  "tabular.hgb": "many small decision trees",
+  "tabular.ridge": "simple weighted sum of the columns",
+  "tabular.hgb_regressor": "many small decision trees",
 };
 
 function learnerWords(candidate) {
@@ -208,7 +212,9 @@ function Live(el) {
       case "succeeded": {
         const k = state.kpis || {};
         let s = "Training finished";
-        if (state.learner) s += `: ${learnerWords(state.learner)}, right ${pct(k.accuracy)} of the time`;
+        const regression = (k.accuracy === undefined || k.accuracy === null) && k.r2 !== undefined && k.r2 !== null;
+        if (state.learner) s += `: ${learnerWords(state.learner)}, ` +
+          (regression ? `R² ${Number(k.r2).toFixed(2)}` : `right ${pct(k.accuracy)} of the time`);
         text.textContent = s + ".";
         if (state.model_version) {
           detail.textContent = state.promoted
@@ -314,6 +320,11 @@ function Live(el) {
         const a = document.createElement("strong");
         a.textContent = pct(prod.accuracy);
         box.append(a, " of the time");
+      } else if (prod.r2 !== null && prod.r2 !== undefined) { // a regression model
+        box.append(", R² ");
+        const a = document.createElement("strong");
+        a.textContent = Number(prod.r2).toFixed(2);
+        box.append(a);
       }
     } catch (e) { /* keep the old text */ }
   }

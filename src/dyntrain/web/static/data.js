@@ -68,7 +68,8 @@
   }
 
   // New class
-  q("#new-class").addEventListener("submit", (ev) => {
+  const newClass = q("#new-class"); // absent in tabular projects: classes come from the target column
+  if (newClass) newClass.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const input = q("#new-class-name");
     const label = input.value.trim();
