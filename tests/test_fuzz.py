@@ -10,26 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_server_process import _port, _start, _stop
+from tests.scale.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
 
 
 def test_api_survives_fuzzing(tmp_path):
-    port = _port()
     # The demo project gives the fuzzer real data to hit; the scheduler stays off so that
     # fuzzed "train now" requests only queue jobs.
-    proc = _start(tmp_path / "data", port, DYNTRAIN_SEED_DEMO="true", DYNTRAIN_SCHEDULER_ENABLED="false")
+    server = ServerProcess(tmp_path / "data", {"DYNTRAIN_SEED_DEMO": "true",
+                                               "DYNTRAIN_SCHEDULER_ENABLED": "false"}).start()
     try:
         st = Path(sys.executable).with_name("schemathesis")
         result = subprocess.run(
-            [str(st), "run", f"http://127.0.0.1:{port}/openapi.json", "--max-examples", "25",
+            [str(st), "run", f"{server.url}/openapi.json", "--max-examples", "25",
              "--checks", "not_a_server_error,response_schema_conformance", "--max-time", "150",
              "--request-timeout", "60",
              "--workers", "2", "--seed", "1", "--phases", "examples,coverage,fuzzing"],
             capture_output=True, text=True, timeout=400, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"})
     finally:
-        _stop(proc)
+        server.stop()
     out = result.stdout
     tail = out[-4000:]
     # Judge by the checks, not the exit code: schemathesis also exits 1 for its own internal

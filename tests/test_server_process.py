@@ -1,12 +1,10 @@
-"""A real server process: hot swap under concurrent load, and a SIGKILL during training."""
+"""A real server process: hot swap under concurrent load.
+
+(SIGKILL during uploads, training and promotions: tests/test_crash_safety.py.)
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -21,44 +19,9 @@ from dyntrain.demo import digit_images
 from dyntrain.projects import create_project
 from dyntrain.scheduler import queue
 from tests.conftest import wait_for
+from tests.scale.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(data_dir: Path, port: int, **env) -> subprocess.Popen:
-    environment = {**os.environ, "DYNTRAIN_DATA_DIR": str(data_dir), "DYNTRAIN_SEED_DEMO": "false", **env}
-    # stderr to a file, never an unread pipe: the server logs every request there and would
-    # block once the pipe's buffer is full.
-    log = data_dir.parent / f"server-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "dyntrain.cli", "serve", "--port", str(port)],
-                            env=environment, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError(log.read_text(errors="replace")[-3000:])
-        try:
-            return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, timeout=60, interval=0.2)
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _train_three_models(data_dir: Path) -> None:
@@ -79,10 +42,9 @@ def _train_three_models(data_dir: Path) -> None:
 def test_three_promotions_under_load_lose_no_request(tmp_path):
     data_dir = tmp_path / "data"
     _train_three_models(data_dir)
-    port = _port()
-    proc = _start(data_dir, port, DYNTRAIN_SCHEDULER_ENABLED="false")
+    server = ServerProcess(data_dir, {"DYNTRAIN_SCHEDULER_ENABLED": "false"}).start()
     try:
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
+        api = httpx.Client(base_url=server.api, timeout=30)
         versions = sorted(m["version"] for m in api.get("/projects/swap/models").json())
         assert versions == [1, 2, 3]
         image = digit_images(per_class=1, offset=5)[0][1]
@@ -99,7 +61,7 @@ def test_three_promotions_under_load_lose_no_request(tmp_path):
         stop = threading.Event()
 
         def client():
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as c:
+            with httpx.Client(base_url=server.api, timeout=30) as c:
                 while not stop.is_set():
                     try:
                         r = c.post("/projects/swap/predict", files=[("files", ("x.png", image))])
@@ -130,35 +92,4 @@ def test_three_promotions_under_load_lose_no_request(tmp_path):
             assert max(abs(p["scores"][k] - expected[p["model_version"]][k]) for k in p["scores"]) < 1e-5
         assert api.get("/projects/swap/predictions", params={"limit": 1}).json()["total"] >= 1000
     finally:
-        _stop(proc)
-
-
-def test_sigkill_during_training_is_retried_after_restart(tmp_path):
-    data_dir = tmp_path / "data"
-    port = _port()
-    env = {"DYNTRAIN_JOB_LEASE_S": "3", "DYNTRAIN_SCHEDULER_POLL_S": "0.2"}
-    proc = _start(data_dir, port, **env)
-    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
-    try:
-        api.post("/projects", json={"name": "crash", "settings": {"auto_train": False, "time_budget_s": 5}})
-        images = digit_images(per_class=10)
-        r = api.post("/projects/crash/samples", files=[("files", (f"{i}.png", d)) for i, (_, d) in enumerate(images)],
-                     data={"labels": [label for label, _ in images]})
-        assert r.status_code == 201
-        job_id = api.post("/projects/crash/train").json()["job_id"]
-        wait_for(lambda: api.get(f"/projects/crash/jobs/{job_id}").json()["status"] == "running", timeout=60,
-                 interval=0.1)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        _stop(proc)
-    proc = _start(data_dir, port, **env)
-    try:
-        job = wait_for(lambda: (j := api.get(f"/projects/crash/jobs/{job_id}").json())["status"]
-                       in ("succeeded", "failed") and j, timeout=300)
-        assert job["status"] == "succeeded", job
-        assert job["attempt"] == 2
-        assert api.get("/projects/crash/samples").json()["total"] == len(images)  # nothing lost
-        assert api.get("/projects/crash/models").json()[0]["aliases"] == ["production"]
-    finally:
-        _stop(proc)
+        server.stop()

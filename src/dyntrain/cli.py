@@ -105,7 +105,6 @@ def serve(
         console.print(banner)
     else:
         logging.getLogger("dyntrain").info(banner)
-    # Our middleware writes the access log (with request ids); uvicorn's records join our handler.
     try:
         application = create_app(settings)
     except DyntrainError as exc:
@@ -116,6 +115,7 @@ def serve(
                       f"  {application.state.first_admin_token}\n"
                       f"It is also in {settings.data_dir / 'admin-token'} (readable by you alone), where the "
                       "local CLI finds it; elsewhere set DYNTRAIN_TOKEN.")
+    # Our middleware writes the access log (with request ids); uvicorn's records join our handler.
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 log_config=None, access_log=False)
 

@@ -21,6 +21,7 @@ from ..errors import NotFound, NotReady
 from ..imaging import INPUT_SIZE
 from ..storage import Database
 from ..storage.rows import AliasRow, ModelVersionRow
+from .trunks import TrunkCache, split_composed
 
 __all__ = ["LoadedModel", "LiveModels", "load_model"]
 
@@ -36,6 +37,10 @@ class LoadedModel:
     input_name: str
     schema: tuple | None = None  # a table model's columns ({"name", "type"}); None for images and texts
     output: str = "probabilities"  # "value" for a regression model ([N, 1])
+    # A backbone model cut in two (serving.trunks): ``session`` is then the trunk, shared with
+    # every model whose trunk is byte-identical, and ``head`` this model's own part after ``cut``.
+    head: ort.InferenceSession | None = None
+    cut: str | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -54,7 +59,49 @@ class LoadedModel:
         return self.run(model_feed(self.input_names, items, schema))
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run([self.output], feed)[0]
+        if self.head is None:
+            return self.session.run([self.output], feed)[0]
+        features = self.session.run([self.cut], feed)[0]
+        return self.head.run([self.output], {self.cut: features})[0]
+
+
+# Trunk sessions by content, shared by every model loaded in this process while any uses them.
+TRUNKS = TrunkCache()
+
+
+def _options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return options
+
+
+def _open(path: Path, threads: int) -> tuple[ort.InferenceSession, ort.InferenceSession | None, str | None, bool]:
+    """(session taking the inputs, head or None, cut or None, whether that session is new):
+    backbone models share their trunk."""
+    split = split_composed(Path(path).read_bytes())
+    if split is None:  # served whole, from its path as before
+        session = ort.InferenceSession(str(path), _options(threads), providers=["CPUExecutionProvider"])
+        return session, None, None, True
+    trunk, new = TRUNKS.get((split.key, threads), lambda: ort.InferenceSession(
+        split.trunk_bytes(), _options(threads), providers=["CPUExecutionProvider"]))
+    # The head is small (a linear layer, or Lite0's last block on 7x7): one thread, no idle pool.
+    head = ort.InferenceSession(split.head_bytes, _options(1), providers=["CPUExecutionProvider"])
+    return trunk, head, split.cut, new
+
+
+_ZEROS = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+          "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def _warm_head(model: LoadedModel) -> bool:
+    """Warm a model's own head with zeros shaped like the cut; its shared trunk is warm already."""
+    (cut,) = model.head.get_inputs()
+    dtype = _ZEROS.get(cut.type)
+    if dtype is None:
+        return False
+    model.head.run([model.output], {model.cut: np.zeros([d if isinstance(d, int) else 1 for d in cut.shape], dtype)})
+    return True
 
 
 def load_model(path: Path, project_id: int, version: int, labels: list[str], threads: int = 2, *,
@@ -63,10 +110,7 @@ def load_model(path: Path, project_id: int, version: int, labels: list[str], thr
 
     ``kind`` ("image", "text" or "row", see entities.TASKS) says what the model takes; without
     it a model whose inputs are neither an image nor a text is taken for a table model."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session, head, cut, new = _open(path, threads)
     names = [i.name for i in session.get_inputs()]
     if kind is None:
         kind = "image" if "image" in names else "text" if names in (["text"], ["input_ids", "attention_mask"]) else "row"
@@ -75,8 +119,11 @@ def load_model(path: Path, project_id: int, version: int, labels: list[str], thr
         from .inputs import table_schema
 
         schema = tuple(table_schema(session))
-        output = "value" if "value" in [o.name for o in session.get_outputs()] else "probabilities"
-    model = LoadedModel(project_id, version, tuple(labels), session, names[0], schema, output or "probabilities")
+        output = "value" if "value" in [o.name for o in (head or session).get_outputs()] else "probabilities"
+    model = LoadedModel(project_id, version, tuple(labels), session, names[0], schema, output or "probabilities",
+                        head, cut)
+    if head is not None and not new and _warm_head(model):
+        return model
     model.predict_items([np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)] if kind == "image"
                         else [{}] if kind == "row" else ["warm up"])
     return model

@@ -253,9 +253,10 @@ def _split(buf: bytes, prefix: str) -> Split | None:
 class TrunkCache:
     """Trunk sessions by (content key, options key), held only while some model uses them.
 
+    >>> class Session: ...  # an onnxruntime.InferenceSession in serving
     >>> cache = TrunkCache()
-    >>> make = lambda: object()  # an InferenceSession in serving
-    >>> a = cache.get(("k", 2), make); a is cache.get(("k", 2), make)
+    >>> a, created = cache.get(("k", 2), Session)
+    >>> cache.get(("k", 2), Session) == (a, False)
     True
     """
 
@@ -264,15 +265,17 @@ class TrunkCache:
         self._lock = threading.Lock()
         self.created = 0
 
-    def get(self, key: tuple, create: Callable[[], object]) -> object:
+    def get(self, key: tuple, create: Callable[[], object]) -> tuple[object, bool]:
+        """(session, whether it was created by this call)."""
         with self._lock:
             session = self._sessions.get(key)
-            if session is None:
-                # Built under the lock: two projects loading the same trunk at once build it once.
-                session = create()
-                self._sessions[key] = session
-                self.created += 1
-            return session
+            if session is not None:
+                return session, False
+            # Built under the lock: two projects loading the same trunk at once build it once.
+            session = create()
+            self._sessions[key] = session
+            self.created += 1
+            return session, True
 
     def __len__(self) -> int:
         return len(self._sessions)
