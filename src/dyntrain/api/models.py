@@ -12,7 +12,6 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..core import Core
-from ..datasets import changes
 from ..errors import Invalid, NotFound
 from ..imaging import decode_image, thumbnail_bytes
 from ..events import events_after
@@ -194,6 +193,8 @@ def _add_to_training(core: Core, name: str, prediction_id: int, label: str | Non
 
         raise Conflict("this prediction's image was not kept (store_prediction_inputs is off or retention "
                        "expired); upload the image as a sample instead")
+    from ..datasets import changes  # here: an inference replica never loads the datasets package
+
     samples, version = changes.add_samples(core, name, [changes.Upload(f"prediction-{prediction_id}", core.blobs.get(digest))],
                                            [label], source=f"prediction:{prediction_id}")
     return ChangeResult(samples=[public(SamplePublic, x) for x in samples],

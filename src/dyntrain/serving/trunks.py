@@ -67,14 +67,22 @@ def _fields(buf: bytes, start: int, end: int):
     pos = start
     while pos < end:
         first = pos
-        key, pos = _varint(buf, pos)
+        key = buf[pos]
+        if key < 0x80:  # one-byte keys (fields 1-15) and lengths are the common case: skip the call
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
             _, stop = _varint(buf, pos)
         elif wire == 1:
             stop = pos + 8
         elif wire == 2:
-            length, pos = _varint(buf, pos)
+            length = buf[pos] if pos < end else 0x80
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _varint(buf, pos)
             stop = pos + length
         elif wire == 5:
             stop = pos + 4
