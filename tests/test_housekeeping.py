@@ -129,9 +129,33 @@ def _plant(core, make_png, tmp_path):
     return h, model_paths, gone_model, registering, cache
 
 
+def _plant_work_dirs(core) -> dict:
+    """Temporary run folders: a killed run's (old), a killed run's (fresh) and a running one's."""
+    from dyntrain.storage.rows import ProjectRow, RunRow
+
+    with core.db.write() as s:
+        pid = s.scalars(select(ProjectRow.id)).first()
+        runs = {name: RunRow(project_id=pid, dataset_version=1, status=status)
+                for name, status in (("dead", "failed"), ("dead_fresh", "failed"), ("running", "running"))}
+        s.add_all(runs.values())
+        s.flush()
+        ids = {name: r.id for name, r in runs.items()}
+    old = time.time() - 3600
+    paths = {}
+    for name, run_id in ids.items():
+        path = core.settings.data_dir / f"run-{run_id}-x{name}"
+        (path / "export").mkdir(parents=True)
+        (path / "export" / "model.onnx").write_bytes(b"\0" * 100)
+        if name != "dead_fresh":
+            os.utime(path, (old, old))
+        paths[name] = path
+    return paths
+
+
 def test_gc_frees_only_what_nothing_references(core, make_png, tmp_path):
     core.settings.gc_grace_s = 600
     h, model_paths, gone_model, registering, cache = _plant(core, make_png, tmp_path)
+    work = _plant_work_dirs(core)
 
     before = _state(core)
     dry = gc(core, dry_run=True)
@@ -170,6 +194,10 @@ def test_gc_frees_only_what_nothing_references(core, make_png, tmp_path):
         assert path.exists() == (name.startswith("used") or name in ("unused_fresh", "not_a_key")), name
     assert report.feature_cache.count == 3
     assert report.total_bytes > 0
+
+    # Work folders: only the dead run's old one goes.
+    assert {name: path.exists() for name, path in work.items()} == {"dead": False, "dead_fresh": True, "running": True}
+    assert report.work_dirs.count == 1 and report.work_dirs.files == 1
 
     # A second run finds nothing left; nothing more is deleted.
     again = gc(core)

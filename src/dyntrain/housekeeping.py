@@ -70,11 +70,12 @@ class GcReport:
     model_files: Freed = field(default_factory=Freed)  # files of no version (a deleted project's, crash leftovers)
     feature_cache: Freed = field(default_factory=Freed)
     orphan_blobs: Freed = field(default_factory=Freed)
+    work_dirs: Freed = field(default_factory=Freed)  # temporary folders of runs that died (killed process)
     removed_models: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     CATEGORIES = ("prediction_records", "stored_inputs", "model_versions", "model_files", "feature_cache",
-                  "orphan_blobs")
+                  "orphan_blobs", "work_dirs")
 
     @property
     def total_bytes(self) -> int:
@@ -101,6 +102,7 @@ _LABELS = {
     "model_files": ("orphan model files", "files"),
     "feature_cache": ("feature cache entries", "entries"),
     "orphan_blobs": ("orphan blobs", "files"),
+    "work_dirs": ("dead runs' work folders", "folders"),
 }
 
 
@@ -161,6 +163,7 @@ def gc(core: Core, *, dry_run: bool = False, actor: str = "housekeeping", now: d
         _feature_cache(core, used, report, dry_run, cutoff_ts)
         stored = _stored_inputs(core, policies if dry_run else None)
         _blobs(core, used | stored, forgotten, report, dry_run, cutoff_ts)
+        _work_dirs(core, report, dry_run, cutoff_ts)
         report.seconds = round(time.monotonic() - started, 3)
         if not dry_run and report.anything:
             from . import audit
@@ -438,6 +441,33 @@ def _blobs(core: Core, referenced: set[str], forgotten: set[str], report: GcRepo
         else:
             report.orphan_blobs.count += 1
             report.orphan_blobs.bytes += freed
+
+
+# -- work folders of runs that died ------------------------------------------------------------
+
+_WORK_DIR = re.compile(r"^run-(\d+)-")
+
+
+def _work_dirs(core: Core, report: GcReport, dry_run: bool, cutoff_ts: float) -> None:
+    """``run-<id>-*`` folders (training/jobs.py) left by a killed process: its run is no longer running."""
+    found = [(int(m.group(1)), p) for p in core.settings.data_dir.glob("run-*-*")
+             if p.is_dir() and (m := _WORK_DIR.match(p.name))]
+    if not found:
+        return
+    with core.db.read() as s:
+        running = set(s.scalars(select(RunRow.id).where(RunRow.id.in_([i for i, _ in found]),
+                                                         RunRow.status == "running")))
+    for run_id, path in found:
+        if run_id in running or path.stat().st_mtime > cutoff_ts:
+            continue
+        files = [f for f in path.rglob("*") if f.is_file()]
+        report.work_dirs.count += 1
+        report.work_dirs.files += len(files)
+        report.work_dirs.bytes += sum(f.stat().st_size for f in files)
+        if not dry_run:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _unlink(path: Path) -> int | None:
