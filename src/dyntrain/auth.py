@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from sqlalchemy import select
 
 from .core import Core
 from .errors import Invalid, NotFound
+from .storage.files import atomic_write
 from .storage.rows import TokenRow, utcnow
 
 __all__ = ["ROLES", "Caller", "LOCAL_ADMIN", "TokenInfo", "required_permission", "create_token",
@@ -206,11 +206,7 @@ def caller_by_token_id(core: Core, token_id: int) -> Caller | None:
 
 def write_owner_only(path: Path, text: str) -> None:
     """Write a secret readable by its owner alone, from the first byte (no chmod window)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text.encode())
 
 
 def stored_secret(core: Core, name: str, override: str = "") -> str:

@@ -17,6 +17,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from ..storage.files import atomic_write
 from torch import nn
 from torch.nn import functional as F
 
@@ -239,4 +241,4 @@ def onnx_bytes(
 
 def save_onnx_bytes(data: bytes, path: str | Path) -> Path:
     """Write bytes to ``path`` atomically (temp name in the same directory, then rename)."""
-    return bb.atomic_write_bytes(Path(path), data)
+    return atomic_write(Path(path), data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..storage.files import atomic_write
 from . import backbone as bb
 
 __all__ = ["compose_with_backbone", "INPUT_NAME", "OUTPUT_NAME"]
@@ -42,4 +43,4 @@ def compose_with_backbone(backbone_dir: str | Path, backbone_output: str, head_b
         producer_name="dyntrain",
     )
     onnx.checker.check_model(merged)
-    return bb.atomic_write_bytes(Path(path), merged.SerializeToString())
+    return atomic_write(Path(path), merged.SerializeToString())

@@ -23,12 +23,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import MissingExtra
+from ..storage.files import atomic_write
 
 __all__ = [
     "MEAN_RGB",
@@ -44,7 +44,6 @@ __all__ = [
     "export_backbone",
     "session",
     "clear_sessions",
-    "atomic_write_bytes",
 ]
 
 # The Lite weights were converted from Google's TF-Lite checkpoints, trained with inputs scaled
@@ -122,26 +121,7 @@ def export_backbone(cache_dir: str | os.PathLike) -> Path:
         module = _nets.BackboneOutputs(_nets.load_lite0()).eval()
         example = torch.zeros(1, 224, 224, 3, dtype=torch.uint8)
         data = _nets.onnx_bytes(module, example, input_name="image", output_names=["pooled", ACTIVATION])
-        atomic_write_bytes(path, data)
-    return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        atomic_write(path, data)
     return path
 
 

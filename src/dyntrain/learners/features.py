@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -33,6 +32,7 @@ import numpy as np
 
 from .. import imaging
 from ..errors import Invalid
+from ..storage.files import atomic_write
 from . import backbone as bb
 
 __all__ = [
@@ -243,16 +243,6 @@ class FeatureExtractor:
         return arr
 
     def _write(self, kind: str, key: str, arr: np.ndarray) -> None:
-        path = self.cache_path(kind, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, path)  # readers see the old file or the whole new one
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write(self.cache_path(kind, key),
+                     lambda f: np.save(f, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False),
+                     fsync=False)  # a cache: a file lost in a crash is recomputed

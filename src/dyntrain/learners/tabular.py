@@ -460,7 +460,7 @@ class _Tabular(Learner):
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-        from . import backbone as bb
+        from ..storage.files import atomic_write
 
         # skl2onnx rewrites input names into identifiers ("a b" → "a_b"): convert with
         # placeholders, then give the inputs the column names.
@@ -502,7 +502,7 @@ class _Tabular(Learner):
             front.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
         front.producer_name = "dyntrain"
         onnx.checker.check_model(front, full_check=True)
-        return bb.atomic_write_bytes(Path(path), front.SerializeToString())
+        return atomic_write(Path(path), front.SerializeToString())
 
 
 def _tree_head(est, features: str, output: str, n_targets: int, targets: list[int], base: np.ndarray,

@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..storage.files import atomic_write
+
 from .. import texts
 from ..errors import Invalid
 from . import _onnx
@@ -106,10 +108,7 @@ class TextEncoder:
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
             for key, vec in zip(chunk, self.embed([load(k) for k in chunk])):
-                fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy")
-                with os.fdopen(fd, "wb") as f:
-                    np.save(f, vec)
-                os.replace(tmp, folder / f"{key}.npy")
+                atomic_write(folder / f"{key}.npy", lambda f, v=vec: np.save(f, v), fsync=False)
                 out[key] = vec
                 self.computed += 1
             if progress is not None:

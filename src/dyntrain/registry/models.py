@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..entities import ModelVersion
 from ..errors import Invalid, NotFound, NotReady
 from ..events import publish
 from ..projects import project_row
+from ..storage.files import atomic_write
 from ..storage.rows import AliasHistoryRow, AliasRow, ModelVersionRow, ProjectRow
 
 __all__ = [
@@ -50,12 +50,8 @@ def register_model(core: Core, project_id: int, onnx_file: Path, card: dict[str,
         folder = core.settings.model_dir / project.name
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"v{version}-{os.urandom(4).hex()}.onnx"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        os.close(fd)
-        shutil.copyfile(onnx_file, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        with open(onnx_file, "rb") as original:
+            atomic_write(target, lambda f: shutil.copyfileobj(original, f))
         card = {**card, "version": version}
         target.with_suffix(".json").write_text(json.dumps(card, indent=2, default=str))
         key = str(target.relative_to(core.settings.model_dir))

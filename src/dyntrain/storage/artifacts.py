@@ -14,8 +14,6 @@ their content and model files are immutable, so a cached copy is never stale.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +21,7 @@ from typing import Protocol
 from ..config import Settings
 from ..errors import MissingExtra, NotFound
 from .blobs import BlobStore, FileBlobStore, sha256_hex
+from .files import atomic_write
 
 __all__ = ["ArtifactStore", "PathArtifacts", "S3Artifacts", "S3BlobStore", "open_artifacts", "parse_s3_url"]
 
@@ -85,19 +84,6 @@ def _s3_client(endpoint_url: str | None):
 def _missing(exc: Exception) -> bool:
     code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
     return code in ("404", "NoSuchKey", "NotFound")
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class S3BlobStore:
@@ -180,7 +166,7 @@ class S3Artifacts:
         with self._fetching:
             if not local.exists():
                 try:
-                    _atomic_write(local, lambda f: self.client.download_fileobj(self.bucket, self._key(key), f))
+                    atomic_write(local, lambda f: self.client.download_fileobj(self.bucket, self._key(key), f))
                 except Exception as exc:
                     if _missing(exc):
                         raise NotFound(f"model file {key} is missing from {self.url}") from None

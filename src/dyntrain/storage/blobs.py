@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import NotFound
+from .files import atomic_write
 
 __all__ = ["BlobStore", "FileBlobStore", "sha256_hex"]
 
@@ -54,18 +53,7 @@ class FileBlobStore:
                 return digest
             except FileNotFoundError:
                 pass  # collected a moment ago: write it again below
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, data)
         return digest
 
     def get(self, digest: str) -> bytes:
