@@ -209,16 +209,6 @@ def write_owner_only(path: Path, text: str) -> None:
     atomic_write(path, text.encode())
 
 
-def stored_secret(core: Core, name: str, override: str = "") -> str:
-    """A server secret: the setting if given, else one generated once and kept in the data dir."""
-    if override:
-        return override
-    path = core.settings.data_dir / name
-    if not path.exists():
-        write_owner_only(path, secrets.token_hex(32))
-    return path.read_text().strip()
-
-
 def ensure_admin_token(core: Core) -> str | None:
     """On first start (no token at all), create an admin token; return its secret, else None.
 

@@ -12,7 +12,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import secrets
 import socket
 import threading
 
@@ -21,8 +20,10 @@ from urllib.parse import urlparse
 import httpx
 from sqlalchemy import func, select
 
+from .background import Periodic
 from .core import Core
 from .project_settings import ProjectSettings
+from .storage.files import stored_secret
 from .storage.rows import EventRow, ProjectRow
 
 __all__ = ["WEBHOOK_EVENTS", "sign", "check_destination", "WebhookSender", "webhook_secret"]
@@ -33,13 +34,7 @@ WEBHOOK_EVENTS = ("job.finished", "model.promoted", "model.kept_back")
 
 def webhook_secret(core: Core) -> str:
     """The signing key: the setting, or one generated once and kept (owner-only) in the data dir."""
-    if core.settings.webhook_secret:
-        return core.settings.webhook_secret
-    path = core.settings.data_dir / "webhook-secret"
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return stored_secret(core.settings.data_dir, "webhook-secret", core.settings.webhook_secret)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -74,25 +69,16 @@ class WebhookSender:
     def __init__(self, core: Core, poll_s: float = 1.0, attempts: int = 5, backoff_s: float = 1.0):
         self.core, self.poll_s, self.attempts, self.backoff_s = core, poll_s, attempts, backoff_s
         self.delivered: list[dict] = []  # (for observability and tests) the last deliveries
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="dyntrain-webhooks")
+        self._timer = Periodic("webhooks", self.tick, poll_s)
         with core.db.read() as s:
             self._cursor = s.scalar(select(func.max(EventRow.id))) or 0  # only events from now on
 
     def start(self) -> "WebhookSender":
-        self._thread.start()
+        self._timer.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("webhook round failed")
+        self._timer.stop()
 
     def tick(self) -> None:
         with self.core.db.read() as s:
@@ -129,7 +115,7 @@ class WebhookSender:
             except httpx.HTTPError as exc:
                 reason = repr(exc)
             log.info("webhook delivery %s attempt %d failed: %s", payload["id"], attempt, reason)
-            if attempt < self.attempts and self._stop.wait(delay):
+            if attempt < self.attempts and self._timer.stopping.wait(delay):
                 break
             delay *= 2
         self.delivered.append({"event": payload["id"], "ok": False, "reason": reason})

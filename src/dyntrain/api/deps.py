@@ -12,10 +12,10 @@ import secrets
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from ..auth import LOCAL_ADMIN, Caller, authenticate, caller_by_token_id, is_loopback, required_permission, \
-    stored_secret
+from ..auth import LOCAL_ADMIN, Caller, authenticate, caller_by_token_id, is_loopback, required_permission
 from ..core import Core
 from ..errors import Forbidden, Unauthorized
+from ..storage.files import stored_secret
 
 __all__ = ["API_PREFIX", "Caller", "caller", "get_core", "SESSION_COOKIE", "CSRF_HEADER", "session_serializer",
            "new_session", "trusts_local"]
@@ -43,7 +43,7 @@ def trusts_local(core: Core) -> bool:
 
 
 def session_serializer(core: Core) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(stored_secret(core, "session-secret", core.settings.session_secret),
+    return URLSafeTimedSerializer(stored_secret(core.settings.data_dir, "session-secret", core.settings.session_secret),
                                   salt="dyntrain-session")
 
 

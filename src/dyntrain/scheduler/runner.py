@@ -8,9 +8,9 @@ runs the scheduler, retention and webhooks; every process keeps its served model
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
+from ..background import Periodic
 from ..core import Core
 from .executors import Executor, LocalExecutor
 from .queue import claim_next, recover_expired
@@ -47,30 +47,6 @@ class Dispatcher:
         if self._timer is not None:
             self._timer.stop()
         self.executor.shutdown()
-
-
-class Periodic:
-    """Runs ``fn`` every ``interval_s`` on a daemon thread; an error is logged, never fatal."""
-
-    def __init__(self, name: str, fn, interval_s: float):
-        self.name, self.fn, self.interval_s = name, fn, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"dyntrain-{name}", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.fn()
-            except Exception:
-                log.exception("%s failed; retrying in %.0f s", self.name, self.interval_s)
-
-    def start(self) -> "Periodic":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @dataclass

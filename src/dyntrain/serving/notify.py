@@ -14,9 +14,11 @@ import logging
 import threading
 import time
 
+from ..background import Periodic
 from ..storage import pg
 
 __all__ = ["CHANNEL", "AliasListener"]
+
 
 log = logging.getLogger(__name__)
 CHANNEL = "dyntrain_alias"
@@ -34,26 +36,25 @@ class AliasListener:
         self.connected = threading.Event()
         self.notifications = 0
         self.reconnects = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="dyntrain-alias-listener")
+        # _listen returns only when the connection is lost: the timer reconnects after a pause.
+        self._timer = Periodic("alias-listener", self._listen_once, reconnect_s, first_at_once=True)
+        self._stop = self._timer.stopping
 
     def start(self) -> "AliasListener":
-        self._thread.start()
+        self._timer.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._timer.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._listen()
-            except Exception as exc:
-                if not self._stop.is_set():
-                    log.warning("promotion listener disconnected (%s); reconnecting in %.0f s", exc, self.reconnect_s)
+    def _listen_once(self) -> None:
+        try:
+            self._listen()
+        except Exception as exc:
+            if not self._stop.is_set():
+                log.warning("promotion listener disconnected (%s); reconnecting in %.0f s", exc, self.reconnect_s)
+        finally:
             self.connected.clear()
-            self._stop.wait(self.reconnect_s)
 
     def _listen(self) -> None:
         with pg.connect(self.core.settings.database_url, "dyntrain-alias-listener") as conn:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "stored_secret"]
 
 
 def atomic_write(path: Path, content: bytes | Callable[[BinaryIO], None], *, fsync: bool = True) -> Path:
@@ -39,3 +40,14 @@ def atomic_write(path: Path, content: bytes | Callable[[BinaryIO], None], *, fsy
             os.unlink(tmp)
         raise
     return path
+
+
+def stored_secret(data_dir: Path, name: str, override: str = "") -> str:
+    """A server secret: ``override`` (a setting) if given, else one generated once and kept,
+    owner-only, as ``data_dir/name``."""
+    if override:
+        return override
+    path = Path(data_dir) / name
+    if not path.exists():
+        atomic_write(path, secrets.token_hex(32).encode())
+    return path.read_text().strip()

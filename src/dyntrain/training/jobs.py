@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..audit import record as record_audit
+from ..background import Periodic
 from ..core import Core
 from ..entities import REGRESSION_TASKS, Job
 from ..errors import Cancelled, DyntrainError
@@ -22,7 +23,6 @@ from ..learners.selection import Candidate
 from ..observability import add_log_context, job_context
 from ..project_settings import ProjectSettings
 from ..registry import gate
-from ..audit import record as record_audit
 from ..registry.models import production_model, register_model, set_alias
 from ..scheduler.queue import finish_job, renew_lease
 from ..storage.rows import JobRow, ProjectRow, RunRow
@@ -88,12 +88,7 @@ class _Heartbeat:
         self.progress: dict[str, Any] | None = None
         self._sent: dict[str, Any] | None = None
         self.cancelled = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"heartbeat-{job_id}")
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.beat()
+        self._timer = Periodic(f"heartbeat-{job_id}", self.beat, interval)
 
     def beat(self) -> None:
         progress = self.progress if self.progress != self._sent else None
@@ -104,12 +99,11 @@ class _Heartbeat:
             log.exception("heartbeat of job %s failed", self.job_id)
 
     def __enter__(self):
-        self._thread.start()
+        self._timer.start()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._timer.stop()
 
 
 def run_job(core: Core, job: Job) -> None:
