@@ -70,6 +70,9 @@ def test_split_is_keyed_by_the_trunk_bytes_alone():
 
 def test_models_that_are_not_a_clean_cut_are_served_whole():
     assert split_composed(_composed(0, 1, head_reads_input=True)) is None
+    twice = onnx.load_from_string(_composed(0, 1))  # a head node also writes a trunk tensor: invalid
+    twice.graph.node.append(helper.make_node("Identity", ["head/logits"], ["mm"], name="head/Again"))
+    assert split_composed(twice.SerializeToString()) is None
     plain = onnx.load_from_string(_composed(0, 1))
     for node in plain.graph.node:
         node.name = node.name.replace("head/", "")

@@ -321,8 +321,9 @@ def train(
                 raise typer.Exit(1)
             run = client.get(f"/runs/{job['run_id']}")
             gate = (run["result"] or {}).get("gate") or {}
-            console.print(f"run {run['id']}: {run['learner']} accuracy {run['accuracy']:.3f} macro-F1 "
-                          f"{run['macro_f1']:.3f} → model v{run['model_version']} "
+            scores = (f"R² {_num(run.get('r2'))} MAE {_num(run.get('mae'))}" if run["accuracy"] is None
+                      else f"accuracy {run['accuracy']:.3f} macro-F1 {run['macro_f1']:.3f}")  # regression: no classes
+            console.print(f"run {run['id']}: {run['learner']} {scores} → model v{run['model_version']} "
                           f"{'[green]in service[/green]' if gate.get('promoted') else '[yellow]kept back[/yellow]'}"
                           f" ({gate.get('reason', '')})")
     except ApiError as exc:
@@ -438,6 +439,9 @@ def predict(
     out.print(table)
 
 
+PREDICT_CHUNK = 200
+
+
 def _predict_table(client: Client, project: str, paths: list[Path], target: Optional[str], params,
                    as_json: bool) -> None:
     """Rows of CSV/JSONL files → /predict/rows. Columns the model does not take (the target,
@@ -460,7 +464,11 @@ def _predict_table(client: Client, project: str, paths: list[Path], target: Opti
         if extra:
             console.print(f"leaving out column(s) the model does not use: {', '.join(map(str, extra))}")
             rows = [{k: v for k, v in r.items() if k not in extra} for r in rows]
-        result = client.post(f"/projects/{project}/predict/rows", params=params, json={"rows": rows})
+        result = {"predictions": []}
+        for i in range(0, len(rows), PREDICT_CHUNK):  # the server takes max_files_per_request items a call
+            part = client.post(f"/projects/{project}/predict/rows", params=params,
+                               json={"rows": rows[i:i + PREDICT_CHUNK]})["predictions"]
+            result["predictions"] += part
     except ApiError as exc:
         _fail(exc)
     if as_json:

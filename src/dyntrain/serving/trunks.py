@@ -214,6 +214,9 @@ def _split(buf: bytes, prefix: str) -> Split | None:
         return None
     trunk_made = {o for n in trunk for o in n.outputs if o}
     head_made = {o for n in head for o in n.outputs if o}
+    produced = [o for n in nodes for o in n.outputs if o]
+    if len(set(produced)) != len(produced) or set(produced) & (init_names | input_names):
+        return None  # not a valid graph: leave it whole, for ONNX Runtime to judge
     if any(i in head_made for n in trunk for i in n.inputs):
         return None
     cuts = {i for n in head for i in n.inputs if i in trunk_made}
