@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..core import Core
-from ..entities import Job
+from ..entities import REGRESSION_TASKS, Job
 from ..errors import Invalid, NotFound
 from ..events import publish
 from ..project_settings import ProjectSettings
@@ -60,7 +60,7 @@ def on_data_changed(s: Session, project: ProjectRow, version: int, now: datetime
     counts = s.scalars(select(DatasetVersionRow.counts).where(DatasetVersionRow.project_id == project.id,
                                                               DatasetVersionRow.number == version)).one()
     try:
-        check_trainable(counts)
+        check_trainable(counts, project.task in REGRESSION_TASKS)
     except Invalid:
         # Nothing a model could learn yet (e.g. one class): wait for more data instead of failing a run.
         pending = _pending(s, project.id)
@@ -83,8 +83,18 @@ def on_data_changed(s: Session, project: ProjectRow, version: int, now: datetime
     _job_event(s, job, "job.delayed", until=job.run_at.isoformat())
 
 
-def check_trainable(counts: dict[str, int]) -> None:
-    """Refuse data no classifier can learn from, with what to do about it."""
+def check_trainable(counts: dict[str, int], regression: bool = False) -> None:
+    """Refuse data no model can learn from, with what to do about it.
+
+    ``counts``: examples per class, or for regression rows per target range."""
+    if regression:
+        rows = sum(counts.values())
+        if rows < 4:
+            raise Invalid(f"training needs at least 4 rows with a target; this dataset has {rows}. Add rows.")
+        if len([c for c in counts.values() if c > 0]) < 2:
+            raise Invalid(f"every row has about the same target ({', '.join(counts)}): add rows with other "
+                          "values, or there is nothing to predict")
+        return
     if len([c for c in counts.values() if c > 0]) < 2:
         raise Invalid(f"training needs at least 2 classes with examples; this dataset has "
                       f"{len(counts)} ({', '.join(counts) or 'none'}). Add examples of another class.")
@@ -102,7 +112,7 @@ def request_training(core: Core, project: str) -> Job:
             raise Invalid(f"project {project!r} has no data yet: add labelled examples first")
         version = s.scalars(select(DatasetVersionRow).where(DatasetVersionRow.project_id == row.id,
                                                             DatasetVersionRow.number == row.head_version)).one()
-        check_trainable(version.counts)
+        check_trainable(version.counts, row.task in REGRESSION_TASKS)
         job = _pending(s, row.id)
         if job is None:
             job = JobRow(project_id=row.id, status="queued")

@@ -165,9 +165,7 @@ def list_predictions(core: Core, project: str, *, label: str | None = None, min_
         total = s.scalar(select(func.count()).select_from(PredictionRow).where(*where))
         rows = s.scalars(select(PredictionRow).where(*where).order_by(ordering[order], PredictionRow.id.desc())
                          .offset(offset).limit(limit))
-        from dataclasses import replace
-
-        return [replace(r.to_entity(), value=r.value) for r in rows], total
+        return [r.to_entity() for r in rows], total
 
 
 def set_feedback(core: Core, project: str, prediction_id: int, label: str) -> None:

@@ -271,7 +271,7 @@ class PredictionRow(Base):
     def to_entity(self) -> e.Prediction:
         return e.Prediction(self.id, self.project_id, self.model_version, self.label, self.confidence,
                             dict(self.scores), self.input_hash, bool(self.input_stored), self.latency_ms,
-                            self.client, self.feedback_label, self.created_at)
+                            self.client, self.feedback_label, self.created_at, self.value)
 
 
 class EventRow(Base):

@@ -33,7 +33,7 @@ import numpy as np
 from ..entities import VersionItem
 from ..errors import Invalid
 from ..learners import selection
-from ..learners.tabular import TABLE, regression_metrics
+from ..learners.tabular import regression_metrics
 from .augmentation import NO_RECIPE
 from .featurize import default_candidates, row_features
 from .split import is_holdout

@@ -44,7 +44,7 @@ LEARNERS = {
 
 #: Training stages as shown in the live panel (also used by app.js; keep in step).
 STAGES = {
-    "features": "Looking at the images",
+    "features": "Reading the examples",
     "selection": "Trying different kinds of model",
     "evaluation": "Measuring the chosen model",
     "fit": "Training the final model",
@@ -177,7 +177,7 @@ def regression_problem(samples: list[Sample]) -> str | None:
     if len(values) < 2:
         return f"every row has the same target ({next(iter(values))}): add rows with other values"
     try:
-        queue.check_trainable(target_histogram([s.label for s in samples]))
+        queue.check_trainable(target_histogram([s.label for s in samples]), regression=True)
     except Invalid as exc:
         return exc.message
     return None

@@ -126,7 +126,7 @@ function fmtSeconds(s) {
 // -- live training panel ------------------------------------------------------------------
 
 const STAGE_WORDS = {
-  features: "Looking at the images",
+  features: "Reading the examples",
   selection: "Trying different kinds of model",
   evaluation: "Measuring the chosen model",
   fit: "Training the final model",
