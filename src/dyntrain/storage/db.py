@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,21 @@ __all__ = ["Database", "is_transient"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r"^(down_revision|revision) = ['\"]?([\w]+|None)['\"]?$", re.M)
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest migration: the revision no other one names as its down_revision."""
+    revisions, parents = set(), set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        found = dict(m.groups() for m in _REVISION.finditer(path.read_text()))
+        revisions.add(found["revision"])
+        parents.add(found.get("down_revision"))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations must form one line; heads: {sorted(heads)}")
+    return heads.pop()
 # Opening a transaction (connect + BEGIN) that fails with a transient error is retried after
 # these pauses: nothing of the caller's work has run yet, so a retry can never apply it twice.
 _BEGIN_RETRY_PAUSES_S = (0.1, 0.5, 1.5)
@@ -77,7 +92,15 @@ class Database:
         self._write = sessionmaker(write_engine, expire_on_commit=False)
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration (run on every start; idempotent)."""
+        """Bring the schema to the newest migration (run on every start; idempotent).
+
+        A schema already at the newest revision is left alone without importing Alembic
+        (half a second of every replica's start-up)."""
+        if self.revision() == head_revision():
+            return
+        from alembic import command
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         with self.engine.begin() as conn:
@@ -86,6 +109,14 @@ class Database:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def revision(self) -> str | None:
+        """The schema's Alembic revision (None before the first migration)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except DBAPIError:  # no table yet
+            return None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
