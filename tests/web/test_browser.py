@@ -118,10 +118,13 @@ def test_create_upload_watch_training_try_and_inspect(live_server, core, browser
 
     # -- live training through the event stream, without reloading ------------------------
     page.wait_for_function("window.dyntrain.states.includes('delayed')")  # the countdown was shown
+    # Each stage is reported as it begins, so even a fast run shows two or more percentages;
+    # the run may already have finished here, so the panel's past states are what is checked.
     _wait_training(page, base, "new Set(window.dyntrain.progress).size >= 2")
-    assert page.locator("#live").get_attribute("data-status") == "running"
-    assert page.locator("#live-progress-wrap").is_visible()
-    _shot(page, screenshots, "project-training")
+    assert "running" in page.evaluate("window.dyntrain.states")
+    if page.locator("#live").get_attribute("data-status") == "running":
+        assert page.locator("#live-progress-wrap").is_visible()
+        _shot(page, screenshots, "project-training")
     _wait_training(page, base, "window.dyntrain.events.includes('model.promoted')")
     page.locator(".toast", has_text="is now in service").wait_for()
     page.locator("#in-service", has_text="version 1").wait_for()

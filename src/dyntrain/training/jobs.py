@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -81,22 +82,31 @@ def choose_spec(core: Core, project: ProjectRow, job: Job, n_items: int, labels:
 
 
 class _Heartbeat:
-    """Renews the job's lease and publishes progress (throttled) from a side thread."""
+    """Renews the job's lease and publishes progress: every ``interval`` from a side thread,
+    and at once when a new stage begins (so even a run of a second shows each stage live)."""
 
     def __init__(self, core: Core, job_id: int, interval: float):
         self.core, self.job_id, self.interval = core, job_id, interval
         self.progress: dict[str, Any] | None = None
         self._sent: dict[str, Any] | None = None
         self.cancelled = False
+        self._lock = threading.Lock()
         self._timer = Periodic(f"heartbeat-{job_id}", self.beat, interval)
 
+    def report(self, progress: dict[str, Any]) -> None:
+        new_stage = self._sent is None or progress.get("stage") != self._sent.get("stage")
+        self.progress = progress
+        if new_stage:
+            self.beat()
+
     def beat(self) -> None:
-        progress = self.progress if self.progress != self._sent else None
-        try:
-            self.cancelled = renew_lease(self.core, self.job_id, progress) or self.cancelled
-            self._sent = progress or self._sent
-        except Exception:
-            log.exception("heartbeat of job %s failed", self.job_id)
+        with self._lock:
+            progress = self.progress if self.progress != self._sent else None
+            try:
+                self.cancelled = renew_lease(self.core, self.job_id, progress) or self.cancelled
+                self._sent = progress or self._sent
+            except Exception:
+                log.exception("heartbeat of job %s failed", self.job_id)
 
     def __enter__(self):
         self._timer.start()
@@ -138,9 +148,9 @@ def _run_job(core: Core, job: Job) -> None:
         percent = lo + (hi - lo) * fraction
         elapsed = time.monotonic() - started
         eta = elapsed * (100 - percent) / percent if percent > 1 else None
-        heartbeat.progress = {"stage": stage, "percent": round(percent, 1),
-                              "eta_s": None if eta is None else round(eta, 1), "candidate": candidate,
-                              "run_id": run_id}
+        heartbeat.report({"stage": stage, "percent": round(percent, 1),
+                          "eta_s": None if eta is None else round(eta, 1), "candidate": candidate,
+                          "run_id": run_id})
         if heartbeat.cancelled:
             raise Cancelled("a newer dataset version superseded this job" if job.trigger != "manual"
                             else "cancelled")
@@ -154,7 +164,7 @@ def _run_job(core: Core, job: Job) -> None:
         with heartbeat:
             outcome = train(items, spec, load_image=core.blobs.get, extractor=extractor(core), work_dir=work,
                             progress=progress, compare_with=compare_with, compare_recipe=compare_recipe)
-            heartbeat.progress = {"stage": "gate", "percent": 100.0, "eta_s": 0, "candidate": None, "run_id": run_id}
+            heartbeat.report({"stage": "gate", "percent": 100.0, "eta_s": 0, "candidate": None, "run_id": run_id})
             gate_start = time.monotonic()
             _register_and_gate(core, job, run_id, outcome, settings, prod_info, why)
             core.metrics.training(outcome.result["timings"] | {"gate": time.monotonic() - gate_start})
