@@ -179,6 +179,24 @@ def import_(
     if not records:
         console.print(f"[red]error:[/red] nothing to import in {path}")
         raise typer.Exit(1)
+
+    def send(batch: str, start: int, chunk: list) -> None:
+        if tabular:
+            client.post(f"/projects/{project}/samples/texts", params={"batch": batch},
+                        json={"items": [{"text": text, "label": label} for label, text in chunk], "source": "import"})
+        else:
+            client.post(f"/projects/{project}/samples", params={"batch": batch},
+                        files=[("files", (name, data)) for _, name, data in chunk],
+                        data={"labels": [label for label, _, _ in chunk], "source": "import"})
+
+    _upload_as_one_version(client, project, task, records, UPLOAD_CHUNK, "examples", send)
+
+
+def _upload_as_one_version(client: Client, project: str, task: str, items: list, chunk_size: int, what: str,
+                           send) -> None:
+    """Create the project if missing, stage ``items`` in one upload batch (``send(batch, start,
+    chunk)`` per chunk, with a progress bar) and commit it as ONE dataset version; on any
+    failure the batch is discarded, so nothing of a failed import lands."""
     try:
         try:
             client.get(f"/projects/{project}")
@@ -190,17 +208,10 @@ def import_(
         batch = client.post(f"/projects/{project}/batches")["id"]
         try:
             with _progress() as bar:
-                job = bar.add_task(f"uploading {len(records)} examples", total=len(records))
-                for i in range(0, len(records), UPLOAD_CHUNK):
-                    chunk = records[i:i + UPLOAD_CHUNK]
-                    if tabular:
-                        client.post(f"/projects/{project}/samples/texts", params={"batch": batch},
-                                    json={"items": [{"text": text, "label": label} for label, text in chunk],
-                                          "source": "import"})
-                    else:
-                        client.post(f"/projects/{project}/samples", params={"batch": batch},
-                                    files=[("files", (name, data)) for _, name, data in chunk],
-                                    data={"labels": [label for label, _, _ in chunk], "source": "import"})
+                job = bar.add_task(f"uploading {len(items)} {what}", total=len(items))
+                for start in range(0, len(items), chunk_size):
+                    chunk = items[start:start + chunk_size]
+                    send(batch, start, chunk)
                     bar.advance(job, len(chunk))
             result = client.post(f"/projects/{project}/batches/{batch}/commit")
         except BaseException:
@@ -212,7 +223,7 @@ def import_(
     except ApiError as exc:
         _fail(exc)
     version = result.get("version")
-    console.print(f"imported {len(records)} examples into {project!r}"
+    console.print(f"imported {len(items)} {what} into {project!r}"
                   + (f": dataset version {version['number']}" if version else " (no change to the data)"))
 
 
@@ -236,40 +247,17 @@ def _import_table(client: Client, path: Path, project: str, task: str, target: O
     if not rows:
         console.print(f"[red]error:[/red] nothing to import in {path}")
         raise typer.Exit(1)
-    try:
+
+    def send(batch: str, start: int, chunk: list) -> None:
         try:
-            client.get(f"/projects/{project}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            client.post("/projects", json={"name": project, "task": task})
-            console.print(f"created {task} project {project!r}")
-        batch = client.post(f"/projects/{project}/batches")["id"]
-        try:
-            with _progress() as bar:
-                job = bar.add_task(f"uploading {len(rows)} rows", total=len(rows))
-                for i in range(0, len(rows), TABLE_CHUNK):
-                    chunk = rows[i:i + TABLE_CHUNK]
-                    try:
-                        client.post(f"/projects/{project}/samples/rows", params={"batch": batch},
-                                    json={"rows": chunk, "target": target, "source": "import"})
-                    except ApiError as exc:  # number rows as in the whole file, not the chunk
-                        exc.details = [{**d, "row": d["row"] + i} if isinstance(d.get("row"), int) else d
-                                       for d in exc.details]
-                        raise
-                    bar.advance(job, len(chunk))
-            result = client.post(f"/projects/{project}/batches/{batch}/commit")
-        except BaseException:
-            try:
-                client.delete(f"/projects/{project}/batches/{batch}")
-            except ApiError:
-                pass
+            client.post(f"/projects/{project}/samples/rows", params={"batch": batch},
+                        json={"rows": chunk, "target": target, "source": "import"})
+        except ApiError as exc:  # number rows as in the whole file, not the chunk
+            exc.details = [{**d, "row": d["row"] + start} if isinstance(d.get("row"), int) else d
+                           for d in exc.details]
             raise
-    except ApiError as exc:
-        _fail(exc)
-    version = result.get("version")
-    console.print(f"imported {len(rows)} rows into {project!r}"
-                  + (f": dataset version {version['number']}" if version else " (no change to the data)"))
+
+    _upload_as_one_version(client, project, task, rows, TABLE_CHUNK, "rows", send)
 
 
 @app.command()
