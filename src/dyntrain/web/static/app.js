@@ -390,4 +390,23 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 });
 
-Object.assign(dyntrain, { api, q, qa, enc, toast, showMsg, errorText, refreshFragment, localTimes, pct });
+// A prediction's class scores as labelled meters, most likely first (Try pages).
+function renderScores(list, scores) {
+  list.textContent = "";
+  Object.entries(scores).sort((a, b) => b[1] - a[1]).forEach(([lab, v]) => {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.className = "score-name";
+    name.textContent = lab;
+    const meter = document.createElement("meter");
+    meter.min = 0; meter.max = 1; meter.value = v;
+    meter.setAttribute("aria-label", `${lab}: ${pct(v)}`);
+    const val = document.createElement("span");
+    val.className = "score-val mono";
+    val.textContent = pct(v);
+    li.append(name, meter, val);
+    list.appendChild(li);
+  });
+}
+
+Object.assign(dyntrain, { api, q, qa, enc, toast, showMsg, errorText, refreshFragment, localTimes, pct, renderScores });

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, q, qa, enc, showMsg, errorText, pct, refreshFragment } = window.dyntrain;
+  const { api, q, qa, enc, showMsg, errorText, pct, refreshFragment, renderScores } = window.dyntrain;
 
   // -- data page ---------------------------------------------------------------------------
   const upload = q("#csv-upload");
@@ -92,22 +92,7 @@
     } else {
       b.textContent = p.label;
       label.append("It is ", b, ` (${pct(p.confidence)} sure)`);
-      const list = q("#try-scores");
-      list.textContent = "";
-      Object.entries(p.scores).sort((x, y) => y[1] - x[1]).forEach(([lab, v]) => {
-        const li = document.createElement("li");
-        const n = document.createElement("span");
-        n.className = "score-name";
-        n.textContent = lab;
-        const meter = document.createElement("meter");
-        meter.min = 0; meter.max = 1; meter.value = v;
-        meter.setAttribute("aria-label", `${lab}: ${pct(v)}`);
-        const val = document.createElement("span");
-        val.className = "score-val mono";
-        val.textContent = pct(v);
-        li.append(n, meter, val);
-        list.appendChild(li);
-      });
+      renderScores(q("#try-scores"), p.scores);
     }
     q("#try-meta").textContent = `Model version ${p.model_version} · prediction #${p.prediction_id}`;
     showMsg(tmsg, "");

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, q, enc, showMsg, errorText, pct } = window.dyntrain;
+  const { api, q, enc, showMsg, errorText, pct, renderScores } = window.dyntrain;
   const root = q("#try");
   if (!root) return;
   const name = root.dataset.project;
@@ -77,22 +77,7 @@
       label.append(b, ` (${pct(p.confidence)} sure)`);
     }
     q("#try-meta").textContent = `Model version ${p.model_version} · prediction #${p.prediction_id}`;
-    const list = q("#try-scores");
-    list.textContent = "";
-    Object.entries(p.scores).sort((a, b) => b[1] - a[1]).forEach(([lab, v]) => {
-      const li = document.createElement("li");
-      const name = document.createElement("span");
-      name.className = "score-name";
-      name.textContent = lab;
-      const meter = document.createElement("meter");
-      meter.min = 0; meter.max = 1; meter.value = v;
-      meter.setAttribute("aria-label", `${lab}: ${pct(v)}`);
-      const val = document.createElement("span");
-      val.className = "score-val mono";
-      val.textContent = pct(v);
-      li.append(name, meter, val);
-      list.appendChild(li);
-    });
+    renderScores(q("#try-scores"), p.scores);
     const sel = q("#try-actual");
     const other = Array.from(sel.options).find((o) => o.value !== p.label);
     if (other) sel.value = other.value;
