@@ -30,12 +30,17 @@ def machine() -> str:
 
 
 def write_section(name: str, title: str, body: str, quick: bool = False) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md."""
+    """Replace (or append) this benchmark's section of RESULTS.md; a ``quick`` run never
+    replaces figures of a full run."""
     note = " — `--quick` run (CI smoke test; figures not comparable)" if quick else ""
     section = (f"<!-- {name}:start -->\n## {title}\n\n_Machine: {machine()}{note}. "
                f"Script: `benchmarks/{name}.py`._\n\n{body.strip()}\n<!-- {name}:end -->")
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    current = pattern.search(text)
+    if quick and current and "`--quick` run" not in current.group(0):
+        print(f"(--quick: the full figures of {name!r} in {RESULTS.name} are kept)")
+        return
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
 
