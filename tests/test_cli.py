@@ -105,3 +105,48 @@ def test_tokens_and_audit_commands(live_server, tmp_path):
     assert r.exit_code == 1 and "unknown or revoked" in r.output
     r = runner.invoke(app, ["audit", "--project", "shop", *url])
     assert r.exit_code == 0 and "add_samples" in r.output
+
+
+def test_client_asks_again_when_the_database_is_busy():
+    """A 503 with Retry-After (the server's answer for a locked or lost database) is retried for
+    reads; a change is reported, never sent twice."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from dyntrain.client import ApiError, Client
+
+    seen = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def _answer(self):
+            seen.append((self.command, self.path))
+            busy = len([s for s in seen if s == (self.command, self.path)]) < 3
+            body = json.dumps({"error": {"code": "database_busy", "message": "the database is busy"}} if busy
+                              else [{"name": "shop"}]).encode()
+            self.send_response(503 if busy else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", "0.1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Client(f"http://127.0.0.1:{server.server_address[1]}")
+        assert client.get("/projects") == [{"name": "shop"}]
+        assert seen.count(("GET", "/api/v1/projects")) == 3
+        try:
+            client.post("/projects", json={"name": "x"})
+            raise AssertionError("a 503 on a change must be reported")
+        except ApiError as exc:
+            assert exc.status == 503 and exc.code == "database_busy"
+        assert seen.count(("POST", "/api/v1/projects")) == 1
+    finally:
+        server.shutdown()

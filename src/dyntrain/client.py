@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,16 @@ class ApiError(DyntrainError):
         self.status, self.code = status, code
 
 
+READ_ATTEMPTS = 3
+
+
+def _retry_after(response) -> float:
+    try:
+        return min(max(float(response.headers.get("retry-after", "1")), 0.1), 5.0)
+    except ValueError:
+        return 1.0
+
+
 class Client:
     """Thin wrapper over httpx that turns the API's error documents into :class:`ApiError`.
 
@@ -38,11 +49,17 @@ class Client:
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         import httpx
 
-        try:
-            response = self.http.request(method, self.base + path, **kwargs)
-        except httpx.ConnectError:
-            raise ApiError(0, "unreachable", f"cannot reach the dyntrain server at {self.base}: start it with "
-                           "`dyntrain serve` (or `make serve`), or point --url / DYNTRAIN_URL at it") from None
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                response = self.http.request(method, self.base + path, **kwargs)
+            except httpx.ConnectError:
+                raise ApiError(0, "unreachable", f"cannot reach the dyntrain server at {self.base}: start it with "
+                               "`dyntrain serve` (or `make serve`), or point --url / DYNTRAIN_URL at it") from None
+            # A busy database answers 503 + Retry-After; a read is safe to ask again (a change
+            # is not: it is reported, and the caller decides).
+            if response.status_code != 503 or method != "GET" or attempt == READ_ATTEMPTS:
+                break
+            time.sleep(_retry_after(response))
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
