@@ -21,11 +21,9 @@ Prints a table and rewrites only its own section of ``benchmarks/RESULTS.md`` (b
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gzip
 import importlib.util
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,8 +36,8 @@ from PIL import Image
 from dyntrain import imaging, learners
 from dyntrain.learners import Candidate
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- fewshot:start -->", "<!-- fewshot:end -->"
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import write_section  # noqa: E402
 N_CLASSES = 10
 MODELS = ["baseline", *learners.names("image."), "selected"]
 SHORT = {
@@ -148,23 +146,12 @@ def fit_times(X: dict[str, np.ndarray], y: np.ndarray, idx: np.ndarray) -> dict[
 # -- reporting ---------------------------------------------------------------------------
 
 
-def machine_info() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def software_info() -> str:
     import onnxruntime
     import torch
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{os.cpu_count()} cores, {model}; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}; load average at end {load:.1f}"
-    )
+    return f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; load average at end {load:.1f}"
 
 
 def fmt(values: list[float]) -> str:
@@ -174,10 +161,7 @@ def fmt(values: list[float]) -> str:
 
 def render(args, results, extraction, fits, chosen, elapsed) -> str:
     lines = [
-        START,
-        "## Few-shot accuracy (`benchmarks/fewshot.py" + (" --quick" if args.quick else "") + "`)",
-        "",
-        f"{dt.date.today().isoformat()} — {machine_info()}. Total {elapsed / 60:.1f} min.",
+        f"{software_info()}. Total {elapsed / 60:.1f} min.",
         "",
         f"Test accuracy (%) on a fixed stratified test set ({args.test} images per dataset), "
         f"mean ± sd over {args.seeds} seed(s); k = training images per class (10 classes). "
@@ -205,19 +189,8 @@ def render(args, results, extraction, fits, chosen, elapsed) -> str:
         lines += ["", f"Fit time on {fits['n']} MNIST images (default configuration for n={fits['n']}):", ""]
         for label, secs in fits["times"].items():
             lines.append(f"- `{label}`: {secs:.1f} s")
-    lines += ["", "Mean seconds per (k, seed) run: " + ", ".join(f"{k} {v:.1f}" for k, v in chosen.items()), END]
+    lines += ["", "Mean seconds per (k, seed) run: " + ", ".join(f"{k} {v:.1f}" for k, v in chosen.items())]
     return "\n".join(lines)
-
-
-def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = RESULTS.with_name(f".{RESULTS.name}.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, RESULTS)  # other benchmarks' sections survive intact
 
 
 def plan(ds: str, args: argparse.Namespace):
@@ -318,8 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if not args.no_write:
-        write_section(text)
-        print(f"\nwrote {RESULTS}")
+        write_section("fewshot", "Few-shot accuracy (issue 3)", text, quick=args.quick)
     tmp.cleanup()
     return 0
 
