@@ -202,7 +202,7 @@ def test_regressor_fit_predict_metrics_and_onnx(name, diabetes, tmp_path):
     learner = cls().fit(X[tr], y[tr], n_classes=None)
     pred = learner.predict(X[te])
     assert pred.shape == (len(te),) and pred.dtype == np.float64
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(Invalid, match="regression learner"):
         learner.predict_proba(X[te])
 
     m = tb.regression_metrics(y[te], pred)

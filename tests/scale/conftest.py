@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx
 import pytest
 
 from dyntrain.demo import digit_images
+from tests.conftest import require_postgres
 from tests.scale.servers import fresh_pg_database, pg_available
 
 # Small and fast: a run takes seconds (the lead's recipe for tests).
@@ -16,10 +15,7 @@ FAST = {"learners": ["image.pixel_logreg", "image.linear_probe"], "time_budget_s
 
 @pytest.fixture
 def pg_url():
-    if not pg_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is required in CI for the scale-out tests")
-        pytest.skip("PostgreSQL unreachable")
+    require_postgres(pg_available())
     with fresh_pg_database() as url:
         yield url
 

@@ -18,7 +18,7 @@ from dyntrain.config import Settings
 from dyntrain.core import Core
 from dyntrain.demo import digit_images
 from dyntrain.storage.rows import EventRow, JobRow, RunRow
-from tests.conftest import wait_for
+from tests.conftest import require_postgres, wait_for
 from tests.scale.cluster import RayCluster
 from tests.scale.conftest import new_project, upload
 from tests.scale.servers import ServerProcess, fresh_pg_database, pg_available
@@ -31,10 +31,7 @@ DONE = ("succeeded", "failed", "cancelled")
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """(cluster, API server, in-test Core on the same database)."""
-    if not pg_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is required in CI for the Ray tests")
-        pytest.skip("PostgreSQL unreachable")
+    require_postgres(pg_available())
     tmp = tmp_path_factory.mktemp("ray")
     with RayCluster(worker_cpus=1, head_cpus=0, object_store_mb=100) as cluster, fresh_pg_database() as url:
         env = cluster.env(DYNTRAIN_DATABASE_URL=url, DYNTRAIN_RAY_ADDRESS=cluster.address,

@@ -25,7 +25,8 @@ def settings(tmp_path, database_url) -> Settings:
 def browser():
     """Debian's headless Chromium driven by Playwright (never a downloaded browser)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: the UI tests need Debian's (apt-get install -y chromium; "
+                    ".ci/run does it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -14,6 +14,7 @@ record can save ``learner.name`` + ``learner.get_params()`` and rebuild the same
 
 from __future__ import annotations
 
+import abc
 import inspect
 from pathlib import Path
 from typing import Any, Callable, ClassVar, TypeVar
@@ -78,7 +79,7 @@ def names(prefix: str | None = None) -> list[str]:
     return [n for n in _REGISTRY if prefix is None or n.startswith(prefix)]
 
 
-class Learner:
+class Learner(abc.ABC):
     """Base class: sklearn-like ``fit`` / ``predict_proba`` plus ``export_onnx``.
 
     Subclasses set ``name`` and ``input_kind`` (the feature kind ``fit`` and
@@ -122,6 +123,7 @@ class Learner:
         return f"{type(self).__name__}({args})"
 
     # -- the contract ------------------------------------------------------------------
+    @abc.abstractmethod
     def fit(
         self,
         X: np.ndarray,
@@ -132,12 +134,12 @@ class Learner:
         progress: ProgressFn | None = None,
     ) -> "Learner":
         """Fit on features ``X`` (of :attr:`input_kind`) and labels ``y`` in 0..n_classes-1."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n, n_classes), rows sum to 1 (float32)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def export_onnx(self, path: str | Path, *, backbone_dir: str | Path) -> Path:
         """Write the fitted model as ONE self-contained ONNX file (atomic rename).
 
@@ -145,7 +147,6 @@ class Learner:
         to :class:`~dyntrain.learners.features.FeatureExtractor`); learners without a
         backbone ignore it.
         """
-        raise NotImplementedError
 
     # -- helpers for subclasses --------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -16,6 +16,7 @@ very negative bias, i.e. probability 0 in ``predict_proba`` and in the ONNX file
 
 from __future__ import annotations
 
+import abc
 import warnings
 
 import numpy as np
@@ -95,8 +96,9 @@ class _LogRegLearner(Learner):
         self.class_weight = class_weight
         self.max_iter = max_iter
 
+    @abc.abstractmethod
     def _transform(self, X: np.ndarray, fitting: bool) -> np.ndarray:
-        raise NotImplementedError
+        """The learner's own preprocessing of ``X`` (``fitting``: learn it from this data)."""
 
     def fit(self, X, y, *, n_classes, sample_weight=None, progress: ProgressFn | None = None):
         if not (isinstance(self.C, (int, float)) and self.C > 0):

@@ -54,6 +54,7 @@ ONNX file
 
 from __future__ import annotations
 
+import abc
 import math
 import warnings
 from pathlib import Path
@@ -447,9 +448,9 @@ class _Tabular(Learner):
             raise NotReady(f"{self.name} is not fitted yet; call fit() first")
 
     # -- ONNX ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _head(self, features: str, helper, numpy_helper) -> tuple[list, list]:
         """(nodes, initializers) from the float32 [N, d] tensor ``features`` to the output."""
-        raise NotImplementedError
 
     def export_onnx(self, path: str | Path, *, backbone_dir: str | Path | None = None) -> Path:
         """Write one self-contained ONNX file (atomically): one input per column, output
@@ -529,7 +530,8 @@ def _tree_head(est, features: str, output: str, n_targets: int, targets: list[in
         for k, predictor in enumerate(iteration):
             nodes = predictor.nodes
             if np.any(nodes["is_categorical"]):
-                raise NotImplementedError("native categorical splits are not exported")
+                # Categories reach the trees one-hot encoded (categorical_features=None below).
+                raise Invalid("a tree splits natively on a category, which the ONNX export cannot express")
             for j, node in enumerate(nodes):
                 attrs["nodes_treeids"].append(tree_id)
                 attrs["nodes_nodeids"].append(j)
@@ -624,11 +626,12 @@ class _Regressor(_Tabular):
         return Z, y, sample_weight
 
     def predict_proba(self, X):
-        raise NotImplementedError(f"{self.name} is a regression learner: use predict()")
+        raise Invalid(f"{self.name} is a regression learner: it predicts values (predict()), not class "
+                      "probabilities")
 
+    @abc.abstractmethod
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted values, float64 (n,)."""
-        raise NotImplementedError
 
 
 def _hgb_params(learner) -> dict[str, Any]:
@@ -729,7 +732,8 @@ class TabularHGB(_Classifier):
         if len(self.classes_) > 1:
             from sklearn.ensemble import HistGradientBoostingClassifier
 
-            self.model_ = HistGradientBoostingClassifier(class_weight=self.class_weight, **params)
+            self.model_ = HistGradientBoostingClassifier(class_weight=self.class_weight, categorical_features=None,
+                                                         **params)
             with _one_thread():
                 self.model_.fit(Z, y, sample_weight=sample_weight)
         if progress is not None:
@@ -822,7 +826,7 @@ class TabularHGBRegressor(_Regressor):
         Z, y, sample_weight = self._start_regression(X, y, sample_weight)
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        self.model_ = HistGradientBoostingRegressor(loss=self.loss, **params)
+        self.model_ = HistGradientBoostingRegressor(loss=self.loss, categorical_features=None, **params)
         with _one_thread():
             self.model_.fit(Z, y, sample_weight=sample_weight)
         if progress is not None:

@@ -7,6 +7,7 @@ computes it) and ``text.raw`` (the strings themselves, for TF-IDF).
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 import tempfile
@@ -130,12 +131,13 @@ class _TextLogReg(Learner):
     C: float
     class_weight: str | None
 
+    @abc.abstractmethod
     def _features(self, X, fitting: bool) -> np.ndarray:
-        raise NotImplementedError
+        """The representation the logistic regression sees (``fitting``: learn its vocabulary)."""
 
+    @abc.abstractmethod
     def _front(self, backbone_dir):
         """(ONNX model from the raw input to the features, name of its features output)."""
-        raise NotImplementedError
 
     def fit(self, X, y, *, n_classes, sample_weight=None, progress: ProgressFn | None = None):
         _check(self.C, self.class_weight)
