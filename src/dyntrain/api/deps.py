@@ -7,6 +7,7 @@ request) and checks the route's permission from :func:`dyntrain.auth.required_pe
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from fastapi import Request
@@ -43,8 +44,13 @@ def trusts_local(core: Core) -> bool:
 
 
 def session_serializer(core: Core) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(stored_secret(core.settings.data_dir, "session-secret", core.settings.session_secret),
-                                  salt="dyntrain-session")
+    return _serializer(core.settings.data_dir, core.settings.session_secret)
+
+
+@functools.lru_cache(maxsize=16)
+def _serializer(data_dir, override: str) -> URLSafeTimedSerializer:
+    # Built once per data dir: every UI request checks a cookie, none should read the secret file.
+    return URLSafeTimedSerializer(stored_secret(data_dir, "session-secret", override), salt="dyntrain-session")
 
 
 def new_session(core: Core, token_id: int) -> tuple[str, str]:
