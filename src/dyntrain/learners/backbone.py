@@ -28,6 +28,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import MissingExtra
+from ..onnx_session import session_options
 from ..storage.files import atomic_write
 
 __all__ = [
@@ -147,11 +148,7 @@ def session(path: str | os.PathLike, threads: int = 2):
         if key in _SESSIONS:
             _SESSIONS.move_to_end(key)
             return _SESSIONS[key]
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(key[0], sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(key[0], sess_options=session_options(threads), providers=["CPUExecutionProvider"])
     with _sessions_lock:
         sess = _SESSIONS.setdefault(key, sess)
         _SESSIONS.move_to_end(key)

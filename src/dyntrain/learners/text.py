@@ -21,6 +21,7 @@ from ..storage.files import atomic_write
 
 from .. import texts
 from ..errors import Invalid
+from ..onnx_session import session_options
 from . import _onnx
 from .base import Learner, ProgressFn, register
 from .linear import fit_logreg
@@ -84,9 +85,8 @@ class TextEncoder:
         path = str(encoder_path(self.cache_dir))
         with _LOCK:
             if path not in _SESSIONS:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = self.threads
-                _SESSIONS[path] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+                _SESSIONS[path] = ort.InferenceSession(path, session_options(self.threads),
+                                                       providers=["CPUExecutionProvider"])
         return _SESSIONS[path]
 
     def embed(self, batch: list[str]) -> np.ndarray:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from ..errors import NotFound, NotReady
 from ..imaging import INPUT_SIZE
+from ..onnx_session import session_options
 from ..storage import Database
 from ..storage.rows import AliasRow, ModelVersionRow
 from .trunks import TrunkCache, split_composed
@@ -69,24 +70,17 @@ class LoadedModel:
 TRUNKS = TrunkCache()
 
 
-def _options(threads: int) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return options
-
-
 def _open(path: Path, threads: int) -> tuple[ort.InferenceSession, ort.InferenceSession | None, str | None, bool]:
     """(session taking the inputs, head or None, cut or None, whether that session is new):
     backbone models share their trunk."""
     split = split_composed(Path(path).read_bytes())
     if split is None:  # served whole, from its path as before
-        session = ort.InferenceSession(str(path), _options(threads), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         return session, None, None, True
     trunk, new = TRUNKS.get((split.key, threads), lambda: ort.InferenceSession(
-        split.trunk_bytes(), _options(threads), providers=["CPUExecutionProvider"]))
+        split.trunk_bytes(), session_options(threads), providers=["CPUExecutionProvider"]))
     # The head is small (a linear layer, or Lite0's last block on 7x7): one thread, no idle pool.
-    head = ort.InferenceSession(split.head_bytes, _options(1), providers=["CPUExecutionProvider"])
+    head = ort.InferenceSession(split.head_bytes, session_options(1), providers=["CPUExecutionProvider"])
     return trunk, head, split.cut, new
 
 
