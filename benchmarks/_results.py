@@ -25,8 +25,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    # The machine is shared: the load average says how much other work the figures competed with.
+    load1, load5, _ = os.getloadavg()
     return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+            f"load average {load1:.1f} (1 min) / {load5:.1f} (5 min) when written")
 
 
 def write_section(name: str, title: str, body: str, quick: bool = False) -> None:
@@ -43,6 +46,7 @@ def write_section(name: str, title: str, body: str, quick: bool = False) -> None
         return
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
+    print(f"(wrote the {name!r} section of {RESULTS.name})")
 
 
 def table(headers: list[str], rows: list[list]) -> str:

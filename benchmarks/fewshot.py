@@ -159,7 +159,28 @@ def fmt(values: list[float]) -> str:
     return f"{a.mean():.1f} ± {a.std():.1f}" if len(a) > 1 else f"{a.mean():.1f}"
 
 
-def render(args, results, extraction, fits, chosen, elapsed) -> str:
+def verdict(results) -> list[str]:
+    """Selection against the best single learner and the raw-pixel baseline, from the means above."""
+    singles = [m for m in MODELS if m not in ("baseline", "selected")]
+    rows, within, beats = [], 0, 0
+    for (ds, k), runs in results.items():
+        mean = {m: 100 * float(np.mean([r["acc"][m] for r in runs])) for m in MODELS}
+        best = max(singles, key=mean.get)
+        gap, over_base = mean["selected"] - mean[best], mean["selected"] - mean["baseline"]
+        within += gap >= -1.0
+        beats += over_base > 0
+        rows.append(f"| {ds} | {k} | {SHORT[best]} ({mean[best]:.1f}) | {gap:+.1f} | "
+                    f"{'yes' if gap >= -1.0 else '**NO**'} | {over_base:+.1f} |")
+    n = len(results)
+    return ["**Selection against the best single learner** (the learner alone with the higher mean test accuracy "
+            "in that row) and against the raw-pixel baseline, in points of mean test accuracy:", "",
+            "| dataset | k | best single learner (mean %) | selected − best | within 1 point? | selected − baseline |",
+            "|---|---|---|---|---|---|", *rows, "",
+            f"Selection within 1 point of the best single learner in **{within} of {n}** rows; "
+            f"better than the raw-pixel baseline in **{beats} of {n}** rows."]
+
+
+def render(args, results, extraction, fits, chosen, elapsed, extractor) -> str:
     lines = [
         f"{software_info()}. Total {elapsed / 60:.1f} min.",
         "",
@@ -181,8 +202,10 @@ def render(args, results, extraction, fits, chosen, elapsed) -> str:
             counts[r["chosen"]] = counts.get(r["chosen"], 0) + 1
         picked = ", ".join(f"{label.split('(')[0].removeprefix('image.')} ×{n}" for label, n in sorted(counts.items()))
         lines.append(f"| {ds} | {k} | " + " | ".join(cells) + f" | {picked} |")
-    lines += ["", "Feature extraction (uncached, one process; Lite0 pooled + block15_in + gray32 per image, "
-              "ONNX Runtime 2 threads, batch 16, including the 8x8/28x28 -> 224 resize):", ""]
+    lines += ["", *verdict(results)]
+    lines += ["", f"Feature extraction (uncached, one process; {' + '.join(learners.KINDS)} per image, "
+              f"ONNX Runtime {extractor['threads']} threads, batch {extractor['batch_size']}, including the "
+              "8x8/28x28 -> 224 resize):", ""]
     for ds, (n, secs) in extraction.items():
         lines.append(f"- {ds}: {n} images in {secs:.1f} s = **{n / secs:.0f} img/s**")
     if fits:
@@ -287,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in outs[ds]["per_run"].items():
             per_run.setdefault(f"k={k}", []).extend(v)
     elapsed = time.perf_counter() - start
-    text = render(args, results, extraction, fits, {k: float(np.mean(v)) for k, v in per_run.items()}, elapsed)
+    text = render(args, results, extraction, fits, {k: float(np.mean(v)) for k, v in per_run.items()}, elapsed,
+                  {"threads": fx.threads, "batch_size": fx.batch_size})
     print()
     print(text)
     if not args.no_write:

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import table, write_section  # noqa: E402
-from serving import _free_port, pct, rss_mb  # noqa: E402
+from serving import _free_port, pct, rss_mb, served_model  # noqa: E402
 from training_time import digits  # noqa: E402
 
 from dyntrain.config import Settings  # noqa: E402
@@ -37,17 +37,32 @@ from dyntrain.core import Core  # noqa: E402
 from dyntrain.datasets.changes import Upload, add_samples  # noqa: E402
 from dyntrain.projects import create_project  # noqa: E402
 from dyntrain.scheduler import queue  # noqa: E402
+from dyntrain.storage.rows import PredictionRow  # noqa: E402
 from dyntrain.training.jobs import run_job  # noqa: E402
 
 
-def prepare(data_dir: Path, n: int) -> None:
+def prepare(data_dir: Path, n: int) -> tuple[str, int]:
+    """Train the soak project; (the served model as the report names it, ONNX threads of serving)."""
     core = Core.create(Settings(data_dir=data_dir, seed_demo=False))
     create_project(core, "soak", settings={"auto_train": False, "learners": ["image.linear_probe"]})
     images = digits(n)
     add_samples(core, "soak", [Upload(f"{i}.png", b) for i, (_, b) in enumerate(images)], [lab for lab, _ in images])
     queue.request_training(core, "soak")
     run_job(core, queue.claim_next(core))
+    model = served_model(core, "soak")
     core.db.dispose()
+    return model, core.settings.onnx_threads
+
+
+def recorded(data_dir: Path) -> tuple[int, int]:
+    """(prediction records, of which with the input stored) in the server's database."""
+    from sqlalchemy import func, select
+
+    core = Core.create(Settings(data_dir=data_dir, seed_demo=False), migrate=False)
+    with core.db.read() as s:
+        total, stored = s.execute(select(func.count(), func.count().filter(PredictionRow.input_stored))).one()
+    core.db.dispose()
+    return int(total), int(stored)
 
 
 def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
@@ -153,7 +168,7 @@ def main() -> None:
     span = 5.0 if seconds < 120 else 60.0  # the first and last windows compared
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    prepare(data_dir, 60 if args.quick else 120)
+    model, threads = prepare(data_dir, 60 if args.quick else 120)
     images = [b for _, b in digits(20, offset=1700)]
     port = _free_port()
     log = data_dir / "server.log"
@@ -173,11 +188,14 @@ def main() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     load_after = os.getloadavg()
+    records, stored = recorded(data_dir)
 
     ok = [ms for _, ms, good in done if good]
     first, last = window(done, memory, 0, span), window(done, memory, seconds - span, seconds)
     predict_lines, with_id, not_json = check_logs(log)
     warm = len(images)
+    served = len(ok) + warm
+    agrees = counted == timed == predict_lines == with_id == records == served
     rows = [["whole run", f"{len(ok) / seconds:.1f}", f"{pct(ok, 50):.1f}", f"{pct(ok, 99):.1f}", str(len(errors)),
              f"{len(ok)}"],
             [f"first {span:.0f} s (baseline)", f"{first['rate']:.1f}", f"{first['p50']:.1f}", f"{first['p99']:.1f}",
@@ -187,10 +205,9 @@ def main() -> None:
     marks = np.arange(0, seconds + 1e-9, span)  # RSS at each window boundary: the closest sample
     timeline = [min(memory, key=lambda m: abs(m[0] - t)) for t in marks]
     body = (
-        f"{args.clients} concurrent clients, one image per request (64×64 PNG digit → 224×224 linear probe on "
-        f"EfficientNet-Lite0, every prediction recorded in SQLite with its input), for {seconds:.0f} s against "
-        f"`dyntrain serve --log-format json` (2 ONNX threads). Machine load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (other work was running on the same 2 cores).\n\n"
+        f"{args.clients} concurrent clients, one image per request (64×64 PNG digit, served by {model}), for "
+        f"{seconds:.0f} s against `dyntrain serve --log-format json` ({threads} ONNX threads). Machine load "
+        f"average {load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} cores.\n\n"
         + table(["window", "req/s", "p50 ms", "p99 ms", "errors", "requests"], rows)
         + f"\n\nLast window against the first: p50 ×{last['p50'] / first['p50']:.2f}, p99 ×{last['p99'] / first['p99']:.2f}, "
         f"rate ×{last['rate'] / first['rate']:.2f}.\n\n"
@@ -199,9 +216,11 @@ def main() -> None:
                                             ["growth", f"{rss_end - rss_start:+.0f}"],
                                             ["peak (VmHWM)", f"{hwm:.0f}"]])
         + f"\n\nRSS every {span:.0f} s: " + ", ".join(f"{mb:.0f}" for _, mb in timeline) + " MB"
-        + f"\n\nThe server agrees: /metrics counted {counted:.0f} predictions (clients: {len(ok)} + {warm} warm-up) "
-        f"and {timed:.0f} timed predict requests; its stderr holds {predict_lines} JSON access-log lines for "
-        f"predictions, {with_id} with a request id, and {not_json} lines that are not JSON.\n\n"
+        + f"\n\nThe server's own records against the clients' {len(ok)} + {warm} warm-up successful predictions: "
+        f"/metrics counted {counted:.0f} predictions and {timed:.0f} timed predict requests; its stderr holds "
+        f"{predict_lines} JSON access-log lines for predictions, {with_id} with a request id, and {not_json} lines "
+        f"that are not JSON; its database holds {records} prediction records, {stored} with the input stored. "
+        f"They **{'agree' if agrees else 'DO NOT agree'}**.\n\n"
         f"Goals: errors = 0 — {'met' if not errors else 'NOT met: ' + '; '.join(errors[:3])}; "
         f"no slow-down (last p50 within 1.5× the first) — {'met' if last['p50'] <= 1.5 * first['p50'] else 'NOT met'}; "
         f"no leak (RSS growth under 50 MB) — {'met' if rss_end - rss_start < 50 else 'NOT met'}.")

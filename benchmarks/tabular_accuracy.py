@@ -211,6 +211,23 @@ def size_name(ds: dict, s, n_rows: int) -> str:
     return f"{n_rows}" if s != "all" else f"all ({n_rows})"
 
 
+def describe_data(data: list[dict]) -> str:
+    """The datasets as this run loaded them (sizes counted, not quoted)."""
+    parts = []
+    for ds in data:
+        shape = f"{len(ds['rows'])} rows, {len(ds['rows'][0])} columns"
+        if ds["kind"] == "classification":
+            parts.append(f"`{ds['name']}` ({shape}, {len(set(ds['y']))} classes)")
+        elif not ds["categorical"]:
+            parts.append(f"`{ds['name']}` ({shape}, raw units; a number to predict)")
+        else:
+            blank = sum(v is None for row in ds["rows"] for v in row.values()) / (len(ds["rows"]) * len(ds["rows"][0]))
+            parts.append(f"**{ds['name']}** (the same rows with {blank:.0%} of the feature cells blanked, fixed seed, "
+                         f"and {', '.join(f'`{c}`' for c in ds['categorical'])} as a word — the missing-value and "
+                         "categorical paths)")
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 datasets, smallest size, 1 seed")
@@ -286,10 +303,7 @@ def main() -> None:
                                  ", ".join(fmt(d) for d in sel - base), best.replace(" alone", ""),
                                  fmt((sel - best_v).mean())])
     parts = [
-        "Data: scikit-learn's bundled `breast_cancer` (569 rows, 30 columns, 2 classes), `wine` (178 rows, "
-        "13 columns, 3 classes) and `diabetes` (442 rows, 10 columns, raw units; a number to predict)"
-        + ("" if args.quick else f"; **diabetes, gaps** is diabetes with {GAP_FRACTION:.0%} of the feature cells "
-           "blanked (fixed seed) and `sex` as a word — the missing-value and categorical paths")
+        f"Data: scikit-learn's bundled {describe_data(data)}"
         + f". Per seed a {TEST_FRACTION:.0%} test split (stratified for classes); training rows are nested draws "
         "from the rest (k per class, or n rows; \"all\" = the whole rest). Pipeline models: real `train()` (no "
         "database), default candidate list (**selected**) or one candidate alone, evaluation forced to "
@@ -303,8 +317,10 @@ def main() -> None:
         parts += ["**Classification** — test accuracy % / macro-F1 %:", "",
                   table(["dataset", "training rows"] + MODELS, cls_rows), ""]
     if reg_rows:
-        parts += ["**Regression** — test R² / MAE (target units; diabetes: disease progression score, "
-                  "spread about 25–346):", "", table(["dataset", "training rows"] + MODELS, reg_rows), ""]
+        spread = ", ".join(f"{ds['name']} {min(ds['y']):.0f}–{max(ds['y']):.0f}" for ds in data
+                           if ds["kind"] == "regression")
+        parts += [f"**Regression** — test R² / MAE (target units; range of the target: {spread}):", "",
+                  table(["dataset", "training rows"] + MODELS, reg_rows), ""]
     parts += ["**Selected against the plain linear model** (positive = the platform is better) and against the "
               "better single learner:", "",
               table(["dataset", "training rows", "unit", "selected − plain linear", "per seed", "better single learner",
@@ -322,7 +338,6 @@ def main() -> None:
     print(body)
     if not args.no_write:
         write_section("tabular_accuracy", "Tabular prediction accuracy (issue 7)", body, quick=args.quick)
-        print("\nwrote benchmarks/RESULTS.md")
     tmp.cleanup()
 
 

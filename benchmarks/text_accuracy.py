@@ -18,8 +18,8 @@ For each k (snippets per class) and seed, k per class are drawn from the pool (n
 k=10 draw is inside the k=50 draw, inside the k=200 draw), and on the same items:
 
 * **selected** — the real pipeline (:func:`dyntrain.training.pipeline.train`, no database)
-  with the default text candidate list (MiniLM-embedding LR C=10, TF-IDF LR C=10,
-  embedding LR C=1, TF-IDF LR C=100); cross-validation picks one;
+  with the default text candidate list (MiniLM-embedding LR and TF-IDF LR at several C; the
+  report lists the candidates the runs actually scored); cross-validation picks one;
 * **embedding LR alone** / **TF-IDF LR alone** — the same pipeline with one candidate
   (``text.embedding_logreg`` C=10, ``text.tfidf_logreg`` C=10), which skips selection;
 * **baseline** — scikit-learn ``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)`` +
@@ -183,7 +183,7 @@ class Scorer:
         if key in self.cache:
             return self.cache[key], True
         t = time.perf_counter()
-        model = load_model(Path(onnx_path), 0, 0, labels)
+        model = load_model(Path(onnx_path), 0, 0, labels, kind="text")  # as serving opens a text project's model
         proba = np.concatenate([model.predict_items(self.texts[i:i + SCORE_BATCH])
                                 for i in range(0, len(self.texts), SCORE_BATCH)])
         index = np.array([LABELS.index(lab) for lab in labels])
@@ -310,7 +310,8 @@ def main() -> None:
     acc_table = table(["model"] + [f"k = {k} / class" for k in ks],
                       [[DESCRIBE[m]] + [ms([r["acc"] for r in results[(k, m)]]) for k in ks] for m in MODELS])
 
-    cand_names = ["embedding LR C=10", "TF-IDF LR C=10", "embedding LR C=1", "TF-IDF LR C=100"]
+    # The candidates selection actually scored (the default list, read from the runs, not restated here).
+    cand_names = list(dict.fromkeys(c for (_, m), v in results.items() if m == "selected" for r in v for c in r["cv"]))
     cv_rows = []
     for k in ks:
         sel_runs = results[(k, "selected")]
@@ -375,7 +376,6 @@ def main() -> None:
     print(body)
     if not args.no_write:
         write_section("text_accuracy", "Text classification accuracy (issue 7)", body, quick=args.quick)
-        print("\nwrote benchmarks/RESULTS.md")
     tmp.cleanup()
 
 

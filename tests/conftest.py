@@ -76,8 +76,9 @@ def client(core):
 
     from dyntrain.api import create_app
 
-    # A request from this machine: the loopback-bound server trusts it (auth=auto).
-    with TestClient(create_app(core=core), client=("127.0.0.1", 50000)) as c:
+    # A request from this machine, to a name the server answers to (the default Host `testserver`
+    # is refused): the loopback-bound server trusts it (auth=auto).
+    with TestClient(create_app(core=core), base_url="http://127.0.0.1", client=("127.0.0.1", 50000)) as c:
         yield c
 
 

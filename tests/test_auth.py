@@ -19,6 +19,7 @@ from dyntrain.errors import Invalid
 
 REMOTE = ("203.0.113.7", 40000)  # a client on another machine (TEST-NET-3)
 LOCAL = ("127.0.0.1", 40000)
+BASE = "http://127.0.0.1"  # a Host the server answers to (TestClient's default `testserver` is refused)
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def secured(tmp_path, database_url):
     projects.create_project(core, "p2", "image-classification", "", {})
     tokens = {role: auth.create_token(core, f"{role}-all", role)[1] for role in ROLES}
     tokens["trainer-p2"] = auth.create_token(core, "trainer of p2", "trainer", ["p2"])[1]
-    with TestClient(app, client=REMOTE) as client:
+    with TestClient(app, base_url=BASE, client=REMOTE) as client:
         yield core, app, client, tokens
     core.db.dispose()
 
@@ -72,7 +73,7 @@ def test_every_route_refuses_a_missing_or_wrong_role_token(secured):
     for path, method in routes:
         permission = required_permission(method, path)
         if permission is None:
-            assert path in auth.PUBLIC_PATHS
+            assert (method, path) in auth.PERMISSIONS
             continue
         url = _url(path)
         # No token at all: the API says 401, a page sends the browser to the sign-in form.
@@ -152,10 +153,13 @@ def test_tokens_are_hashed_listed_and_revoked(secured):
 
 def test_ui_session_cookie_with_csrf(secured):
     core, app, client, tokens = secured
-    r = client.post("/login", data={"token": "dt_wrong", "next": "/"}, follow_redirects=False)
-    assert r.status_code == 401 and "unknown or revoked" in r.text
-    r = client.post("/login", data={"token": tokens["trainer"], "next": "https://evil.example/"},
+    form = client.get("/login")  # sets the CSRF cookie the form's hidden field must match
+    login_csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    r = client.post("/login", data={"token": "dt_wrong", "next": "/", "csrf_token": login_csrf},
                     follow_redirects=False)
+    assert r.status_code == 401 and "unknown or revoked" in r.text
+    r = client.post("/login", data={"token": tokens["trainer"], "next": "https://evil.example/",
+                                    "csrf_token": login_csrf}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/"  # never an open redirect
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
@@ -169,14 +173,14 @@ def test_ui_session_cookie_with_csrf(secured):
     assert r.status_code == 200
     # The trainer's session may not open admin pages; signing out ends the session.
     assert client.get("/tokens").status_code == 403
-    client.post("/logout", follow_redirects=False)
+    client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
     client.cookies.clear()
     assert client.get("/projects/p1", follow_redirects=False).status_code == 303
 
 
 def test_cors_is_off_unless_origins_are_configured(tmp_path):
     def preflight(settings):
-        with TestClient(create_app(settings), client=LOCAL) as c:
+        with TestClient(create_app(settings), base_url=BASE, client=LOCAL) as c:
             return c.options("/api/v1/projects", headers={"Origin": "https://app.example",
                                                           "Access-Control-Request-Method": "GET"})
     base = dict(seed_demo=False, scheduler_enabled=False)
@@ -194,14 +198,14 @@ def test_first_start_admin_token_and_binding_rules(tmp_path):
     assert path.read_text().strip() == secret
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert create_app(settings).state.first_admin_token is None  # printed once, on first start only
-    with TestClient(app, client=LOCAL) as c:
+    with TestClient(app, base_url=BASE, client=LOCAL) as c:
         assert c.get("/api/v1/me").json()["role"] == "admin"  # loopback server, local caller: trusted
-    with TestClient(app, client=REMOTE) as c:
+    with TestClient(app, base_url=BASE, client=REMOTE) as c:
         assert c.get("/api/v1/projects").status_code == 401
         assert c.get("/api/v1/projects", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
     # Bound to every address, even a local caller needs a token (a proxy would look local).
     public = Settings(data_dir=tmp_path / "d", host="0.0.0.0", seed_demo=False, scheduler_enabled=False)
-    with TestClient(create_app(public), client=LOCAL) as c:
+    with TestClient(create_app(public), base_url=BASE, client=LOCAL) as c:
         assert c.get("/api/v1/projects").status_code == 401
     with pytest.raises(Invalid, match="refusing to start without authentication"):
         create_app(Settings(data_dir=tmp_path / "d", host="0.0.0.0", auth="off", seed_demo=False))

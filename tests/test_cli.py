@@ -65,6 +65,12 @@ def test_failed_import_leaves_no_version(live_server, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "zz-broken.png" in r.output
     import httpx
 
+    # The project the import created is deleted again: nothing of a failed import is left behind.
+    assert not any(p["name"] == "shop" for p in _projects(live_server))
+    # A project that existed before stays, without a new version.
+    assert httpx.post(f"{live_server.url}/api/v1/projects", json={"name": "shop"}).status_code == 201
+    r = runner.invoke(app, ["import", str(tmp_path / "in"), "--project", "shop", "--url", live_server.url])
+    assert r.exit_code == 1 and "zz-broken.png" in r.output
     assert httpx.get(f"{live_server.url}/api/v1/projects/shop/dataset-versions").json() == []
     assert httpx.get(f"{live_server.url}/api/v1/projects/shop/samples").json()["total"] == 0
 

@@ -507,7 +507,8 @@ def test_an_unexpected_error_is_a_json_500_without_a_traceback(client, monkeypat
         raise RuntimeError("a bug with a secret detail")
 
     monkeypatch.setattr(dyntrain.projects, "list_projects", broken)
-    with TestClient(client.app, raise_server_exceptions=False, client=("127.0.0.1", 50000)) as c:
+    with TestClient(client.app, raise_server_exceptions=False, base_url="http://127.0.0.1",
+                    client=("127.0.0.1", 50000)) as c:
         r = c.get("/api/v1/projects")
     _assert_clean_error(r, 500)
     assert "secret" not in r.text

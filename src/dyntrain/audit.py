@@ -1,7 +1,7 @@
 """The audit log: who changed data, trained, promoted, rolled back (and more), and when.
 
 Changes made through the API are recorded by :class:`AuditMiddleware` — every successful
-request that is not a read or a prediction — so no route can forget to. Changes the system
+request that is not a read, a prediction or a sign-in/out — so no route can forget to. Changes the system
 makes on its own (automatic training, promotion by the gate) call :func:`record` with the
 actor ``"scheduler"``.
 """
@@ -22,6 +22,12 @@ from .storage.rows import AuditRow
 __all__ = ["AuditEntry", "record", "entries", "AuditMiddleware"]
 
 _NOT_AUDITED = ("GET", "HEAD", "OPTIONS")
+# Changes that are not recorded, by exact (method, route template): predictions (they have their
+# own records) and signing in and out. Feedback on a prediction, and adding one to the training
+# data, change the project and ARE recorded.
+_UNAUDITED_ROUTES = frozenset({("POST", "/api/v1/projects/{name}/predict"),
+                               ("POST", "/api/v1/projects/{name}/predict/rows"),
+                               ("POST", "/api/v1/projects/{name}/predict/texts"), ("POST", "/login"), ("POST", "/logout")})
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class AuditMiddleware:
 def _entry(scope, status: int) -> tuple[str, str, str | None, dict[str, Any]] | None:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    if path is None or "/predict" in path or path in ("/login", "/logout"):
+    if path is None or (scope["method"], path) in _UNAUDITED_ROUTES:
         return None
     caller = (scope.get("state") or {}).get("caller")
     path_params = scope.get("path_params") or {}

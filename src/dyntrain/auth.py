@@ -23,13 +23,13 @@ from pathlib import Path
 from sqlalchemy import select
 
 from .core import Core
-from .errors import Invalid, NotFound
+from .errors import Forbidden, Invalid, NotFound
 from .storage.files import atomic_write
 from .storage.rows import TokenRow, utcnow
 
-__all__ = ["ROLES", "Caller", "LOCAL_ADMIN", "TokenInfo", "required_permission", "create_token",
-           "list_tokens", "revoke_token", "authenticate", "ensure_admin_token", "is_loopback",
-           "write_owner_only"]
+__all__ = ["ROLES", "PERMISSIONS", "EVERY_PROJECT", "Caller", "LOCAL_ADMIN", "TokenInfo",
+           "required_permission", "create_token", "list_tokens", "revoke_token", "authenticate", "ensure_admin_token",
+           "start_session", "end_sessions", "caller_by_session", "is_loopback", "write_owner_only"]
 
 # Permissions a role grants. "predict" is separate from "read": a predictor sees nothing else.
 ROLES: dict[str, frozenset[str]] = {
@@ -63,6 +63,15 @@ class Caller:
     def sees(self, project: str) -> bool:
         return not self.projects or project in self.projects
 
+    def covers(self, projects) -> bool:
+        """Whether a token limited to ``projects`` (empty = every project) stays within this caller's scope."""
+        names = frozenset(projects)
+        return not self.projects or (bool(names) and names <= self.projects)
+
+    def may_grant(self, role: str, projects) -> bool:
+        """A token may only hand out what it has: a role with no permission it lacks, inside its scope."""
+        return ROLES.get(role, frozenset()) <= ROLES.get(self.role, frozenset()) and self.covers(projects)
+
 
 LOCAL_ADMIN = Caller("local", "admin")
 
@@ -79,39 +88,73 @@ class TokenInfo:
     revoked_at: datetime | None
 
 
+_P = "/api/v1/projects/{name}"
+# The permission of every route, keyed by (method, route template) and nothing else: no prefix
+# or substring rule can hand a new route (e.g. ``…/predictions/{id}/add-to-training``) the
+# permission of a neighbour. ``None`` = public, ``authenticated`` = any valid caller. A route
+# missing here needs ``admin`` (fail closed); tests/test_security_access.py states the same table
+# literally and walks every route of the app against it, so a new route fails that test until
+# it is given its permission here.
+PERMISSIONS: dict[tuple[str, str], str | None] = {
+    # Public: load balancers' health check, the sign-in form, the UI's static files and the API's
+    # own documentation (a schema, nothing private).
+    ("GET", "/api/v1/health"): None, ("GET", "/login"): None, ("POST", "/login"): None,
+    ("POST", "/logout"): None, ("GET", "/static"): None, ("GET", "/docs"): None, ("GET", "/redoc"): None,
+    ("GET", "/openapi.json"): None, ("GET", "/docs/oauth2-redirect"): None,
+    ("GET", "/api/v1/me"): "authenticated",
+    # Tokens, housekeeping, the global log, creating and deleting projects, purges (no undo).
+    ("GET", "/api/v1/tokens"): "admin", ("POST", "/api/v1/tokens"): "admin",
+    ("DELETE", "/api/v1/tokens/{token_id}"): "admin", ("POST", "/api/v1/admin/gc"): "admin",
+    ("GET", "/api/v1/audit"): "admin", ("GET", "/tokens"): "admin", ("GET", "/audit"): "admin",
+    ("POST", "/api/v1/projects"): "admin", ("DELETE", _P): "admin", ("POST", f"{_P}/purge"): "admin",
+    ("POST", f"{_P}/samples/{{sample_id}}/purge"): "admin",
+    # An application sending predictions and its corrections of them (feedback that also adds the
+    # input to the training data checks "edit" in its route).
+    ("POST", f"{_P}/predict"): "predict", ("POST", f"{_P}/predict/rows"): "predict",
+    ("POST", f"{_P}/predict/texts"): "predict", ("POST", f"{_P}/predictions/{{prediction_id}}/feedback"): "predict",
+    # Changing data, training, promoting, rolling back.
+    **{(method, _P + tail): "edit" for method, tail in [
+        ("PATCH", ""), ("POST", "/batches"), ("DELETE", "/batches/{batch_id}"),
+        ("POST", "/batches/{batch_id}/commit"), ("POST", "/classes"), ("DELETE", "/classes/{label}"),
+        ("PATCH", "/classes/{label}"), ("POST", "/dataset-versions/{number}/restore"),
+        ("POST", "/jobs/{job_id}/cancel"), ("POST", "/models"), ("POST", "/models/{version}/promote"),
+        ("POST", "/predictions/{prediction_id}/add-to-training"), ("POST", "/rollback"), ("POST", "/samples"),
+        ("POST", "/samples/csv"), ("POST", "/samples/rows"), ("POST", "/samples/texts"),
+        ("DELETE", "/samples/{sample_id}"), ("PATCH", "/samples/{sample_id}"), ("POST", "/train")]},
+    # Reading: the API …
+    **{("GET", _P + tail): "read" for tail in [
+        "", "/aliases/history", "/audit", "/augmentation-preview", "/classes", "/dataset-versions",
+        "/dataset-versions/{number}", "/dataset-versions/{number}/diff", "/events", "/health", "/jobs",
+        "/jobs/{job_id}", "/models", "/models/{version}", "/models/{version}/file", "/predictions",
+        "/predictions/{prediction_id}/image", "/runs", "/samples", "/samples/{sample_id}",
+        "/samples/{sample_id}/image", "/samples/{sample_id}/thumbnail"]},
+    ("GET", "/api/v1/projects"): "read", ("GET", "/api/v1/runs/{run_id}"): "read",
+    ("GET", "/api/v1/settings-schema"): "read", ("GET", "/metrics"): "read",
+    # … and the UI's pages.
+    **{("GET", page): "read" for page in [
+        "/", "/fragments/projects", "/projects/{name}", "/projects/{name}/activity",
+        "/projects/{name}/fragments/data", "/projects/{name}/fragments/history", "/projects/{name}/history",
+        "/projects/{name}/predictions", "/projects/{name}/runs/{run_id}", "/projects/{name}/settings",
+        "/projects/{name}/try"]},
+}
+# Admin routes acting on every project at once (or making a new one, outside any scope): a token
+# limited to some projects may not call them, whatever its role.
+EVERY_PROJECT = frozenset({("POST", "/api/v1/projects"), ("POST", "/api/v1/admin/gc")})
+
+
 def required_permission(method: str, path: str) -> str | None:
     """The permission a route needs, from its method and path template. ``None`` = public.
 
-    One ordered rule list for every route (API and HTML), so a new route is covered the
-    moment it exists; tests/test_auth.py walks every route the app has against it.
-
     >>> required_permission("POST", "/api/v1/projects/{name}/predict")
     'predict'
+    >>> required_permission("POST", "/api/v1/projects/{name}/predictions/{prediction_id}/add-to-training")
+    'edit'
     >>> required_permission("GET", "/projects/{name}")
     'read'
     >>> required_permission("DELETE", "/api/v1/projects/{name}")
     'admin'
     """
-    if path in PUBLIC_PATHS:
-        return None
-    if path == "/api/v1/me":
-        return "authenticated"
-    admin_prefixes = ("/api/v1/tokens", "/api/v1/admin", "/api/v1/audit", "/tokens", "/audit")
-    if path.startswith(admin_prefixes) or path.endswith("/purge"):
-        return "admin"  # tokens, housekeeping, the global log; purges cannot be undone
-    if method in ("GET", "HEAD"):
-        return "read"
-    if path == "/api/v1/projects" or (method == "DELETE" and path == "/api/v1/projects/{name}"):
-        return "admin"  # creating and deleting projects
-    if "/predict" in path or path.endswith("/feedback"):
-        return "predict"  # an application sending predictions and their corrections
-    return "edit"
-
-
-# Reachable without a token: load balancers' health check, the login form, the UI's static
-# files and the API's own documentation (a schema, nothing private).
-PUBLIC_PATHS = frozenset({"/api/v1/health", "/login", "/logout", "/static", "/docs", "/redoc",
-                          "/openapi.json", "/docs/oauth2-redirect"})
+    return PERMISSIONS.get(("GET" if method == "HEAD" else method, path), "admin")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -135,14 +178,22 @@ def _info(row: TokenRow) -> TokenInfo:
 
 
 def create_token(core: Core, name: str, role: str, projects: list[str] | None = None,
-                 created_by: str = "") -> tuple[TokenInfo, str]:
-    """A new token; returns its record and the secret, which is never shown again."""
+                 created_by: str = "", by: Caller | None = None) -> tuple[TokenInfo, str]:
+    """A new token; returns its record and the secret, which is never shown again.
+
+    ``by`` (the caller asking) may only create a token it could itself have been given:
+    see :meth:`Caller.may_grant`.
+    """
     if role not in ROLES:
         raise Invalid(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise Invalid("a token needs a name of 1 to 100 characters (who or what uses it)")
     names = sorted(set(projects or []))
+    if by is not None and not by.may_grant(role, names):
+        raise Forbidden(f"the {by.role} token {by.name!r} may only create tokens with a role no higher than its "
+                        f"own, limited to its projects ({', '.join(sorted(by.projects)) or 'all'}): pass "
+                        "--project for each of them, or ask an admin of every project")
     if names:
         from .storage.rows import ProjectRow
 
@@ -159,19 +210,22 @@ def create_token(core: Core, name: str, role: str, projects: list[str] | None = 
         return _info(row), secret
 
 
-def list_tokens(core: Core, include_revoked: bool = False) -> list[TokenInfo]:
+def list_tokens(core: Core, include_revoked: bool = False, by: Caller | None = None) -> list[TokenInfo]:
+    """Every token, or (``by`` a caller limited to some projects) those inside its scope."""
     with core.db.read() as s:
         q = select(TokenRow).order_by(TokenRow.id)
         if not include_revoked:
             q = q.where(TokenRow.revoked_at.is_(None))
-        return [_info(r) for r in s.scalars(q)]
+        return [info for info in map(_info, s.scalars(q)) if by is None or by.covers(info.projects)]
 
 
-def revoke_token(core: Core, token_id: int) -> TokenInfo:
+def revoke_token(core: Core, token_id: int, by: Caller | None = None) -> TokenInfo:
+    """Revoke a token (its UI sessions end with it); ``by`` may only revoke tokens inside its scope."""
     with core.db.write() as s:
         row = s.get(TokenRow, token_id)
-        if row is None:
-            raise NotFound(f"no token with id {token_id}: `dyntrain tokens list` shows them")
+        if row is None or (by is not None and not by.covers(_info(row).projects)):
+            # Outside the caller's scope reads as absent: a scoped admin learns nothing of other tokens.
+            raise NotFound(f"no token with id {token_id} among yours: `dyntrain tokens list` shows them")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
         return _info(row)
@@ -195,11 +249,39 @@ def authenticate(core: Core, secret: str) -> Caller | None:
     return caller
 
 
-def caller_by_token_id(core: Core, token_id: int) -> Caller | None:
-    """The caller of a live (not revoked) token, for the UI's session cookie."""
+# UI sessions: the signed session cookie names a token and that token's current session nonce,
+# kept in the token's row (in its JSON document, next to its project names: no schema change).
+# Signing out replaces the nonce, so every cookie issued for that token stops working on every
+# API machine at once; revoking the token ends its sessions too.
+_SESSION_KEY = "session"
+
+
+def start_session(core: Core, token_id: int) -> str:
+    """The nonce a new UI session of this token carries (the token's current one, made on first use)."""
+    with core.db.write() as s:
+        row = s.get(TokenRow, token_id)
+        doc = dict(row.projects or {})
+        if not doc.get(_SESSION_KEY):
+            doc[_SESSION_KEY] = secrets.token_urlsafe(16)
+            row.projects = doc  # a new dict: SQLAlchemy does not see changes inside a JSON value
+        return doc[_SESSION_KEY]
+
+
+def end_sessions(core: Core, token_id: int) -> None:
+    """Sign out: every session cookie of this token is refused from now on."""
+    with core.db.write() as s:
+        if (row := s.get(TokenRow, token_id)) is not None:
+            row.projects = {**(row.projects or {}), _SESSION_KEY: secrets.token_urlsafe(16)}
+
+
+def caller_by_session(core: Core, token_id: int, nonce: str) -> Caller | None:
+    """The caller of a UI session: its token is live and the session not signed out."""
     with core.db.read() as s:
         row = s.get(TokenRow, token_id)
         if row is None or row.revoked_at is not None:
+            return None
+        current = str((row.projects or {}).get(_SESSION_KEY) or "")
+        if not current or not secrets.compare_digest(current, nonce):
             return None
         return Caller(row.name, row.role, frozenset((row.projects or {}).get("names", [])), row.id)
 

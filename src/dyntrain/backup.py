@@ -22,6 +22,8 @@ client of the server" (``dyntrain backup`` / ``dyntrain restore``).
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import os
@@ -29,6 +31,7 @@ import re
 import sqlite3
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -39,6 +42,7 @@ from sqlalchemy.engine import make_url
 from . import __version__
 from .config import Settings
 from .errors import Conflict, Invalid, NotFound
+from .storage.files import SERVER_LOCK, UnsafePath, path_inside
 
 __all__ = ["backup", "restore", "read_manifest", "FORMAT", "FORMAT_VERSION"]
 
@@ -65,13 +69,18 @@ def _sqlite_file(settings: Settings, doing: str) -> Path:
     return Path(url.database).resolve()
 
 
+def _own_file(name: str, db_file: Path) -> bool:
+    """A data-dir file a backup carries (secrets, tokens): not the database or its -wal/-shm/-journal
+    files, not the server lock (it belongs to a running process), nothing hidden."""
+    return not name.startswith((".", db_file.name)) and name != SERVER_LOCK
+
+
 def _own_files(settings: Settings, db_file: Path) -> list[Path]:
     """The data dir's top-level files worth keeping (secrets, tokens), not the database itself."""
     if not settings.data_dir.is_dir():
         return []
-    skip = {db_file.name, db_file.name + "-wal", db_file.name + "-shm", db_file.name + "-journal"}
     return sorted(p for p in settings.data_dir.iterdir()
-                  if p.is_file() and not p.is_symlink() and p.name not in skip and not p.name.startswith("."))
+                  if p.is_file() and not p.is_symlink() and _own_file(p.name, db_file))
 
 
 def _snapshot(db_file: Path, target: Path) -> None:
@@ -131,7 +140,11 @@ def backup(settings: Settings, out: Path, progress: ProgressFn | None = None) ->
             (members.append((f"blobs/{digest[:2]}/{digest[2:]}", path)) if path.is_file()
              else missing.append(f"blob {digest}"))
         for key in inv["models"]:
-            onnx = settings.model_dir / key
+            try:
+                onnx = path_inside(settings.model_dir, key, "model file")
+            except UnsafePath:  # a damaged row: never copy a file from outside the store into the archive
+                missing.append(f"model file {key} (outside the model store)")
+                continue
             for path in (onnx, onnx.with_suffix(".json")):
                 if path.is_file():
                     members.append((f"models/{Path(key).with_suffix(path.suffix).as_posix()}", path))
@@ -151,7 +164,10 @@ def backup(settings: Settings, out: Path, progress: ProgressFn | None = None) ->
         partial = out.with_name(f".{out.name}.partial")
         mode = "w:gz" if out.name.endswith((".gz", ".tgz")) else "w"
         try:
-            with tarfile.open(partial, mode) as tar:
+            partial.unlink(missing_ok=True)
+            # Owner-only: the archive holds the server's secrets and everyone's data.
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode=mode) as tar:
                 data = json.dumps(manifest, indent=2).encode()
                 info = tarfile.TarInfo("manifest.json")
                 info.size, info.mtime, info.mode = len(data), int(datetime.now().timestamp()), 0o644
@@ -208,8 +224,15 @@ def _not_empty(path: Path) -> bool:
 def restore(settings: Settings, archive: Path, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Unpack a backup into the EMPTY data dir (and artifact path) ``settings`` names.
 
-    The schema is then migrated to this dyntrain's newest revision, so an older backup
-    restores into a newer release. Returns the backup's manifest.
+    Nothing in the archive is trusted: every entry must be a regular file at an expected name
+    (no links, devices or duplicates), blobs must hash to their names, model files to the
+    sha256 their version row records, and every model path the database names must lie inside
+    the model store. Files are written owner-only, whatever modes the archive claims.
+
+    All of it is unpacked into temporary folders beside the targets, checked, and the schema
+    migrated to this dyntrain's newest revision (an older backup restores into a newer
+    release); only then are the folders renamed into place. A refused or failed restore leaves
+    the targets as they were: absent or empty. Returns the backup's manifest.
     """
     archive = Path(archive)
     if not archive.is_file():
@@ -219,58 +242,162 @@ def restore(settings: Settings, archive: Path, progress: ProgressFn | None = Non
     if manifest["schema_revision"] not in _known_revisions():
         raise Invalid(f"the backup's schema revision {manifest['schema_revision']!r} is unknown to dyntrain "
                       f"{__version__}: it was made by a newer release; upgrade dyntrain first")
-    for path in dict.fromkeys([settings.data_dir, settings.blob_dir, settings.model_dir]):
+    folders = list(dict.fromkeys([settings.data_dir, settings.blob_dir, settings.model_dir]))
+    for path in folders:
         if _not_empty(path):
             raise Conflict(f"{path} is not empty: restore only into an empty data dir (move the current one "
                            "aside, or name a new one with --data-dir)")
     if db_file.exists():
         raise Conflict(f"a database already exists at {db_file}: restore only into a new one")
-    total, done = int(manifest.get("bytes") or 0), 0
-    written = 0
+    stage = _Staging(folders, db_file)
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                if member.name == "manifest.json" or member.isdir():
-                    continue
-                target = _target(settings, db_file, member)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # secrets stay private
-                with os.fdopen(fd, "wb") as f:
-                    while chunk := source.read(1 << 20):
-                        f.write(chunk)
-                os.chmod(target, member.mode & 0o777 or 0o600)
-                written += 1
-                done += member.size
-                if progress:
-                    progress(done, total)
-    except tarfile.TarError as exc:
-        raise Invalid(f"the backup {archive} is damaged ({exc}); {written} files were restored before the "
-                      "error — empty the data dir before trying another backup") from None
-    if not db_file.exists():
-        raise Invalid(f"the backup {archive} holds no database")
-    from .storage.db import Database
+        model_hashes = _unpack(settings, archive, stage, db_file, int(manifest.get("bytes") or 0), progress)
+        staged_db = stage.place(db_file)
+        if not staged_db.is_file():
+            raise Invalid(f"the backup {archive} holds no database")
+        _check_models(settings, staged_db, model_hashes)
+        from .storage.db import Database
 
-    db = Database(settings.database_url)
-    try:
-        db.upgrade()
+        db = Database(f"sqlite:///{staged_db}")
+        try:
+            db.upgrade()
+        finally:
+            db.dispose()
+        stage.commit()
     finally:
-        db.dispose()
+        stage.discard()
     return manifest
 
 
+class _Staging:
+    """A temporary folder beside each restore target; :meth:`commit` renames them into place.
+
+    Beside, not inside: on the same filesystem (a rename, not a copy) and invisible at the
+    target until the end. A folder target must be absent or empty (``rename`` replaces an
+    empty folder); a database file outside these folders gets a staging folder of its own.
+    """
+
+    def __init__(self, folders: list[Path], db_file: Path):
+        self.targets: list[tuple[Path, Path]] = []  # (target, staged), outermost first
+        self.temps: list[Path] = []
+        try:
+            for target in [*folders, db_file]:
+                if any(target.is_relative_to(t) for t, _ in self.targets):
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.restoring-"))  # mode 0700
+                self.temps.append(tmp)
+                self.targets.append((target, tmp if target is not db_file else tmp / db_file.name))
+        except BaseException:
+            self.discard()
+            raise
+
+    def place(self, final: Path) -> Path:
+        """Where the file that belongs at ``final`` is staged."""
+        for target, staged in self.targets:
+            if final.is_relative_to(target):
+                return staged / final.relative_to(target)
+        raise AssertionError(f"{final} is under no restore target")  # pragma: no cover - _target's names
+
+    def commit(self) -> None:
+        # The data dir last: once it is in place, so is everything else.
+        for target, staged in reversed(self.targets):
+            os.replace(staged, target)
+
+    def discard(self) -> None:
+        """Remove whatever is still staged (everything, unless :meth:`commit` ran)."""
+        import shutil
+
+        for tmp in self.temps:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unpack(settings: Settings, archive: Path, stage: _Staging, db_file: Path, total: int,
+            progress: ProgressFn | None) -> dict[str, str]:
+    """Write every member to its staged place; returns the sha256 of each model file (by key)."""
+    seen: set[Path] = set()
+    model_hashes: dict[str, str] = {}
+    done = 0
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for i, member in enumerate(tar):
+                if i == 0 or member.isdir():  # the manifest, read already; folders are made as needed
+                    continue
+                target = _target(settings, db_file, member)
+                if target in seen:
+                    raise Invalid(f"refusing the backup: {member.name!r} appears twice (a tampered archive)")
+                seen.add(target)
+                staged = stage.place(target)
+                staged.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                digest = hashlib.sha256()
+                source = tar.extractfile(member)
+                # Owner-only, not the archive's mode: no setuid or exec bits, secrets stay private.
+                fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    while chunk := source.read(1 << 20):
+                        f.write(chunk)
+                        digest.update(chunk)
+                parts = PurePosixPath(member.name).parts
+                if parts[0] == "blobs" and digest.hexdigest() != parts[1] + parts[2]:
+                    raise Invalid(f"refusing the backup: blob {member.name!r} does not match its content hash")
+                if parts[0] == "models":
+                    model_hashes[PurePosixPath(*parts[1:]).as_posix()] = digest.hexdigest()
+                done += member.size
+                if progress:
+                    progress(done, total)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise Invalid(f"the backup {archive} is damaged ({exc}); nothing was restored") from None
+    return model_hashes
+
+
+def _check_models(settings: Settings, db: Path, model_hashes: dict[str, str]) -> None:
+    """Every model path the database names stays inside the model store and, when the archive
+    holds its file, matches its recorded sha256; the archive holds no model file of no version."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT path, sha256 FROM model_versions").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise Invalid(f"refusing the backup: its database cannot be read ({exc})") from None
+    finally:
+        conn.close()
+    expected: set[str] = set()
+    for key, sha in rows:
+        try:
+            path_inside(settings.model_dir, key, "model file")
+        except UnsafePath as exc:
+            raise Invalid(f"refusing the backup: {exc.message}") from None
+        card = PurePosixPath(key).with_suffix(".json").as_posix()
+        expected.update((PurePosixPath(key).as_posix(), card))
+        if key in model_hashes and model_hashes[key] != sha:
+            raise Invalid(f"refusing the backup: model file {key!r} does not match the sha256 its version records")
+    if stray := sorted(set(model_hashes) - expected):
+        raise Invalid(f"refusing the backup: model files no version names: {', '.join(stray[:5])}")
+
+
 def _target(settings: Settings, db_file: Path, member: tarfile.TarInfo) -> Path:
-    """Where an archive member goes; anything unexpected or unsafe is refused."""
+    """Where an archive member goes; anything unexpected or unsafe is refused.
+
+    Only regular files (``isfile``: no symlinks, hard links, devices or fifos), at names this
+    module writes, each resolved inside its folder."""
     name = member.name
     parts = PurePosixPath(name).parts
-    if not member.isfile() or name.startswith("/") or ".." in parts or not parts:
+    if not member.isfile() or name.startswith("/") or ".." in parts or not parts or "\0" in name:
         raise Invalid(f"refusing the backup: unexpected entry {name!r}")
     if name == DB_MEMBER:
         return db_file
     if parts[0] == "blobs" and len(parts) == 3 and _HEX64.match(parts[1] + parts[2]) and len(parts[1]) == 2:
         return settings.blob_dir / parts[1] / parts[2]
     if parts[0] == "models" and len(parts) >= 2:
-        return settings.model_dir.joinpath(*parts[1:])
-    if parts[0] == "files" and len(parts) == 2:
-        return settings.data_dir / parts[1]
+        return _inside(settings.model_dir, PurePosixPath(*parts[1:]).as_posix())
+    if parts[0] == "files" and len(parts) == 2 and _own_file(parts[1], db_file):
+        return _inside(settings.data_dir, parts[1])
     raise Invalid(f"refusing the backup: unexpected entry {name!r}")
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """``root / relative``, refused unless it lies inside ``root`` (named as given, so staging maps it)."""
+    try:
+        path_inside(root, relative, "entry")
+    except UnsafePath as exc:
+        raise Invalid(f"refusing the backup: {exc.message}") from None
+    return root / relative

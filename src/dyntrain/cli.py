@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -58,6 +60,12 @@ def _max_csv_rows() -> int:
     return Settings().max_csv_rows  # env DYNTRAIN_MAX_CSV_ROWS, as on the server
 
 
+def _max_upload_bytes() -> int:
+    from .config import Settings
+
+    return Settings().max_upload_bytes  # env DYNTRAIN_MAX_UPLOAD_BYTES, as on the server
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
                     console=console)
@@ -105,11 +113,15 @@ def serve(
         console.print(banner)
     else:
         logging.getLogger("dyntrain").info(banner)
+    from .core import hold_data_dir
+
     try:
+        data_dir_lock = hold_data_dir(settings)  # first: a refused second server touches nothing
         application = create_app(settings)
     except DyntrainError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2)
+    application.state.data_dir_lock = data_dir_lock  # held while the server runs; the OS drops it at exit
     if application.state.first_admin_token:
         console.print("[bold]First start: an admin API token was created. It is shown only this once:[/bold]\n"
                       f"  {application.state.first_admin_token}\n"
@@ -171,13 +183,12 @@ def import_(
         return _import_table(client, path, project, task, target)
     task = task or ("text-classification" if tabular else "image-classification")
     try:
+        # Images are read one by one while uploading (a zip is never inflated whole into memory),
+        # each checked against the server's per-file limit before it is sent.
         records = (read_text_records(path, text_column, label_column, max_rows=_max_csv_rows()) if tabular
-                   else [(label, name, data) for label, name, data in iter_labelled_files(path)])
+                   else iter_labelled_files(path, max_bytes=_max_upload_bytes()))
     except Exception as exc:  # Invalid from the readers, OSError from the disk
         console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
-        raise typer.Exit(1)
-    if not records:
-        console.print(f"[red]error:[/red] nothing to import in {path}")
         raise typer.Exit(1)
 
     def send(batch: str, start: int, chunk: list) -> None:
@@ -189,29 +200,64 @@ def import_(
                         files=[("files", (name, data)) for _, name, data in chunk],
                         data={"labels": [label for label, _, _ in chunk], "source": "import"})
 
-    _upload_as_one_version(client, project, task, records, UPLOAD_CHUNK, "examples", send)
+    _upload_as_one_version(client, project, task, records, UPLOAD_CHUNK, "examples", send, source=path)
 
 
-def _upload_as_one_version(client: Client, project: str, task: str, items: list, chunk_size: int, what: str,
-                           send) -> None:
-    """Create the project if missing, stage ``items`` in one upload batch (``send(batch, start,
-    chunk)`` per chunk, with a progress bar) and commit it as ONE dataset version; on any
-    failure the batch is discarded, so nothing of a failed import lands."""
+# A chunk also ends at this many bytes of file content: 32 files of up to max_upload_bytes each
+# would otherwise make a request over max_request_bytes (and hold that much in memory here).
+CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def _chunks(items: Iterable, size: int, max_bytes: int = CHUNK_BYTES) -> Iterator[list]:
+    """Lists of up to ``size`` items (and about ``max_bytes`` of their bytes), drawn lazily."""
+    chunk, held = [], 0
+    for item in items:
+        chunk.append(item)
+        held += sum(len(x) for x in item if isinstance(x, bytes)) if isinstance(item, tuple) else 0
+        if len(chunk) >= size or held >= max_bytes:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk
+
+
+def _create_project_if_missing(client: Client, project: str, task: str) -> bool:
+    """True if the project had to be created (so a failed import deletes it again)."""
     try:
-        try:
-            client.get(f"/projects/{project}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            client.post("/projects", json={"name": project, "task": task})
-            console.print(f"created {task} project {project!r}")
+        client.get(f"/projects/{project}")
+        return False
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+    client.post("/projects", json={"name": project, "task": task})
+    console.print(f"created {task} project {project!r}")
+    return True
+
+
+def _upload_as_one_version(client: Client, project: str, task: str, items: Iterable, chunk_size: int, what: str,
+                           send, source: Path) -> None:
+    """Stage ``items`` in one upload batch (``send(batch, start, chunk)`` per chunk, drawn from
+    ``items`` as it goes, with a progress bar) and commit it as ONE dataset version.
+
+    On any failure the batch is discarded, so nothing of a failed import lands. The project is
+    created (if missing) only once the first chunk has been read, and deleted again when the
+    import fails: a bad file or a refused upload leaves no empty project behind."""
+    chunks = _chunks(items, chunk_size)
+    created = False
+    sent = 0
+    try:
+        first = next(chunks, None)
+        if first is None:
+            console.print(f"[red]error:[/red] nothing to import in {source}")
+            raise typer.Exit(1)
+        created = _create_project_if_missing(client, project, task)
         batch = client.post(f"/projects/{project}/batches")["id"]
         try:
             with _progress() as bar:
-                job = bar.add_task(f"uploading {len(items)} {what}", total=len(items))
-                for start in range(0, len(items), chunk_size):
-                    chunk = items[start:start + chunk_size]
-                    send(batch, start, chunk)
+                job = bar.add_task(f"uploading {what}", total=len(items) if isinstance(items, list) else None)
+                for chunk in itertools.chain([first], chunks):
+                    send(batch, sent, chunk)
+                    sent += len(chunk)
                     bar.advance(job, len(chunk))
             result = client.post(f"/projects/{project}/batches/{batch}/commit")
         except BaseException:
@@ -220,10 +266,22 @@ def _upload_as_one_version(client: Client, project: str, task: str, items: list,
             except ApiError:
                 pass
             raise
-    except ApiError as exc:
-        _fail(exc)
+    except BaseException as exc:
+        if created:
+            try:  # only while it holds no data (a commit whose answer was lost did land)
+                if not client.get(f"/projects/{project}/dataset-versions"):
+                    client.delete(f"/projects/{project}")
+                    console.print(f"deleted project {project!r} again: the import failed before any data landed")
+            except ApiError:
+                pass
+        if isinstance(exc, ApiError):
+            _fail(exc)
+        if isinstance(exc, (DyntrainError, OSError)):  # Invalid / TooLarge from the readers, the disk
+            console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+            raise typer.Exit(1) from None
+        raise
     version = result.get("version")
-    console.print(f"imported {len(items)} {what} into {project!r}"
+    console.print(f"imported {sent} {what} into {project!r}"
                   + (f": dataset version {version['number']}" if version else " (no change to the data)"))
 
 
@@ -257,7 +315,7 @@ def _import_table(client: Client, path: Path, project: str, task: str, target: O
                            for d in exc.details]
             raise
 
-    _upload_as_one_version(client, project, task, rows, TABLE_CHUNK, "rows", send)
+    _upload_as_one_version(client, project, task, rows, TABLE_CHUNK, "rows", send, source=path)
 
 
 @app.command()
@@ -267,28 +325,30 @@ def export(
     url: str = URL,
 ):
     """Download a project's images into the same layout import reads."""
+    from .archive import export_paths
+
     client = _client(url)
     try:
-        total = client.get(f"/projects/{project}/samples", params={"limit": 1})["total"]
+        samples, offset = [], 0
+        while True:  # list first: every path is decided (and checked) before anything is written
+            page = client.get(f"/projects/{project}/samples", params={"offset": offset, "limit": 200})
+            samples += [(s["id"], s["label"], s["meta"].get("filename") or "") for s in page["items"]]
+            offset += len(page["items"])
+            if not page["items"] or offset >= page["total"]:
+                break
+        plan = export_paths(out_dir, samples)
         with _progress() as bar:
-            task = bar.add_task(f"downloading {total} images", total=total)
-            offset = 0
-            while offset < total:
-                page = client.get(f"/projects/{project}/samples", params={"offset": offset, "limit": 200})
-                for sample in page["items"]:
-                    name = Path(sample["meta"].get("filename") or f"{sample['id']}.img").name
-                    target = out_dir / sample["label"] / name
-                    if target.exists():
-                        target = target.with_name(f"{sample['id']}-{name}")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(client.download(f"/projects/{project}/samples/{sample['id']}/image"))
-                    bar.advance(task)
-                offset += len(page["items"])
-                if not page["items"]:
-                    break
-    except ApiError as exc:
+            task = bar.add_task(f"downloading {len(plan)} images", total=len(plan))
+            for sample_id, target in plan:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(client.download(f"/projects/{project}/samples/{sample_id}/image"))
+                bar.advance(task)
+    except DyntrainError as exc:  # the server's (ApiError) and export_paths' refusals
         _fail(exc)
-    console.print(f"exported {total} images to {out_dir}")
+    except OSError as exc:
+        console.print(f"[red]error:[/red] cannot write into {out_dir}: {exc}")
+        raise typer.Exit(1)
+    console.print(f"exported {len(plan)} images to {out_dir}")
 
 
 @app.command()

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
                                                         "in data_dir (set the same value on every API machine).")
     cors_origins: str = Field(default="", description="Comma-separated origins allowed to call the API from a "
                                                       "browser; empty = CORS off.")
+    allowed_hosts: str = Field(default="", description="Comma-separated host names (Host header) the server answers "
+                                                       "besides localhost, 127.0.0.1, ::1 and the bound address, e.g. "
+                                                       "its DNS name behind a proxy; *.example.com matches "
+                                                       "subdomains, * any (the proxy checks it). Others get a 400.")
     # Scale out (docs/deployment.md).
     role: Literal["all", "api", "inference"] = Field(
         default="all", description="api: API, UI and (when leader) the scheduler; inference: predictions only, "
@@ -73,6 +77,8 @@ class Settings(BaseSettings):
                                    "anything is parsed; keep it above max_model_bytes.")
     max_csv_rows: int = Field(default=100_000, description="Most rows (records) read from one CSV/JSONL file.")
     max_model_bytes: int = Field(default=500 * 1024 * 1024, description="Largest uploaded ONNX model file.")
+    max_text_chars: int = Field(default=200_000, description="Longest text sample, in characters (a long speech "
+                                                             "or article fits).")
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="Server logs on stderr: json lines, text, or auto (text on a terminal, "
                                     "json otherwise).")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from .config import Settings
 from .storage import BlobStore, Database
 
-__all__ = ["Core"]
+__all__ = ["Core", "hold_data_dir"]
 
 
 @dataclass
@@ -39,8 +40,10 @@ class Core:
     def live(self):
         if self._live is None:
             from .serving.live import LiveModels
+            from .storage.artifacts import open_artifacts
 
-            fetch = self.artifacts.model_file if self.artifacts is not None else None
+            # Through the store, always: it keeps each stored path inside it (storage.files.path_inside).
+            fetch = (self.artifacts or open_artifacts(self.settings)).model_file
             self._live = LiveModels(self.db, self.settings.model_dir, self.settings.onnx_threads, fetch=fetch,
                                     on_swap=self._swapped)
         return self._live
@@ -54,7 +57,8 @@ class Core:
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> "Core":
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only where we create it: it holds the database, secrets and everyone's data.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         db = Database(settings.database_url)
         if migrate:
             db.upgrade()
@@ -62,3 +66,22 @@ class Core:
 
         artifacts = open_artifacts(settings)
         return cls(settings=settings, db=db, blobs=artifacts.blobs, artifacts=artifacts)
+
+
+def hold_data_dir(settings: Settings) -> IO | None:
+    """On SQLite, the lock that makes this the only server of its database; None on PostgreSQL.
+
+    SQLite means one process, which always leads the scheduler: a second server on the same
+    file would lead too and run every job and send every webhook twice, so it is refused (an
+    OS lock on ``server.lock`` beside the database: see ``storage.files.hold_server_lock``).
+    The lock is held while the returned file stays open. PostgreSQL deployments run several
+    API processes on purpose and elect a leader with an advisory lock instead.
+    """
+    from sqlalchemy.engine import make_url
+
+    from .storage.files import hold_server_lock
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return hold_server_lock(Path(url.database).resolve().parent)

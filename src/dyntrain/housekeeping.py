@@ -38,8 +38,9 @@ from .core import Core
 from .errors import Conflict
 from .project_settings import ProjectSettings
 from .storage.blobs import FileBlobStore
+from .storage.files import UnsafePath, path_inside
 from .storage.rows import (
-    AliasHistoryRow, AliasRow, ModelVersionRow, PredictionRow, ProjectRow, RunRow, SampleRow, VersionItemRow, utcnow,
+    AliasRow, ModelVersionRow, PredictionRow, ProjectRow, RunRow, SampleRow, VersionItemRow, utcnow,
 )
 
 __all__ = ["Freed", "GcReport", "gc", "content_in_use", "feature_cache_files", "delete_feature_cache",
@@ -239,12 +240,12 @@ def content_in_use(core: Core) -> set[str]:
 
 def needed_versions(s, project_id: int) -> set[int]:
     """Versions an alias points at, the one each alias would roll back to, and running runs' models."""
+    from .registry.models import rollback_target
+
     needed: set[int] = set()
     for alias, version in s.execute(select(AliasRow.name, AliasRow.version).where(AliasRow.project_id == project_id)):
         needed.add(version)
-        previous = s.scalar(select(AliasHistoryRow.previous_version).where(
-            AliasHistoryRow.project_id == project_id, AliasHistoryRow.alias == alias,
-            AliasHistoryRow.version == version).order_by(AliasHistoryRow.id.desc()).limit(1))
+        previous = rollback_target(s, project_id, alias)
         if previous is not None:
             needed.add(previous)
     needed.update(s.scalars(select(RunRow.model_version).where(
@@ -280,13 +281,17 @@ def _model_versions(core: Core, policies: list[_Policy], report: GcReport, dry_r
                     s.execute(delete(ModelVersionRow).where(ModelVersionRow.id == row.id))
     # Files go after the rows commit: a crash in between leaves an orphan file, collected next time.
     for key in doomed:
-        freed = _model_bytes(core, key) if dry_run else _delete_model(core, key)
+        try:
+            freed = _model_bytes(core, key) if dry_run else _delete_model(core, key)
+        except UnsafePath as exc:  # a forged or damaged row: its version goes, nothing outside the store
+            log.warning("housekeeping left a model file alone: %s", exc.message)
+            continue
         report.model_versions.files += 1 if freed else 0
         report.model_versions.bytes += freed
 
 
 def _model_bytes(core: Core, key: str) -> int:
-    path = core.settings.model_dir / key
+    path = path_inside(core.settings.model_dir, key, "model file")
     return sum(p.stat().st_size for p in (path, path.with_suffix(".json")) if p.exists())
 
 
@@ -404,7 +409,7 @@ def _blob_files(root: Path) -> Iterator[tuple[str | None, Path]]:
     if not root.is_dir():
         return
     for sub in os.scandir(root):
-        if not sub.is_dir() or len(sub.name) != 2:
+        if not sub.is_dir(follow_symlinks=False) or len(sub.name) != 2:  # a linked folder leads elsewhere
             continue
         for f in os.scandir(sub.path):
             if f.name.startswith((".tmp-", ".gc-")):
@@ -459,6 +464,11 @@ def _work_dirs(core: Core, report: GcReport, dry_run: bool, cutoff_ts: float) ->
                                                          RunRow.status == "running")))
     for run_id, path in found:
         if run_id in running or path.stat().st_mtime > cutoff_ts:
+            continue
+        try:
+            path = path_inside(core.settings.data_dir, path.name, "work folder")
+        except UnsafePath as exc:  # a link to elsewhere (planted, or a damaged restore): never delete through it
+            log.warning("housekeeping left a work folder alone: %s", exc.message)
             continue
         files = [f for f in path.rglob("*") if f.is_file()]
         report.work_dirs.count += 1

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 __all__ = ["Metrics", "configure_logging", "JsonFormatter", "TextFormatter", "ContextFilter", "job_context",
            "add_log_context", "request_id_var", "QUEUE_STATUSES"]
@@ -108,9 +108,28 @@ class Metrics:
     def swap(self, project: str) -> None:
         self.swaps.labels(project).inc()
 
-    def render(self) -> tuple[bytes, str]:
-        """The Prometheus text exposition of every metric, and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def render(self, projects: frozenset[str] = frozenset()) -> tuple[bytes, str]:
+        """The Prometheus text exposition of every metric, and its content type.
+
+        ``projects`` (a caller limited to some projects) keeps only the series of those projects
+        and the series that name none (latency per route, queue depth, stage durations).
+        """
+        registry = _ProjectScoped(self.registry, projects) if projects else self.registry
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _ProjectScoped:
+    """A registry view without the series labelled with a project outside ``projects``."""
+
+    def __init__(self, registry: CollectorRegistry, projects: frozenset[str]):
+        self.registry, self.projects = registry, projects
+
+    def collect(self):
+        for family in self.registry.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [s for s in family.samples
+                            if "project" not in s.labels or s.labels["project"] in self.projects]
+            yield kept
 
 
 # --------------------------------------------------------------------------------------------- logs

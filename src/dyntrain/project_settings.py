@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import Invalid
 
-__all__ = ["ProjectSettings", "merge_settings", "settings_schema", "gate_metrics"]
+__all__ = ["ProjectSettings", "merge_settings", "settings_schema", "gate_metrics", "check_webhook_destination"]
 
 _CLASSIFICATION_METRICS = ("macro_f1", "accuracy")
 _REGRESSION_METRICS = ("r2", "mae")
@@ -108,6 +108,21 @@ def merge_settings(current: dict[str, Any], patch: dict[str, Any], *, task: str 
         raise Invalid(f"invalid project settings: gate_metric: {reason}",
                       details=[{"field": "gate_metric", "reason": reason}])
     return merged.model_dump()
+
+
+def check_webhook_destination(patch: dict[str, Any] | None, allow_private: bool) -> None:
+    """:class:`Invalid` (HTTP 422) when ``patch`` sets a ``webhook_url`` that may not receive
+    webhooks (not a public address, unresolvable): refused when it is saved, not only later
+    when a delivery is skipped. Call it outside a database transaction (it resolves DNS)."""
+    url = (patch or {}).get("webhook_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return  # empty, or a wrong type/scheme that merge_settings names
+    from .webhooks import check_destination
+
+    reason = check_destination(url, allow_private)
+    if reason:
+        raise Invalid(f"invalid project settings: webhook_url: {reason}",
+                      details=[{"field": "webhook_url", "reason": reason}])
 
 
 def settings_schema() -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from .core import Core
 from .entities import TASKS, Project
 from .errors import Conflict, Invalid, NotFound
-from .project_settings import merge_settings
+from .project_settings import check_webhook_destination, merge_settings
 from .storage.rows import AliasRow, JobRow, ModelVersionRow, ProjectRow, SampleRow
 
 __all__ = ["create_project", "get_project", "project_row", "list_projects", "update_project",
@@ -44,6 +44,7 @@ def create_project(core: Core, name: str, task: str = "image-classification", de
     if task not in TASKS:
         raise Invalid(f"unknown task {task!r}; supported: {', '.join(TASKS)}")
     merged = merge_settings({}, settings or {}, task=task)
+    check_webhook_destination(settings, core.settings.webhook_allow_private)
     try:
         with core.db.write() as s:
             row = ProjectRow(name=name, task=task, description=description, settings=merged)
@@ -61,6 +62,7 @@ def get_project(core: Core, name: str) -> Project:
 
 def update_project(core: Core, name: str, *, description: str | None = None,
                    settings: dict[str, Any] | None = None) -> Project:
+    check_webhook_destination(settings, core.settings.webhook_allow_private)  # before the write: it resolves DNS
     with core.db.write() as s:
         row = project_row(s, name, lock=True)
         if description is not None:

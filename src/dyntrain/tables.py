@@ -3,7 +3,8 @@
 
 A tabular sample's content is its feature cells as **canonical JSON**: keys sorted, every
 present value written as the canonical string the learners see (3, 3.0 and "3.0" → "3",
-booleans "true"/"false"), missing values (None, NaN, blank) as ``null``. So the same row
+booleans "true"/"false"), missing values (None, blank) as ``null`` (a NaN or infinite number
+is refused, naming its column). So the same row
 from a CSV file and from a JSON request has the same bytes, the same sha256 and the same
 holdout side. The target is not part of the content: it is the sample's label (a class, or
 for ``tabular-regression`` the number as canonical text, see :func:`target_text`), so a
@@ -36,13 +37,16 @@ MAX_ROW_BYTES = 64_000
 MAX_NAME_CHARS = 200
 
 
-def _cell(value: Any) -> str | None:
+def _cell(value: Any, column: str = "") -> str | None:
     from .learners.tabular import _category
 
     if value is None:
         return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON's NaN / Infinity (Python's json accepts them): refused rather than quietly taken
+        # for a missing value, which would hide a bug upstream of the caller.
+        where = f"column {column!r}" if column else "a cell"
+        raise Invalid(f"{where} holds {value!r}, not a finite number; send null for a missing value")
     if isinstance(value, (dict, list, tuple, set)):
         raise Invalid(f"a cell holds a {type(value).__name__}; cells must be numbers, strings, booleans or null")
     text = _category(value)
@@ -69,7 +73,7 @@ def canonical_row(row: Mapping[str, Any], *, exclude: Iterable[str] = ()) -> dic
             raise Invalid(f"column name {name[:40]!r}… is longer than {MAX_NAME_CHARS} characters")
         if name in out:
             raise Invalid(f"column {name!r} appears twice")
-        out[name] = _cell(value)
+        out[name] = _cell(value, name)
     if not out:
         raise Invalid("the row has no feature columns")
     if len(out) > MAX_COLUMNS:
@@ -126,13 +130,13 @@ def target_text(value: Any) -> str:
     return str(int(x)) if x.is_integer() and abs(x) < 2**53 else repr(x)
 
 
-def class_text(value: Any) -> str:
+def class_text(value: Any, column: str = "") -> str:
     """A classification target as a label (canonical like a categorical cell: 1.0 → "1").
 
     >>> class_text(1.0), class_text(" yes ")
     ('1', 'yes')
     """
-    text = _cell(value)
+    text = _cell(value, column)
     if text is None:
         raise Invalid("the target (class) is missing")
     return text
@@ -194,7 +198,7 @@ def split_target(rows: Sequence[Mapping[str, Any]], target: str, task: str) -> t
                 raise Invalid(f"a row must be an object of column: value, got {type(row).__name__}")
             if target not in row:
                 raise Invalid(f"the target column {target!r} is missing (the row has: {', '.join(map(str, row))[:200]})")
-            label = target_text(row[target]) if task in REGRESSION_TASKS else class_text(row[target])
+            label = target_text(row[target]) if task in REGRESSION_TASKS else class_text(row[target], target)
             data = row_bytes(row, exclude=[target])
             if output in json.loads(data):
                 raise Invalid(f"a column may not be named {output!r} (the model's output); rename it")

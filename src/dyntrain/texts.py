@@ -18,10 +18,17 @@ import numpy as np
 
 from .errors import MissingExtra
 
-__all__ = ["MAX_TOKENS", "TEXT_PREPROCESSING", "minilm_dir", "tokenize"]
+__all__ = ["MAX_TOKENS", "TEXT_PREPROCESSING", "CHUNK_TOKENS", "CHUNKED_PREPROCESSING", "minilm_dir", "tokenize",
+           "tokenize_chunks"]
 
 MAX_TOKENS = 128  # review snippets and short messages fit; longer texts are truncated
 TEXT_PREPROCESSING = f"minilm-wordpiece-lower-{MAX_TOKENS}-v1"
+# Models trained since embed a text whole: its word pieces in chunks of CHUNK_TOKENS (the
+# length all-MiniLM-L6-v2 was trained on), each framed by [CLS] … [SEP], mean-pooled over
+# every token of every chunk inside the ONNX graph (learners/text.py). The older, truncating
+# tokenize() stays for models that take input_ids/attention_mask.
+CHUNK_TOKENS = 256
+CHUNKED_PREPROCESSING = f"minilm-wordpiece-lower-chunks{CHUNK_TOKENS}-tokenmean-v1"
 
 
 def minilm_dir() -> Path:
@@ -48,3 +55,38 @@ def tokenize(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     ids = np.array([e.ids for e in encodings], dtype=np.int64)
     mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
     return ids, mask
+
+
+@functools.lru_cache(maxsize=1)
+def _chunk_tokenizer():
+    from tokenizers import Tokenizer
+
+    # Its own instance: the shared one truncates and pads, this one must see every word piece.
+    tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def tokenize_chunks(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, mask), int64 [N, C × CHUNK_TOKENS]: each text's word pieces cut into consecutive
+    chunks of CHUNK_TOKENS - 2, each chunk [CLS] … [SEP] and padded to CHUNK_TOKENS; C is the
+    most chunks a text of the batch needs (shorter texts get all-padding chunks, mask 0).
+
+    >>> ids, mask = tokenize_chunks(["short", "word " * 600])  # doctest: +SKIP
+    >>> ids.shape, int(mask[0].sum()), int(mask[1].sum())  # doctest: +SKIP
+    ((2, 768), 3, 606)
+    """
+    tok = _chunk_tokenizer()
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    body = CHUNK_TOKENS - 2
+    pieces = [e.ids for e in tok.encode_batch([t if t.strip() else "." for t in texts], add_special_tokens=False)]
+    chunks = [[p[i:i + body] for i in range(0, max(1, len(p)), body)] for p in pieces]
+    width = max((len(c) for c in chunks), default=1)
+    ids = np.zeros((len(texts), width, CHUNK_TOKENS), np.int64)
+    mask = np.zeros_like(ids)
+    for n, text_chunks in enumerate(chunks):
+        for c, chunk in enumerate(text_chunks):
+            ids[n, c, :len(chunk) + 2] = [cls, *chunk, sep]
+            mask[n, c, :len(chunk) + 2] = 1
+    return ids.reshape(len(texts), -1), mask.reshape(len(texts), -1)

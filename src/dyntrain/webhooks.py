@@ -1,8 +1,11 @@
 """Webhooks: finished / promoted / kept-back events POSTed to a project's ``webhook_url``.
 
 Signed with HMAC-SHA256 (header ``X-Dyntrain-Signature: sha256=<hex>`` over the raw body),
-retried with exponential backoff, and never sent to loopback, link-local or private
-addresses unless the server setting ``webhook_allow_private`` says so (SSRF protection).
+retried with exponential backoff, and sent only to public (``ipaddress`` ``is_global``)
+addresses unless the server setting ``webhook_allow_private`` says so (SSRF protection). The
+host is resolved once per delivery and the request goes to the address that was checked
+(the URL's host still in the Host header and TLS SNI), so a DNS answer that changes between
+the check and the connection (DNS rebinding) cannot redirect it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from .project_settings import ProjectSettings
 from .storage.files import stored_secret
 from .storage.rows import EventRow, ProjectRow
 
-__all__ = ["WEBHOOK_EVENTS", "sign", "check_destination", "WebhookSender", "webhook_secret"]
+__all__ = ["WEBHOOK_EVENTS", "sign", "check_destination", "resolve_destination", "WebhookSender", "webhook_secret"]
 
 log = logging.getLogger(__name__)
 WEBHOOK_EVENTS = ("job.finished", "model.promoted", "model.kept_back")
@@ -46,21 +49,42 @@ def sign(secret: str, body: bytes) -> str:
 
 def check_destination(url: str, allow_private: bool) -> str | None:
     """Why ``url`` may not receive webhooks, or None when it may."""
+    return resolve_destination(url, allow_private)[1]
+
+
+def resolve_destination(url: str, allow_private: bool) -> tuple[str | None, str | None]:
+    """(the address to connect to, None) when ``url`` may receive webhooks, else (None, why not).
+
+    Every address the host resolves to must be global: that refuses loopback, private,
+    link-local and also carrier-grade NAT (100.64.0.0/10, where some clouds keep their
+    metadata service), which an "is private" test lets through.
+    """
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return "webhook_url must be an http(s) URL with a host"
-    if allow_private:
-        return None
+        return None, "webhook_url must be an http(s) URL with a host"
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, parsed.port or 443)}
-    except socket.gaierror:
-        return f"cannot resolve {parsed.hostname}"
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_unspecified or ip.is_multicast:
-            return (f"{parsed.hostname} resolves to {ip}, a loopback/link-local/private address; "
-                    "set DYNTRAIN_WEBHOOK_ALLOW_PRIVATE=true on the server to allow it")
-    return None
+        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return None, f"cannot resolve {parsed.hostname}"
+    addresses = list(dict.fromkeys(info[4][0].split("%")[0] for info in infos))
+    if not addresses:
+        return None, f"cannot resolve {parsed.hostname}"
+    if not allow_private:
+        for address in addresses:
+            if not ipaddress.ip_address(address).is_global:
+                return None, (f"{parsed.hostname} resolves to {address}, not a public address (loopback, "
+                              "private, link-local, carrier-grade NAT or reserved); set "
+                              "DYNTRAIN_WEBHOOK_ALLOW_PRIVATE=true on the server to allow it")
+    return addresses[0], None
+
+
+def _pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL, headers, extensions) that connect to ``address`` yet speak to ``url``'s host: the
+    Host header and the TLS server name (SNI, also the name the certificate must match) stay
+    the URL's, so virtual hosts and certificate checks work as if httpx had resolved it."""
+    original = httpx.URL(url)
+    extensions = {"sni_hostname": original.host} if original.scheme == "https" else {}
+    return str(original.copy_with(host=address)), {"Host": original.netloc.decode("ascii")}, extensions
 
 
 class WebhookSender:
@@ -94,20 +118,22 @@ class WebhookSender:
                 threading.Thread(target=self.deliver, args=(url, payload), daemon=True).start()
 
     def deliver(self, url: str, payload: dict) -> bool:
-        refused = check_destination(url, self.core.settings.webhook_allow_private)
+        address, refused = resolve_destination(url, self.core.settings.webhook_allow_private)
         if refused:
             log.warning("webhook for event %s not sent: %s", payload["id"], refused)
             self.delivered.append({"event": payload["id"], "ok": False, "reason": refused})
             return False
         body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "X-Dyntrain-Event": payload["type"],
+        target, host, extensions = _pinned_request(url, address)
+        headers = {**host, "Content-Type": "application/json", "X-Dyntrain-Event": payload["type"],
                    "X-Dyntrain-Delivery": str(payload["id"]),
                    "X-Dyntrain-Signature": sign(webhook_secret(self.core), body)}
         delay = self.backoff_s
         for attempt in range(1, self.attempts + 1):
             try:
                 # Redirects are not followed: they could lead to an address the check refused.
-                r = httpx.post(url, content=body, headers=headers, timeout=10, follow_redirects=False)
+                with httpx.Client(timeout=10, follow_redirects=False) as http:  # (httpx.post takes no extensions)
+                    r = http.post(target, content=body, headers=headers, extensions=extensions)
                 if r.status_code < 300:
                     self.delivered.append({"event": payload["id"], "ok": True, "attempts": attempt})
                     return True

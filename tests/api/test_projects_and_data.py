@@ -92,8 +92,9 @@ def test_classes_rename_relabels_in_one_version(client):
     assert client.post("/api/v1/projects/products/classes", json={"label": "earbuds", "description": "small"}).status_code == 201
     assert client.post("/api/v1/projects/products/classes", json={"label": "earbuds"}).status_code == 409
     classes = client.get("/api/v1/projects/products/classes").json()
-    assert classes == [{"label": "earbuds", "description": "small", "count": 0},
-                       {"label": "hedset", "description": "", "count": 3}]
+    assert classes == [{"label": "earbuds", "description": "small", "count": 0,
+                        "waiting": "'earbuds' needs 2 more examples before the model can learn it"},
+                       {"label": "hedset", "description": "", "count": 3, "waiting": None}]
     r = client.patch("/api/v1/projects/products/classes/hedset", json={"label": "headset"})
     assert r.status_code == 200 and r.json()["count"] == 3
     versions = client.get("/api/v1/projects/products/dataset-versions").json()

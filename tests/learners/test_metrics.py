@@ -45,3 +45,17 @@ def test_absent_class_and_errors():
 
 def test_majority_baseline():
     assert majority_baseline([1, 1, 0], [1, 0], 2) == {"accuracy": 0.5, "macro_f1": round(2 / 3 / 2, 4)}
+
+
+def test_intervals_of_an_estimate_are_wilson_and_bootstrap_and_narrow_with_more_samples():
+    from dyntrain.learners.metrics import bootstrap_interval, classification_intervals, wilson_interval
+
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and 0.65 < lo < 0.75  # 10/10 is not "certainly 100%"
+    small = classification_intervals([0, 1] * 5, [0, 1] * 4 + [1, 0], 2)
+    big = classification_intervals([0, 1] * 50, [0, 1] * 40 + [1, 0] * 10, 2)
+    for m in ("accuracy", "macro_f1"):
+        assert small[m][0] <= 0.8 <= small[m][1] and big[m][0] <= 0.8 <= big[m][1]
+        assert big[m][1] - big[m][0] < small[m][1] - small[m][0]
+    assert bootstrap_interval(lambda a: float(np.mean(a)), np.array([3.0])) == [3.0, 3.0]
+    assert wilson_interval(0, 0) == [0.0, 1.0]

@@ -10,6 +10,7 @@ import pytest
 from dyntrain import learners
 from dyntrain.errors import Cancelled, Invalid
 from dyntrain.learners import Candidate, select
+from dyntrain.learners.selection import choose_one_se
 
 CHEAP = [
     Candidate("image.linear_probe", {"C": 10.0}),
@@ -22,7 +23,10 @@ CHEAP = [
 
 def test_default_candidates_fixed_cheap_first_and_finetune_only_when_allowed():
     tiny = learners.default_candidates(12, 3, time_budget_s=600)
-    assert [c.learner for c in tiny] == ["image.linear_probe", "image.pixel_logreg", "image.linear_probe", "image.small_cnn"]
+    assert [c.learner for c in tiny][:3] == ["image.linear_probe", "image.pixel_logreg", "image.linear_probe"]
+    assert tiny[-1].learner == "image.small_cnn"
+    # every strength of the linear probe is a candidate (C is tuned by selection, not fixed)
+    assert {c.params["C"] for c in tiny if c.learner == "image.linear_probe"} == {0.1, 1.0, 10.0, 100.0}
     assert learners.default_candidates(12, 3, time_budget_s=600) == tiny  # same inputs, same list
     big = learners.default_candidates(400, 5, time_budget_s=3600)
     assert big[-1].learner == "image.finetune" and big[:3] == tiny[:3]
@@ -104,8 +108,10 @@ def test_selection_is_deterministic_and_replayable(digits_small):
     strip = lambda r: [(s.candidate, s.fold_macro_f1, s.fold_accuracy) for s in r.scores]  # noqa: E731
     assert strip(a) == strip(b) and a.chosen_index == b.chosen_index
     best = max(s.macro_f1_mean for s in a.scores)
-    assert a.scores[a.chosen_index].macro_f1_mean == best
-    assert a.chosen_index == min(s.index for s in a.scores if s.macro_f1_mean == best)  # ties -> earlier
+    assert a.scores[a.best_index].macro_f1_mean == best and a.rule == "one_se"
+    assert a.best_index == min(s.index for s in a.scores if s.macro_f1_mean == best)  # ties -> earlier
+    plain = select(CHEAP, digits_small["X"], digits_small["y"], n_classes=5, seed=1, rule="best")
+    assert plain.chosen_index == plain.best_index == a.best_index
 
 
 def test_ties_go_to_the_earlier_candidate(digits_small):
@@ -164,3 +170,72 @@ def test_holdout_score_refits_the_config(digits_small):
     assert again.macro_f1 == h.macro_f1
     model = learners.fit_candidate(Candidate("image.pixel_logreg"), digits_small["X"], y, n_classes=5)
     assert model.predict_proba(X).shape == (len(y), 5)
+
+
+def _scored(*entries):
+    return [(i, Candidate(name, {"C": c} if c else {}), mean, folds) for i, (name, c, mean, folds) in enumerate(entries)]
+
+
+def test_one_se_rule_prefers_the_simpler_learner_within_noise():
+    lucky_cnn = ("image.small_cnn", None, 0.75, [0.5, 1.0, 0.5, 1.0, 1.0])  # mean .80, SE .12
+    probe = ("image.linear_probe", 10.0, 0.68, [0.6, 0.7, 0.7, 0.7, 0.7])
+    # the CNN's lead is inside one standard error of its own folds: the linear probe wins
+    assert choose_one_se(_scored(lucky_cnn, probe)) == 1
+    # a lead the folds agree on is kept
+    steady_cnn = ("image.small_cnn", None, 0.95, [0.95, 0.9, 1.0, 0.95, 0.95])
+    assert choose_one_se(_scored(steady_cnn, probe)) == 0
+    # within one learner the best C wins (no simplicity order between strengths) ...
+    weak, strong = ("image.linear_probe", 100.0, 0.9, [0.8, 1.0]), ("image.linear_probe", 0.1, 0.85, [0.8, 0.9])
+    assert choose_one_se(_scored(strong, weak)) == 1
+    # ... and between equally simple learners the higher mean, ties to the earlier one
+    pixels = ("image.pixel_logreg", 0.1, 0.7, [0.6, 0.8])
+    assert choose_one_se(_scored(probe, pixels)) == 1
+    assert choose_one_se(_scored(("image.pixel_logreg", 0.1, 0.68, [0.6, 0.76]), probe)) == 0
+
+
+def test_select_records_the_rule_and_the_highest_mean(digits_small):
+    cands = [Candidate("image.small_cnn", {"epochs": 2, "width": 8}), Candidate("image.linear_probe", {"C": 10.0}),
+             Candidate("image.pixel_logreg", {"C": 0.1})]
+    r = select(cands, digits_small["X"], digits_small["y"], n_classes=5, seed=0)
+    scored = [(s.index, s.candidate, s.macro_f1_mean, s.fold_macro_f1) for s in r.scores]
+    assert r.chosen_index == choose_one_se(scored)
+    assert r.to_dict()["rule"] == "one_se" and r.to_dict()["best_index"] == r.best_index
+    with pytest.raises(Invalid):
+        select(cands, digits_small["X"], digits_small["y"], n_classes=5, rule="luck")
+
+
+GRID = [Candidate("text.embedding_logreg", {"C": c}) for c in (0.1, 1.0, 10.0, 100.0)]
+
+
+def _correlated(seed, n=40):
+    """The class shows only in x0 - x1, both carrying the same large noise: only a weakly
+    regularised fit finds that direction (the class means point along the noise)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    common = rng.normal(0, 3, n)
+    X = rng.normal(0, 0.05, (n, 20))
+    X[:, 0] += common + 0.3 * (2 * y - 1)
+    X[:, 1] += common
+    return X.astype(np.float32), y
+
+
+def _isotropic(seed, n=24, d=200):
+    """Few samples, many equally informative noisy dimensions: the class-mean direction (strong
+    regularisation) is all there is to learn."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    return (rng.normal(0, 1, (n, d)) + 0.25 * (2 * y[:, None] - 1)).astype(np.float32), y
+
+
+def test_c_is_tuned_by_selection_and_differs_with_the_data():
+    from dyntrain.training.featurize import default_candidates
+
+    for task in ("text-classification",):
+        for name in ("text.embedding_logreg", "text.tfidf_logreg"):
+            assert {c.params["C"] for c in default_candidates(task, 40, 2, 60) if c.learner == name} >= {
+                0.1, 1.0, 10.0, 100.0}
+    Xc, yc = _correlated(0)
+    Xi, yi = _isotropic(0)
+    weak = select(GRID, {"minilm.mean": Xc}, yc, n_classes=2, seed=0).chosen.params["C"]
+    strong = select(GRID, {"minilm.mean": Xi}, yi, n_classes=2, seed=0).chosen.params["C"]
+    assert weak >= 10.0 and strong <= 1.0

@@ -1,4 +1,4 @@
-"""Selection is real: different data, different winner (DESIGN.md's measured finding).
+"""Selection is real: different data, different winner (the measured finding in docs/architecture.md).
 
 Photos of natural content -> the Lite0 linear probe; tiny grey digits -> raw pixels or a
 small CNN. Both use the platform's own default candidate list (without fine-tuning, and

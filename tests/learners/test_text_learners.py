@@ -40,3 +40,34 @@ def test_text_learner_contract(name, features, tmp_path):
     assert np.abs(model.predict_items(DOCS) - p).max() < 1e-4
     with pytest.raises(Invalid):
         cls(C=-1).fit(X[cls.input_kind], Y, n_classes=2)
+
+
+FILLER = "The committee met on Tuesday and the minutes were read aloud in the hall. " * 25  # ~400 tokens
+LONG = [FILLER + "In the end I loved this film: wonderful, moving, brilliant.",
+        FILLER + "In the end I hated this film: awful, dull, a waste of time.",
+        FILLER * 3 + "A wonderful, moving film.", FILLER * 3 + "A dull and boring film."]
+
+
+def test_long_texts_are_embedded_whole_in_pooled_chunks(features):
+    from dyntrain import texts
+
+    cache, _ = features
+    ids, mask = texts.tokenize_chunks(LONG[:1] + ["short"])
+    assert mask[0].sum() > texts.CHUNK_TOKENS and ids.shape[1] % texts.CHUNK_TOKENS == 0
+    chunks = ids[0].reshape(-1, texts.CHUNK_TOKENS)
+    assert (chunks[mask[0].reshape(-1, texts.CHUNK_TOKENS).sum(1) > 0, 0] == 101).all()  # each chunk starts [CLS]
+    enc = TextEncoder(cache)
+    E = enc.embed(LONG[:2] + ["short"])
+    # the sentiment sits after token 256: it still moves the embedding (a cut text would give the same vector)
+    assert np.abs(E[0] - E[1]).max() > 1e-3
+    # the all-padding chunks a short text gets in a batch with a long one change nothing
+    assert np.abs(enc.embed(["short"])[0] - E[2]).max() < 1e-5
+
+
+def test_served_long_text_probabilities_equal_training_ones(features, tmp_path):
+    cache, _ = features
+    X = TextEncoder(cache).features([f"long{i}" for i in range(len(LONG))], lambda k: LONG[int(k[4:])])
+    learner = learners.get("text.embedding_logreg")(C=10.0).fit(X, np.array([1, 0, 1, 0]), n_classes=2)
+    model = load_model(learner.export_onnx(tmp_path / "m.onnx", backbone_dir=cache), 0, 0, ["neg", "pos"])
+    assert "chunk_ids" in model.input_names
+    assert np.abs(model.predict_items(LONG) - learner.predict_proba(X)).max() < 1e-4

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.config import Config
+from sqlalchemy.exc import IntegrityError
 from alembic.script import ScriptDirectory
 
 from dyntrain.storage import db
@@ -15,3 +17,47 @@ def test_head_revision_matches_alembic(core):
     assert core.db.revision() == db.head_revision()  # a fresh database is migrated to it
     core.db.upgrade()  # and a second start leaves it there
     assert core.db.revision() == db.head_revision()
+
+
+def test_0003_keeps_every_row_and_deleted_ids_stay_unused(database_url):
+    """Upgrading a 0002 database with data: SQLite tables are rebuilt AUTOINCREMENT without losing a
+    row (foreign keys are off while they are rebuilt, on again after), rollbacks are marked."""
+    from alembic import command
+    from sqlalchemy import text
+
+    database = db.Database(database_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db._MIGRATIONS))
+    with database.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    at = "'2026-12-01 00:00:00'"
+    with database.engine.begin() as c:
+        for name in ("a", "b"):
+            c.execute(text(f"INSERT INTO projects (name, task, description, settings, head_version, created_at, "
+                           f"updated_at) VALUES ('{name}', 'image-classification', '', '{{}}', 0, {at}, {at})"))
+        c.execute(text("INSERT INTO jobs (project_id, status, trigger, run_at, attempt, max_attempts, "
+                       f"cancel_requested, progress, created_at) VALUES (2, 'delayed', 'auto', {at}, 0, 3, false, "
+                       f"'{{}}', {at})"))
+        c.execute(text(f"INSERT INTO events (project_id, type, data, created_at) VALUES (2, 'x', '{{}}', {at})"))
+        c.execute(text("INSERT INTO alias_history (project_id, alias, version, previous_version, reason, created_at) "
+                       f"VALUES (2, 'production', 1, 2, 'rolled back from version 2', {at})"))
+    database.upgrade()
+    assert database.revision() == db.head_revision()
+    with database.engine.begin() as c:
+        assert c.execute(text("SELECT count(*) FROM jobs")).scalar() == 1
+        assert c.execute(text("SELECT count(*) FROM events")).scalar() == 1
+        assert c.execute(text("SELECT action FROM alias_history")).scalar() == "rollback"
+        c.execute(text("DELETE FROM projects WHERE name = 'b'"))
+        assert c.execute(text("SELECT count(*) FROM jobs")).scalar() == 0  # cascades still hold
+        c.execute(text(f"INSERT INTO projects (name, task, description, settings, head_version, created_at, "
+                       f"updated_at) VALUES ('c', 'image-classification', '', '{{}}', 0, {at}, {at})"))
+        assert c.execute(text("SELECT id FROM projects WHERE name = 'c'")).scalar() == 3  # not b's 2
+        # the one-pending-job-per-project rule survived the rebuild
+        insert_job = text("INSERT INTO jobs (project_id, status, trigger, run_at, attempt, max_attempts, "
+                          f"cancel_requested, progress, created_at) VALUES (3, 'delayed', 'auto', {at}, 0, 3, "
+                          f"false, '{{}}', {at})")
+        c.execute(insert_job)
+    with pytest.raises(IntegrityError), database.engine.begin() as c:
+        c.execute(insert_job)
+    database.dispose()

@@ -47,7 +47,11 @@ def test_run_records_everything_and_onnx_reproduces_probabilities(tmp_path):
     assert all(s["macro_f1_mean"] is not None and s["seconds"] > 0 for s in r["selection"]["scores"])
     m = r["metrics"]
     assert set(m["per_class"]) == {"digit-0", "digit-1", "digit-7"}
-    assert np.array(m["confusion_matrix"]).sum() == m["evaluated_on"] * 2  # 2 repeats of CV
+    # selection chose among 3: the shown score is nested CV, each sample predicted once
+    assert m["estimate"]["method"] == "nested_cv" and m["repeats"] == 1
+    assert np.array(m["confusion_matrix"]).sum() == m["evaluated_on"] == len(items)
+    lo, hi = m["interval"]["accuracy"]
+    assert lo <= m["accuracy"] <= hi and 0 <= lo < hi <= 1
     assert len(m["predictions"]) == len(items)
     assert m["accuracy"] > 0.8 and r["baseline"]["accuracy"] < 0.5
     assert {"features", "selection", "evaluation", "fit", "export", "total"} <= set(r["timings"])

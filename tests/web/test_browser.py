@@ -48,12 +48,27 @@ def _register_copy_and_serve_it(core, base: str) -> None:
     httpx.post(f"{base}/api/v1/projects/digits/models/2/promote").raise_for_status()
 
 
+def _wait_js(page, expression: str, timeout: int = 30_000) -> None:
+    """Like page.wait_for_function, which evaluates its expression with eval() inside the page and
+    so is refused by the UI's Content-Security-Policy (no unsafe-eval): poll with page.evaluate,
+    which runs through the browser's debugging protocol, outside the page's policy."""
+    import time
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise PlaywrightTimeout(f"{expression} was still false after {timeout} ms")
+        time.sleep(0.1)
+
+
 def _wait_training(page, base: str, expression: str, timeout: int = TRAINING_TIMEOUT_MS) -> None:
     """Wait for the page to see a training event; on timeout say what the server and page saw."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        page.wait_for_function(expression, timeout=timeout)
+        _wait_js(page, expression, timeout=timeout)
     except PlaywrightTimeout:
         jobs = httpx.get(f"{base}/api/v1/projects/digits/jobs", params={"limit": 3}).text
         events = httpx.get(f"{base}/api/v1/projects/digits/events", params={"after": 0}).text
@@ -117,7 +132,7 @@ def test_create_upload_watch_training_try_and_inspect(live_server, core, browser
     assert page.locator('section.class[data-label="digit-1"] .count').inner_text() == "10"
 
     # -- live training through the event stream, without reloading ------------------------
-    page.wait_for_function("window.dyntrain.states.includes('delayed')")  # the countdown was shown
+    _wait_js(page, "window.dyntrain.states.includes('delayed')")  # the countdown was shown
     # Each stage is reported as it begins, so even a fast run shows two or more percentages;
     # the run may already have finished here, so the panel's past states are what is checked.
     _wait_training(page, base, "new Set(window.dyntrain.progress).size >= 2")
@@ -216,7 +231,7 @@ def test_create_upload_watch_training_try_and_inspect(live_server, core, browser
     page.locator(".project-card a", has_text="digits").click()
     page.locator("#live-detail", has_text="not trained yet").wait_for()
     page.get_by_role("button", name="Train now").click()
-    page.wait_for_function("['queued', 'running'].some((s) => window.dyntrain.states.includes(s))")
+    _wait_js(page, "['queued', 'running'].some((s) => window.dyntrain.states.includes(s))")
     job = httpx.get(f"{base}/api/v1/projects/digits/jobs", params={"limit": 1}).json()[0]
     assert job["trigger"] == "manual" and job["dataset_version"] == 3
     httpx.post(f"{base}/api/v1/projects/digits/jobs/{job['id']}/cancel").raise_for_status()

@@ -50,28 +50,31 @@ def who_am_i(request: Request):
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
 def create_token(body: TokenCreate, request: Request, core: Core = Depends(get_core)):
     """Create a token. Its secret is in this response only: store it now."""
-    info, secret = auth.create_token(core, body.name, body.role, body.projects, created_by=request.state.caller.name)
+    who: auth.Caller = request.state.caller
+    info, secret = auth.create_token(core, body.name, body.role, body.projects, created_by=who.name, by=who)
     return TokenCreated(**asdict(info), token=secret)
 
 
 @router.get("/tokens", response_model=list[auth.TokenInfo])
-def list_tokens(include_revoked: bool = False, core: Core = Depends(get_core)):
-    """Every token (never its secret), with when it was last used."""
-    return auth.list_tokens(core, include_revoked)
+def list_tokens(request: Request, include_revoked: bool = False, core: Core = Depends(get_core)):
+    """Every token (never its secret), with when it was last used; a token limited to some
+    projects sees the tokens limited to those projects alone."""
+    return auth.list_tokens(core, include_revoked, by=request.state.caller)
 
 
 @router.delete("/tokens/{token_id}", response_model=auth.TokenInfo)
-def revoke_token(token_id: int, core: Core = Depends(get_core)):
-    """Revoke a token at once; requests carrying it are refused from now on."""
-    return auth.revoke_token(core, token_id)
+def revoke_token(token_id: int, request: Request, core: Core = Depends(get_core)):
+    """Revoke a token at once; requests carrying it (and its UI sessions) are refused from now on."""
+    return auth.revoke_token(core, token_id, by=request.state.caller)
 
 
 @router.get("/audit", response_model=list[audit.AuditEntry])
-def audit_log(project: str | None = None, limit: int = Query(200, ge=1, le=1000),
+def audit_log(request: Request, project: str | None = None, limit: int = Query(200, ge=1, le=1000),
               before: int | None = Query(None, description="Entries older than this id (paging)."),
               core: Core = Depends(get_core)):
-    """Who changed what and when, newest first, across projects (admin)."""
-    return audit.entries(core, project, limit, before)
+    """Who changed what and when, newest first, across projects (admin; a token limited to some
+    projects sees theirs alone)."""
+    return audit.entries(core, project, limit, before, projects=request.state.caller.projects)
 
 
 @router.get("/projects/{name}/audit", response_model=list[audit.AuditEntry])

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core import Core
 from ..datasets import changes, versions
+from ..entities import REGRESSION_TASKS
 from ..imaging import decode_image, model_input, thumbnail_bytes
 from ..projects import project_row
 from .deps import API_PREFIX, get_core
 from .schemas import (
-    BatchPublic, ChangeResult, ClassCreate, ClassPatch, ClassPublic, SamplePatch, SamplePublic, SamplesPage,
-    VersionPublic, public,
+    BatchPublic, ChangeResult, ClassCreate, ClassPatch, ClassPublic, JsonObject, SamplePatch, SamplePublic,
+    SamplesPage, Text, VersionPublic, public,
 )
 
 router = APIRouter(prefix=API_PREFIX, tags=["data"])
@@ -44,14 +43,14 @@ def add_samples(
 
 
 class TextItem(BaseModel):
-    text: str
-    label: str
+    text: Text
+    label: Text
 
 
 class TextBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[TextItem] = Field(..., description="Texts with their labels (text-classification projects).")
-    source: str = "upload"
+    source: Text = "upload"
 
 
 @router.post("/projects/{name}/samples/texts", status_code=201, response_model=ChangeResult)
@@ -67,12 +66,12 @@ def add_texts(name: str, body: TextBatch,
 
 class RowBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rows: list[dict[str, Any]] = Field(..., description="Table rows as objects of column: value, each holding the "
-                                                         "target column too (tabular projects).",
-                                       examples=[[{"rooms": 3, "city": "Oslo", "price": 310000}]])
-    target: str = Field(..., description="The column to predict: a class (tabular-classification) or a number "
-                                         "(tabular-regression).", examples=["price"])
-    source: str = "upload"
+    rows: list[JsonObject] = Field(..., description="Table rows as objects of column: value, each holding the "
+                                                    "target column too (tabular projects).",
+                                   examples=[[{"rooms": 3, "city": "Oslo", "price": 310000}]])
+    target: Text = Field(..., description="The column to predict: a class (tabular-classification) or a number "
+                                          "(tabular-regression).", examples=["price"])
+    source: Text = "upload"
 
 
 @router.post("/projects/{name}/samples/rows", status_code=201, response_model=ChangeResult)
@@ -157,7 +156,12 @@ def _media_type(data: bytes) -> str:
 
 @router.get("/projects/{name}/classes", response_model=list[ClassPublic])
 def list_classes(name: str, core: Core = Depends(get_core)):
-    return [public(ClassPublic, c) for c in changes.list_classes(core, name)]
+    """The classes with their example counts; ``waiting`` says what a class too small to learn still needs."""
+    classes = changes.list_classes(core, name)
+    regression = changes.project_task(core, name) in REGRESSION_TASKS  # its "classes" are target values
+    waiting = {} if regression else versions.waiting_classes({c.label: c.count for c in classes})
+    return [public(ClassPublic, c, waiting=versions.waiting_sentence(c.label, c.count) if c.label in waiting else None)
+            for c in classes]
 
 
 @router.post("/projects/{name}/classes", status_code=201, response_model=ClassPublic)

@@ -52,6 +52,13 @@ def install_error_handlers(app: FastAPI) -> None:
         # A number too large for the database (e.g. an id of 10**30): the caller's mistake, not ours.
         return JSONResponse(_body("invalid", "a number in the request is out of range"), status_code=422)
 
+    @app.exception_handler(UnicodeEncodeError)
+    async def _not_unicode(_: Request, exc: UnicodeEncodeError):
+        # A lone surrogate ("\ud800", valid JSON, not valid Unicode) in a field the request schemas
+        # do not check (they name the field, see schemas.unicode_text): the caller's mistake, not ours.
+        return JSONResponse(_body("invalid", "a text in the request holds a lone surrogate (e.g. \\ud800), which is "
+                                             "not valid Unicode; send valid UTF-8 text"), status_code=422)
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -18,8 +17,8 @@ from ..events import events_after
 from ..projects import project_row
 from ..registry import models as registry
 from ..serving import predict as serving
-from .deps import API_PREFIX, get_core
-from .schemas import ChangeResult, SamplePublic, VersionPublic, public
+from .deps import API_PREFIX, authorize, get_core
+from .schemas import ChangeResult, JsonObject, SamplePublic, Text, VersionPublic, public
 
 router = APIRouter(prefix=API_PREFIX, tags=["models"])
 
@@ -48,7 +47,8 @@ def upload_model(name: str, file: UploadFile = File(..., description="An ONNX mo
             labels = json.loads(labels[0])  # also accept one JSON list
         except ValueError:
             raise Invalid("labels is not a valid JSON list; send repeated 'labels' fields instead") from None
-    return _model_public(upload(core, name, file.file.read(), labels, filename=file.filename or "",
+    # The file object, not its bytes: the upload is copied to disk in chunks against max_model_bytes.
+    return _model_public(upload(core, name, file.file, labels, filename=file.filename or "",
                                 description=description))
 
 
@@ -62,7 +62,8 @@ def get_model(name: str, version: int, core: Core = Depends(get_core)):
 def model_file(name: str, version: int, core: Core = Depends(get_core)):
     """Download the ONNX file (uint8 NHWC 224x224 RGB in, class probabilities out)."""
     m = registry.get_model(core, name, version)
-    return FileResponse(core.settings.model_dir / m.path, media_type="application/octet-stream",
+    # Through the artifact store: the stored path is checked to stay inside it (and fetched from S3).
+    return FileResponse(registry.model_file(core, m.path), media_type="application/octet-stream",
                         filename=f"{name}-v{version}.onnx")
 
 
@@ -76,7 +77,8 @@ def promote(name: str, version: int, core: Core = Depends(get_core)):
 
 @router.post("/projects/{name}/rollback")
 def rollback(name: str, core: Core = Depends(get_core)):
-    """Serve the version that served before the current one."""
+    """Serve the version that served before the current one was promoted; repeat to walk further
+    back (v3 → v2 → v1). 422 when there is nothing older to go back to."""
     version = registry.rollback(core, name)
     _refresh(core, name)
     return {"production": version}
@@ -106,7 +108,7 @@ def predict(name: str, request: Request, files: list[UploadFile] = File(..., des
 
 
 class TextsIn(BaseModel):
-    texts: list[str]
+    texts: list[Text]
 
 
 @router.post("/projects/{name}/predict/texts")
@@ -121,8 +123,8 @@ def predict_texts(name: str, body: TextsIn, request: Request,
 
 
 class RowsIn(BaseModel):
-    rows: list[dict[str, Any]] = Field(..., description="Objects with exactly the model's columns (null = missing).",
-                                       examples=[[{"rooms": 3, "city": "Oslo"}]])
+    rows: list[JsonObject] = Field(..., description="Objects with exactly the model's columns (null = missing).",
+                                   examples=[[{"rooms": 3, "city": "Oslo"}]])
 
 
 @router.post("/projects/{name}/predict/rows")
@@ -164,13 +166,15 @@ def prediction_image(name: str, prediction_id: int, size: int = Query(160, ge=16
 
 
 class Feedback(BaseModel):
-    label: str
+    label: Text
     add_to_training: bool = False
 
 
 @router.post("/projects/{name}/predictions/{prediction_id}/feedback", response_model=ChangeResult)
-def feedback(name: str, prediction_id: int, body: Feedback, core: Core = Depends(get_core)):
+def feedback(name: str, prediction_id: int, body: Feedback, request: Request, core: Core = Depends(get_core)):
     """Record the correct label; with ``add_to_training`` the image becomes a sample (and retrains)."""
+    if body.add_to_training:  # changes the training data: a predictor token may only send feedback
+        authorize(request, "edit", name)
     serving.set_feedback(core, name, prediction_id, body.label)
     if not body.add_to_training:
         return ChangeResult()

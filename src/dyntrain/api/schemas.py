@@ -4,16 +4,45 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 __all__ = [
     "ProjectCreate", "ProjectPatch", "ProjectPublic", "SamplePublic", "SamplesPage", "SamplePatch",
     "ClassCreate", "ClassPatch", "ClassPublic", "BatchPublic", "VersionPublic", "ChangeResult",
-    "JobPublic", "TrainAccepted", "public",
+    "JobPublic", "TrainAccepted", "public", "Text", "JsonObject",
 ]
+
+
+def unicode_text(value: Any, where: str = "") -> Any:
+    """``value`` unchanged if every string in it is valid Unicode text.
+
+    JSON may carry a lone surrogate ("\\ud800"), which UTF-8 cannot encode: refused here, as a
+    422 naming the field (and the column of a row), instead of failing later as a 500.
+
+    >>> unicode_text({"a": "ok"})
+    {'a': 'ok'}
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{where or 'the text'} holds a lone surrogate ({value[exc.start]!r}) at character "
+                             f"{exc.start + 1}, which is not valid Unicode; send the text as valid UTF-8") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            unicode_text(key, "a column name")
+            unicode_text(item, f"column {key!r}")
+    elif isinstance(value, list):
+        for item in value:
+            unicode_text(item, where)
+    return value
+
+
+Text = Annotated[str, AfterValidator(unicode_text)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(unicode_text)]
 
 
 class _Out(BaseModel):
@@ -22,16 +51,16 @@ class _Out(BaseModel):
 
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(..., examples=["products"], description="Unique; letters, digits, '-', '_', '.'.")
-    task: str = Field("image-classification", description="What the project predicts.")
-    description: str = ""
-    settings: dict[str, Any] = Field(default_factory=dict, description="See GET /api/v1/settings-schema.")
+    name: Text = Field(..., examples=["products"], description="Unique; letters, digits, '-', '_', '.'.")
+    task: Text = Field("image-classification", description="What the project predicts.")
+    description: Text = ""
+    settings: JsonObject = Field(default_factory=dict, description="See GET /api/v1/settings-schema.")
 
 
 class ProjectPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    description: str | None = None
-    settings: dict[str, Any] | None = Field(None, description="Merged into the current settings.")
+    description: Text | None = None
+    settings: JsonObject | None = Field(None, description="Merged into the current settings.")
 
 
 class ProjectPublic(_Out):
@@ -64,25 +93,27 @@ class SamplesPage(BaseModel):
 
 class SamplePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: str
+    label: Text
 
 
 class ClassCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: str
-    description: str = ""
+    label: Text
+    description: Text = ""
 
 
 class ClassPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: str | None = Field(None, description="New name; relabels every sample of the class in one version.")
-    description: str | None = None
+    label: Text | None = Field(None, description="New name; relabels every sample of the class in one version.")
+    description: Text | None = None
 
 
 class ClassPublic(_Out):
     label: str
     description: str
     count: int
+    waiting: str | None = Field(None, description="Set while the class has too few examples to learn: training "
+                                "leaves it out and says what it needs (\"'mug' needs 1 more example ...\").")
 
 
 class BatchPublic(BaseModel):

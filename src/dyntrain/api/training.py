@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from ..core import Core
 from ..scheduler import queue
 from ..training import records
-from .deps import API_PREFIX, get_core
+from .deps import API_PREFIX, authorize, get_core
 from .schemas import JobPublic, TrainAccepted, public
 
 router = APIRouter(prefix=API_PREFIX, tags=["training"])
@@ -43,6 +43,8 @@ def list_runs(name: str, limit: int = Query(50, ge=1, le=500), core: Core = Depe
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: int, core: Core = Depends(get_core)):
+def get_run(run_id: int, request: Request, core: Core = Depends(get_core)):
     """Everything a run recorded: spec, candidates, metrics, per-sample predictions, log."""
-    return records.run_detail(core, run_id)
+    run = records.run_detail(core, run_id)
+    authorize(request, "read", run["project"])  # the path names no project: check the run's own
+    return run

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from ..archive import validate_label  # one check for labels everywhere; export needs it without a database
 from ..core import Core
 from ..entities import REGRESSION_TASKS, TASKS, ClassInfo, DatasetVersion, Sample
 from ..errors import Conflict, Invalid, NotFound, TooLarge
@@ -37,15 +38,6 @@ class Upload:
     data: bytes
 
 
-def validate_label(label: str | None) -> str:
-    label = (label or "").strip()
-    if not label:
-        raise Invalid("a label is required (the class the example belongs to)")
-    if len(label) > 200 or any(c in label for c in "/\\\n\r\t\0"):
-        raise Invalid(f"label {label[:40]!r} is invalid: at most 200 characters, no slashes, tabs or newlines")
-    return label
-
-
 def validate_label_for(task: str, label) -> str:
     """A class label, or for a regression task the target as canonical number text ("151", "0.25")."""
     if task in REGRESSION_TASKS:
@@ -53,9 +45,6 @@ def validate_label_for(task: str, label) -> str:
 
         return target_text(label)
     return validate_label(label)
-
-
-MAX_TEXT_CHARS = 20_000
 
 
 def content_meta(core: Core, kind: str, upload: Upload) -> dict:
@@ -72,8 +61,9 @@ def content_meta(core: Core, kind: str, upload: Upload) -> dict:
             raise Invalid("text is not valid UTF-8") from None
         if not text.strip():
             raise Invalid("the text is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise TooLarge(f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+        if len(text) > core.settings.max_text_chars:
+            raise exceeded(f"text has {len(text)} characters", core.settings.max_text_chars, "max_text_chars",
+                           "split it into several samples")
         return {"filename": upload.filename, "chars": len(text), "preview": text[:120]}
     if len(upload.data) > core.settings.max_upload_bytes:
         raise exceeded(f"file is {len(upload.data)} bytes", core.settings.max_upload_bytes, "max_upload_bytes")
@@ -85,12 +75,13 @@ def content_meta(core: Core, kind: str, upload: Upload) -> dict:
 def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[str],
                    task: str = "") -> list[tuple[Upload, str, dict]]:
     """Validate every file first and name every rejected one: nothing is written on failure."""
-    limit = core.settings.max_files_per_request
+    # Table rows are small and counted against the row limit (a CSV upload is one file of many rows).
+    limit, setting, what = ((core.settings.max_csv_rows, "max_csv_rows", "rows") if kind == "row"
+                            else (core.settings.max_files_per_request, "max_files_per_request", "files"))
     if not uploads:
         raise Invalid("no files were sent (multipart field 'files')")
     if len(uploads) > limit:
-        raise exceeded(f"{len(uploads)} files in one request", limit, "max_files_per_request",
-                       "split them into batches")
+        raise exceeded(f"{len(uploads)} {what} in one request", limit, setting, "split them into batches")
     if len(labels) == 1:
         labels = labels * len(uploads)
     if len(labels) != len(uploads):

@@ -123,8 +123,13 @@ def purge(core: Core, project: str, content_hash: str, actor: str = "") -> dict[
 
 def _rewrite_cards(core: Core, models: list[ModelVersionRow]) -> None:
     """Keep the card file beside each local model file in step with the database."""
+    from ..storage.files import UnsafePath, path_inside
+
     for model in models:
-        path = (core.settings.model_dir / model.path).with_suffix(".json")
+        try:
+            path = path_inside(core.settings.model_dir, model.path, "model file").with_suffix(".json")
+        except UnsafePath:
+            continue  # a damaged row's path: never write outside the model store
         if path.exists():
             path.write_text(json.dumps(model.card, indent=2, default=str))
 

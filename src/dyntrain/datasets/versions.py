@@ -16,7 +16,30 @@ from ..projects import project_row
 from ..storage.rows import DatasetVersionRow, ProjectRow, SampleRow, VersionItemRow
 from ..tables import target_histogram
 
-__all__ = ["snapshot", "list_versions", "get_version", "version_items", "diff_versions", "version_hash"]
+__all__ = ["snapshot", "list_versions", "get_version", "version_items", "diff_versions", "version_hash",
+           "MIN_EXAMPLES_PER_CLASS", "waiting_classes", "waiting_sentence"]
+
+# Fewer examples than this and a class cannot be both trained on and evaluated (stratified splits).
+MIN_EXAMPLES_PER_CLASS = 2
+
+
+def waiting_classes(counts: dict[str, int]) -> dict[str, int]:
+    """Classes too small to learn yet ({label: examples}): training leaves them out until they grow.
+
+    >>> waiting_classes({"cup": 5, "mug": 1, "empty": 0})
+    {'empty': 0, 'mug': 1}
+    """
+    return {label: c for label, c in sorted(counts.items()) if c < MIN_EXAMPLES_PER_CLASS}
+
+
+def waiting_sentence(label: str, count: int) -> str:
+    """What a waiting class still needs, in words.
+
+    >>> waiting_sentence("mug", 1)
+    "'mug' needs 1 more example before the model can learn it"
+    """
+    missing = MIN_EXAMPLES_PER_CLASS - count
+    return f"{label!r} needs {missing} more example{'' if missing == 1 else 's'} before the model can learn it"
 
 
 def version_hash(pairs: list[tuple[str, str]]) -> str:

@@ -2,8 +2,11 @@
 
 No single learner wins everywhere (a linear probe on Lite0 features wins on photos, a small
 CNN or raw pixels on tiny grey digits), so each training run cross-validates a fixed,
-cheap-first list of candidates and keeps the best mean macro-F1 (ties: the earlier, cheaper
-one). A time budget can cut the list, but only between candidates and never before three
+cheap-first list of candidates (each linear head at several strengths C). Few-shot CV scores
+are noisy, so the winner is chosen by the one-standard-error rule (:func:`choose_one_se`):
+each learner is represented by its best-scoring configuration, and among learners within one
+standard error of the overall best the simplest (linear before nets) wins; ties: the higher
+mean, then the earlier, cheaper one. A time budget can cut the list, but only between candidates and never before three
 have run; the cut is recorded, and re-running ``result.ran`` replays the same scores.
 (The cut itself depends on the clock; the scores of the candidates that ran do not.)
 
@@ -12,8 +15,8 @@ fraction done (0..1, non-decreasing) and ``candidate`` is the :class:`Candidate`
 cross-validated (the chosen one on the final call). It may raise ``Cancelled``.
 
 >>> cands = default_candidates(n_samples=200, n_classes=4, time_budget_s=120)
->>> [c.learner for c in cands][:4]
-['image.linear_probe', 'image.pixel_logreg', 'image.linear_probe', 'image.small_cnn']
+>>> [c.learner for c in cands][:3], cands[-1].learner
+(['image.linear_probe', 'image.pixel_logreg', 'image.linear_probe'], 'image.small_cnn')
 >>> result = select(cands, {k: fx.features(k, keys, load) for k in required_kinds(cands)},
 ...                 y, n_classes=4, seed=0, time_budget_s=120)  # doctest: +SKIP
 >>> result.chosen.learner, result.cut_at  # doctest: +SKIP
@@ -48,11 +51,17 @@ __all__ = [
     "select",
     "fit_candidate",
     "holdout_score",
+    "choose_one_se",
+    "standard_error",
     "MIN_CANDIDATES",
+    "RULES",
 ]
 
 #: Candidates that always run, whatever the budget.
 MIN_CANDIDATES = 3
+#: How select() picks the winner: "one_se" (default, see choose_one_se) or "best" (the highest
+#: mean, kept to measure the rule against in benchmarks/estimates.py).
+RULES = ("one_se", "best")
 SelectionProgress = Callable[[float, "Candidate"], None]
 
 
@@ -90,6 +99,8 @@ class SelectionResult:
     seed: int
     seconds: float
     n_candidates: int
+    best_index: int | None = None  # the highest mean (== chosen_index unless the rule moved it)
+    rule: str = "best"
 
     @property
     def chosen(self) -> Candidate:
@@ -105,6 +116,8 @@ class SelectionResult:
         return {
             "chosen_index": self.chosen_index,
             "chosen": self.chosen.to_dict(),
+            "best_index": self.best_index,
+            "rule": self.rule,
             "cut_at": self.cut_at,
             "n_candidates": self.n_candidates,
             "n_splits": self.n_splits,
@@ -258,6 +271,7 @@ def select(
     sample_weight: np.ndarray | None = None,
     score_mask: np.ndarray | None = None,
     progress: SelectionProgress | None = None,
+    rule: str = "one_se",
 ) -> SelectionResult:
     """Cross-validate ``candidates`` in order on the same folds and choose the best.
 
@@ -266,8 +280,10 @@ def select(
     ``time_budget_s``, it and the rest of the list are skipped and ``cut_at`` records its
     index. A running candidate is never interrupted (only ``Cancelled`` does that). A candidate that raises (other than ``Cancelled``) is
     recorded with its error and never chosen. ``seed`` fixes the folds; learners' own seeds
-    are part of their params.
+    are part of their params. ``rule``: see :data:`RULES`.
     """
+    if rule not in RULES:
+        raise Invalid(f"unknown selection rule {rule!r}; use one of {', '.join(RULES)}")
     candidates = list(candidates)
     if not candidates:
         raise Invalid("no candidates to select from")
@@ -313,24 +329,80 @@ def select(
     ok = [s for s in scores if s.error is None]
     if not ok:
         raise Invalid("every candidate failed: " + "; ".join(f"{s.candidate.label}: {s.error}" for s in scores))
-    # Strictly greater wins, so ties keep the earlier (cheaper) candidate.
-    best = ok[0]
-    for s in ok[1:]:
-        if s.macro_f1_mean > best.macro_f1_mean + 1e-9:
-            best = s
+    best = _highest(ok)
+    chosen = best.index if rule == "best" else choose_one_se(
+        [(s.index, s.candidate, s.macro_f1_mean, s.fold_macro_f1) for s in ok])
     result = SelectionResult(
         scores=scores,
-        chosen_index=best.index,
+        chosen_index=chosen,
         cut_at=cut_at,
         n_splits=len(folds),
         splitter=splitter,
         seed=int(seed),
         seconds=time.perf_counter() - start,
         n_candidates=n,
+        best_index=best.index,
+        rule=rule,
     )
     if progress is not None:
         progress(1.0, result.chosen)
     return result
+
+
+def _highest(scores: list[CandidateScore]) -> CandidateScore:
+    # Strictly greater wins, so ties keep the earlier (cheaper) candidate.
+    best = scores[0]
+    for s in scores[1:]:
+        if s.macro_f1_mean > best.macro_f1_mean + 1e-9:
+            best = s
+    return best
+
+
+def standard_error(fold_scores: Sequence[float]) -> float:
+    """Standard error of a mean over folds (0 with fewer than two folds).
+
+    >>> standard_error([0.5, 0.7, 0.9, 0.7])
+    0.0816
+    """
+    v = np.asarray(fold_scores, np.float64)
+    return round(float(v.std(ddof=1) / np.sqrt(len(v))), 4) if len(v) > 1 else 0.0
+
+
+def choose_one_se(scored: Sequence[tuple[int, Candidate, float, Sequence[float]]]) -> int:
+    """The one-standard-error rule over (index, candidate, mean score, fold scores): the index
+    of the chosen candidate.
+
+    Each learner is represented by its best configuration (a C picked by the mean: settings
+    of one learner differ too little for a simplicity order to mean much). Learners whose
+    best mean is within one standard error (over folds) of the overall best are not separated
+    by the data; the simplest of them (:func:`~dyntrain.learners.candidates.complexity`) wins,
+    the higher mean among equally simple ones, then the earlier one.
+
+    >>> cnn, lin = Candidate("image.small_cnn"), Candidate("image.linear_probe")
+    >>> choose_one_se([(0, cnn, 0.80, [0.6, 1.0, 0.8]), (1, lin, 0.75, [0.7, 0.8, 0.75])])
+    1
+    >>> choose_one_se([(0, cnn, 0.95, [0.95, 0.95, 0.95]), (1, lin, 0.75, [0.7, 0.8, 0.75])])
+    0
+    """
+    from .candidates import complexity
+
+    def higher(a, b):  # strictly greater mean wins; ties keep the earlier entry
+        return b if b[2] > a[2] + 1e-9 else a
+
+    per_learner: dict[str, tuple] = {}
+    for entry in scored:
+        name = entry[1].learner
+        per_learner[name] = higher(per_learner[name], entry) if name in per_learner else entry
+    best = scored[0]
+    for entry in scored[1:]:
+        best = higher(best, entry)
+    floor = best[2] - standard_error(best[3]) - 1e-9
+    close = [e for e in per_learner.values() if e[2] >= floor]
+    simplest = min(complexity(e[1]) for e in close)
+    pick = None
+    for e in sorted((e for e in close if complexity(e[1]) == simplest), key=lambda e: e[0]):
+        pick = e if pick is None else higher(pick, e)
+    return pick[0]
 
 
 def fit_candidate(

@@ -2,7 +2,8 @@
 linear model. Both export ONE ONNX file that serves without torch.
 
 Feature kinds: ``minilm.mean`` (384-d, mean-pooled and L2-normalised, as sentence-transformers
-computes it) and ``text.raw`` (the strings themselves, for TF-IDF).
+computes it, over the WHOLE text: 256-token chunks pooled token-weighted, see :func:`encoder_path`;
+long documents were cut at 128 tokens before) and ``text.raw`` (the strings themselves, for TF-IDF).
 """
 
 from __future__ import annotations
@@ -37,11 +38,16 @@ _LOCK = threading.Lock()
 
 def _encoder_id() -> str:
     weights = texts.minilm_dir() / "model.safetensors"
-    return hashlib.sha256(f"{weights.stat().st_size}:{texts.TEXT_PREPROCESSING}:v1".encode()).hexdigest()[:12]
+    return hashlib.sha256(f"{weights.stat().st_size}:{texts.CHUNKED_PREPROCESSING}:v1".encode()).hexdigest()[:12]
 
 
 def encoder_path(cache_dir: str | os.PathLike) -> Path:
-    """MiniLM exported to ONNX once per cache dir: (input_ids, attention_mask) → embedding."""
+    """MiniLM exported to ONNX once per cache dir: (chunk_ids, chunk_mask) → embedding.
+
+    The inputs are :func:`dyntrain.texts.tokenize_chunks`' [N, C × 256]: the graph runs MiniLM
+    on each 256-token chunk and mean-pools over every real token of every chunk (so a chunk
+    counts by its length), then L2-normalises — the whole text, however long, in one vector.
+    """
     path = Path(cache_dir) / "text" / f"minilm-{_encoder_id()}.onnx"
     if path.exists():
         return path
@@ -53,20 +59,25 @@ def encoder_path(cache_dir: str | os.PathLike) -> Path:
             super().__init__()
             self.bert = BertModel.from_pretrained(str(texts.minilm_dir()), local_files_only=True)
 
-        def forward(self, input_ids, attention_mask):
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        def forward(self, chunk_ids, chunk_mask):
+            size = texts.CHUNK_TOKENS
+            hidden = self.bert(input_ids=chunk_ids.reshape(-1, size),
+                               attention_mask=chunk_mask.reshape(-1, size)).last_hidden_state
+            hidden = hidden.reshape(chunk_ids.shape[0], -1, hidden.shape[-1])  # [N, C × 256, 384]
+            mask = chunk_mask.unsqueeze(-1) > 0
+            # where, not a product: an all-padding chunk's outputs must not reach the mean at all.
+            total = torch.where(mask, hidden, torch.zeros_like(hidden)).sum(1)
+            mean = total / mask.sum(1).to(hidden.dtype).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, dim=1)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    ids, mask = texts.tokenize(["an example sentence"])
+    ids, mask = texts.tokenize_chunks(["an example sentence", "two chunks " * 200])
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx")
     os.close(fd)
     with torch.no_grad():
         torch.onnx.export(Encoder().eval(), (torch.from_numpy(ids), torch.from_numpy(mask)), tmp,
-                          input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-                          dynamic_axes={"input_ids": {0: "n", 1: "len"}, "attention_mask": {0: "n", 1: "len"},
+                          input_names=["chunk_ids", "chunk_mask"], output_names=["embedding"],
+                          dynamic_axes={"chunk_ids": {0: "n", 1: "len"}, "chunk_mask": {0: "n", 1: "len"},
                                         "embedding": {0: "n"}}, opset_version=17, dynamo=False)
     os.replace(tmp, path)
     return path
@@ -90,8 +101,10 @@ class TextEncoder:
         return _SESSIONS[path]
 
     def embed(self, batch: list[str]) -> np.ndarray:
-        ids, mask = texts.tokenize(batch)
-        return self._session().run(None, {"input_ids": ids, "attention_mask": mask})[0].astype(np.float32)
+        from ..serving.inputs import model_feed  # the very feed serving builds: served == trained
+
+        feed = model_feed(["chunk_ids", "chunk_mask"], batch)
+        return self._session().run(None, feed)[0].astype(np.float32)
 
     def features(self, keys: list[str], load: Callable[[str], str],
                  progress: Callable[[float], None] | None = None) -> np.ndarray:
@@ -106,9 +119,12 @@ class TextEncoder:
             except (OSError, ValueError):
                 pass  # missing or corrupt: recomputed below
         todo = [k for k in dict.fromkeys(keys) if k not in out]
+        # Batches of similar length: a batch is padded to its longest text's chunks.
+        loaded = {k: load(k) for k in todo}
+        todo.sort(key=lambda k: len(loaded[k]))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
-            for key, vec in zip(chunk, self.embed([load(k) for k in chunk])):
+            for key, vec in zip(chunk, self.embed([loaded[k] for k in chunk])):
                 atomic_write(folder / f"{key}.npy", lambda f, v=vec: np.save(f, v), fsync=False)
                 out[key] = vec
                 self.computed += 1

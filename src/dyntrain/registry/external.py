@@ -2,14 +2,18 @@
 holdout and registered as a model version that can be promoted like any other.
 
 Only ONNX is accepted: pickles, PyTorch checkpoints and other formats that run code when
-loaded are refused before anything is parsed.
+loaded are refused before anything is parsed. The upload is copied to a temporary file in
+chunks (never whole into memory), refused as soon as it passes ``max_model_bytes``; a model
+whose tensors (anywhere: initializers, attributes, sparse tensors, subgraphs, functions)
+point at external data files is refused; error messages never show server paths.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -37,12 +41,70 @@ def _refuse_executable(data: bytes) -> None:
                           "can run arbitrary code. Export your model with torch.onnx.export, skl2onnx or tf2onnx.")
 
 
-def _check_graph(data: bytes, task: str, n_labels: int):
+_COPY_CHUNK = 1024 * 1024
+
+
+def _save_limited(source: BinaryIO, target: Path, limit: int) -> int:
+    """Copy ``source`` to ``target`` in chunks; :class:`TooLarge` at the first chunk past ``limit``."""
+    size = 0
+    with open(target, "wb") as out:
+        while chunk := source.read(_COPY_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise exceeded(f"the model is more than {limit} bytes", limit, "max_model_bytes")
+            out.write(chunk)
+    return size
+
+
+def _all_tensors(graph) -> Iterator:
+    """Every TensorProto of a graph and its subgraphs (If/Loop/Scan bodies), recursively:
+    initializers, sparse initializers, Constant values and other attribute tensors.
+
+    (onnx.external_data_helper's iterators are private and skip sparse tensors.)"""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node) -> Iterator:
+    for attribute in node.attribute:
+        if attribute.HasField("t"):
+            yield attribute.t
+        yield from attribute.tensors
+        sparse_tensors = list(attribute.sparse_tensors)
+        if attribute.HasField("sparse_tensor"):  # e.g. Constant's sparse_value
+            sparse_tensors.append(attribute.sparse_tensor)
+        for sparse in sparse_tensors:
+            yield from (sparse.values, sparse.indices)
+        if attribute.HasField("g"):
+            yield from _all_tensors(attribute.g)
+        for graph in attribute.graphs:
+            yield from _all_tensors(graph)
+
+
+def _uses_external_data(model) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    tensors = [_all_tensors(model.graph)] + [_node_tensors(n) for f in model.functions for n in f.node]
+    return any(uses_external_data(t) or len(t.external_data) for group in tensors for t in group)
+
+
+def _without_paths(message: str, *paths: Path) -> str:
+    """``message`` with the server's directories left out (they say nothing to the uploader)."""
+    for path in sorted({str(p) for p in paths}, key=len, reverse=True):
+        message = message.replace(path, "…")
+    return message
+
+
+def _check_graph(source: Path, task: str, n_labels: int):
     """Parse and check the ONNX graph; return it with its input/output renamed to our contract."""
     import onnx
 
     try:
-        model = onnx.load_from_string(data)
+        # load_external_data=False: reading the files a hostile model names is what we refuse.
+        model = onnx.load(source, load_external_data=False)
     except Exception:
         raise Invalid("not an ONNX model (could not parse the file)") from None
     domains = {o.domain for o in model.opset_import} | {n.domain for n in model.graph.node}
@@ -50,7 +112,7 @@ def _check_graph(data: bytes, task: str, n_labels: int):
     if unknown:
         raise Invalid(f"the model uses operators from {unknown}; allowed are the standard ONNX domains and "
                       "ONNX Runtime's com.microsoft")
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+    if _uses_external_data(model):
         raise Invalid("the model refers to external data files; save it as one self-contained file "
                       "(onnx.save(model, path, save_as_external_data=False))")
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
@@ -90,34 +152,41 @@ def _rename(model, old: str, new: str) -> None:
         node.output[:] = [new if n == old else n for n in node.output]
 
 
-def upload_model(core: Core, project: str, data: bytes, labels: list[str], *, filename: str = "",
+def upload_model(core: Core, project: str, source: BinaryIO, labels: list[str], *, filename: str = "",
                  description: str = "") -> ModelVersion:
     """Validate, evaluate and register an external ONNX model (not promoted: that is a choice).
 
-    >>> upload_model(core, "products", open("m.onnx", "rb").read(), ["cup", "mug"])  # doctest: +SKIP
+    ``source`` (a file object, e.g. the request's spooled upload) is copied in chunks into a
+    temporary file in the data dir, never read whole into memory.
+
+    >>> upload_model(core, "products", open("m.onnx", "rb"), ["cup", "mug"])  # doctest: +SKIP
     """
     from ..datasets.versions import version_items
     from ..learners.metrics import classification_metrics
     from ..serving.live import load_model
 
-    if len(data) > core.settings.max_model_bytes:
-        raise exceeded(f"the model is {len(data)} bytes", core.settings.max_model_bytes, "max_model_bytes")
-    _refuse_executable(data)
-    labels = [str(x).strip() for x in labels]
-    if len(labels) < 2 or len(set(labels)) != len(labels) or not all(labels):
-        raise Invalid("give the model's class labels in output order: at least 2, distinct, non-empty")
-    with core.db.read() as s:
-        row = project_row(s, project)
-        task, pid, head = row.task, row.id, row.head_version
-        items = version_items(s, row, head) if head else []
-    model = _check_graph(data, task, len(labels))
     with tempfile.TemporaryDirectory(dir=core.settings.data_dir) as tmp:
+        upload = Path(tmp) / "upload.onnx"
+        _save_limited(source, upload, core.settings.max_model_bytes)
+        with open(upload, "rb") as f:
+            _refuse_executable(f.read(8))
+        labels = [str(x).strip() for x in labels]
+        if len(labels) < 2 or len(set(labels)) != len(labels) or not all(labels):
+            raise Invalid("give the model's class labels in output order: at least 2, distinct, non-empty")
+        with core.db.read() as s:
+            row = project_row(s, project)
+            task, pid, head = row.task, row.id, row.head_version
+            items = version_items(s, row, head) if head else []
+        model = _check_graph(upload, task, len(labels))
+        upload.unlink()
         path = Path(tmp) / "model.onnx"
         path.write_bytes(model.SerializeToString())
+        del model  # the parsed graph is as large as the file
         try:
             loaded = load_model(path, pid, 0, labels, threads=core.settings.onnx_threads)
         except Exception as exc:
-            raise Invalid(f"ONNX Runtime cannot run this model: {str(exc)[:300]}") from None
+            reason = _without_paths(str(exc), Path(tmp), core.settings.data_dir, core.settings.artifact_root)
+            raise Invalid(f"ONNX Runtime cannot run this model: {reason[:300]}") from None
         kind = TASKS[task]
         probe = loaded.predict_items([decode_content(kind, _example(kind))])
         if probe.shape != (1, len(labels)) or not np.allclose(probe.sum(1), 1, atol=1e-3) or (probe < 0).any():

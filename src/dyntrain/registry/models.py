@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..core import Core
 from ..entities import ModelVersion
-from ..errors import Invalid, NotFound, NotReady
+from ..errors import Cancelled, Invalid, NotFound, NotReady
 from ..events import publish
 from ..projects import project_row
 from ..storage.files import atomic_write
@@ -26,7 +26,7 @@ from ..storage.rows import AliasHistoryRow, AliasRow, ModelVersionRow, ProjectRo
 
 __all__ = [
     "PRODUCTION", "register_model", "list_models", "get_model", "model_row", "set_alias", "alias_version",
-    "promote", "rollback", "alias_history", "production_model",
+    "promote", "rollback", "rollback_target", "alias_history", "production_model", "model_file",
 ]
 
 PRODUCTION = "production"
@@ -45,6 +45,8 @@ def register_model(core: Core, project_id: int, onnx_file: Path, card: dict[str,
     """Copy ``onnx_file`` into the model store as the project's next version and record it."""
     with core.db.write() as s:
         project = s.get(ProjectRow, project_id, with_for_update=True)
+        if project is None:  # deleted while its run trained (ids are never reused: no other project has it)
+            raise Cancelled(f"project {project_id} was deleted while this model trained; nothing to register")
         version = (s.scalar(select(func.max(ModelVersionRow.version)).where(
             ModelVersionRow.project_id == project_id)) or 0) + 1
         folder = core.settings.model_dir / project.name
@@ -62,6 +64,14 @@ def register_model(core: Core, project_id: int, onnx_file: Path, card: dict[str,
         s.add(row)
         s.flush()
         return row.to_entity()
+
+
+def model_file(core: Core, key: str) -> Path:
+    """The local file of a version's stored ``path``; refused (UnsafePath, a 404) unless it lies
+    inside the model store, fetched first from a shared store (S3) this machine has not seen."""
+    from ..storage.artifacts import open_artifacts
+
+    return (core.artifacts or open_artifacts(core.settings)).model_file(key)
 
 
 def _aliases(s: Session, project_id: int) -> dict[int, tuple[str, ...]]:
@@ -106,10 +116,13 @@ def production_model(s: Session, project_id: int) -> ModelVersionRow | None:
                                                    ModelVersionRow.version == version)).first()
 
 
-def set_alias(s: Session, project: ProjectRow, version: int, reason: str, alias: str = PRODUCTION) -> int | None:
+def set_alias(s: Session, project: ProjectRow, version: int, reason: str, alias: str = PRODUCTION,
+              action: str = "promote") -> int | None:
     """Point ``alias`` at ``version`` inside the caller's transaction; returns the previous version.
 
-    The event (and, on PostgreSQL, the replicas' notification) commits with the move.
+    ``action`` is recorded in the alias history: "rollback" when the move undoes the current
+    version's promotion (see :func:`rollback_target`). The event (and, on PostgreSQL, the
+    replicas' notification) commits with the move.
     """
     model_row(s, project, version)
     row = s.get(AliasRow, (project.id, alias), with_for_update=True)
@@ -121,7 +134,7 @@ def set_alias(s: Session, project: ProjectRow, version: int, reason: str, alias:
     else:
         row.version = version
     s.add(AliasHistoryRow(project_id=project.id, alias=alias, version=version, previous_version=previous,
-                          reason=reason))
+                          action=action, reason=reason))
     publish(s, project.id, "model.promoted", {"version": version, "previous": previous, "alias": alias,
                                               "reason": reason})
     if s.bind.dialect.name == "postgresql":
@@ -134,21 +147,39 @@ def promote(core: Core, project: str, version: int, reason: str = "promoted by h
         return set_alias(s, project_row(s, project, lock=True), version, reason)
 
 
+def rollback_target(s: Session, project_id: int, alias: str = PRODUCTION) -> int | None:
+    """The version ``alias`` served before the current one was promoted (None: nothing before it).
+
+    Replays the alias history as a stack: a promotion pushes its version, a rollback pops
+    back to the version it restored. So rollbacks walk back v3 → v2 → v1 instead of
+    toggling between the last two. Versions since deleted (housekeeping) are skipped.
+    """
+    stack: list[int] = []
+    for version, action in s.execute(select(AliasHistoryRow.version, AliasHistoryRow.action).where(
+            AliasHistoryRow.project_id == project_id, AliasHistoryRow.alias == alias).order_by(AliasHistoryRow.id)):
+        if action == "rollback":
+            while stack and stack[-1] != version:
+                stack.pop()
+        if not stack or stack[-1] != version:
+            stack.append(version)
+    existing = set(s.scalars(select(ModelVersionRow.version).where(ModelVersionRow.project_id == project_id)))
+    current = alias_version(s, project_id, alias)
+    return next((v for v in reversed(stack[:-1]) if v in existing and v != current), None)
+
+
 def rollback(core: Core, project: str) -> int:
-    """Move ``production`` back to the version it pointed at before the current one."""
+    """Move ``production`` back to the version that served before the current one's promotion."""
     with core.db.write() as s:
         row = project_row(s, project, lock=True)
         current = alias_version(s, row.id)
         if current is None:
             raise NotReady(f"project {project!r} has no model in service to roll back")
-        last = s.scalars(select(AliasHistoryRow).where(AliasHistoryRow.project_id == row.id,
-                                                       AliasHistoryRow.alias == PRODUCTION,
-                                                       AliasHistoryRow.version == current)
-                         .order_by(AliasHistoryRow.id.desc()).limit(1)).first()
-        if last is None or last.previous_version is None:
-            raise Invalid(f"version {current} was the first model in service; there is nothing to roll back to")
-        set_alias(s, row, last.previous_version, f"rolled back from version {current}")
-        return last.previous_version
+        target = rollback_target(s, row.id)
+        if target is None:
+            raise Invalid(f"version {current} is the first model in service that still exists: there is nothing "
+                          "to roll back to (promote a version by hand instead)")
+        set_alias(s, row, target, f"rolled back from version {current}", action="rollback")
+        return target
 
 
 def alias_history(core: Core, project: str) -> list[dict[str, Any]]:
@@ -158,4 +189,4 @@ def alias_history(core: Core, project: str) -> list[dict[str, Any]]:
         rows = s.scalars(select(AliasHistoryRow).where(AliasHistoryRow.project_id == pid)
                          .order_by(AliasHistoryRow.id.desc()))
         return [{"alias": r.alias, "version": r.version, "previous_version": r.previous_version,
-                 "reason": r.reason, "at": r.created_at.isoformat()} for r in rows]
+                 "action": r.action, "reason": r.reason, "at": r.created_at.isoformat()} for r in rows]

@@ -1,6 +1,6 @@
 """The job table's rules: debounce with a cap, one pending job per project, leases, retries.
 
-Queue semantics live in our own table (see DESIGN.md): no queue library offers
+Queue semantics live in our own table: no queue library offers
 "debounce with a cap" plus "a newer version supersedes what is pending".
 
 States: delayed → queued → running → succeeded | failed | cancelled. ``delayed`` and
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..core import Core
+from ..datasets.versions import MIN_EXAMPLES_PER_CLASS, waiting_classes, waiting_sentence
 from ..entities import REGRESSION_TASKS, Job
 from ..errors import Invalid, NotFound
 from ..events import publish
@@ -47,16 +48,19 @@ def on_data_changed(s: Session, project: ProjectRow, version: int, now: datetime
     """Called in the transaction that created ``version``: (re)schedule the project's training.
 
     Each change pushes the pending job back by ``train_delay_s``, but never past
-    ``train_max_delay_s`` after the first pending change (the cap). A running job on an
-    older version is asked to stop — unless the cap started it, so busy projects still train.
+    ``train_max_delay_s`` after the first pending change (the cap). A running automatic job
+    on an older version is asked to stop, as the job queued here supersedes it — unless the
+    cap started it, so busy projects still train. A "train now" run is never cancelled by a
+    change: the job queued here runs after it. With ``auto_train`` off nothing is cancelled
+    (nothing would train the newer data instead).
     """
     settings = ProjectSettings(**(project.settings or {}))
     now = now or utcnow()
-    for running in s.scalars(select(JobRow).where(JobRow.project_id == project.id, JobRow.status == "running")):
-        if running.trigger != "cap" and (running.dataset_version or 0) < version and not running.cancel_requested:
-            running.cancel_requested = True
     if not settings.auto_train:
         return
+    for running in s.scalars(select(JobRow).where(JobRow.project_id == project.id, JobRow.status == "running")):
+        if running.trigger == "auto" and (running.dataset_version or 0) < version and not running.cancel_requested:
+            running.cancel_requested = True
     counts = s.scalars(select(DatasetVersionRow.counts).where(DatasetVersionRow.project_id == project.id,
                                                               DatasetVersionRow.number == version)).one()
     try:
@@ -98,10 +102,12 @@ def check_trainable(counts: dict[str, int], regression: bool = False) -> None:
     if len([c for c in counts.values() if c > 0]) < 2:
         raise Invalid(f"training needs at least 2 classes with examples; this dataset has "
                       f"{len(counts)} ({', '.join(counts) or 'none'}). Add examples of another class.")
-    small = sorted(label for label, c in counts.items() if c < 2)
-    if small:
-        raise Invalid(f"every class needs at least 2 examples; too few in: {', '.join(small)}. "
-                      "Add examples or delete the class.")
+    # A class still too small only waits (training leaves it out) while two others can be learnt.
+    waiting = waiting_classes(counts)
+    if len(counts) - len(waiting) < 2:
+        raise Invalid(f"every class needs at least {MIN_EXAMPLES_PER_CLASS} examples, and training needs 2 such "
+                      "classes: "
+                      f"{'; '.join(waiting_sentence(label, c) for label, c in waiting.items())}.")
 
 
 def request_training(core: Core, project: str) -> Job:

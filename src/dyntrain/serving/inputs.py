@@ -2,7 +2,8 @@
 and serving share. Torch-free.
 
 Image models take ``image`` (uint8 NHWC 224); text models take either ``text`` (strings,
-TF-IDF graphs) or ``input_ids`` + ``attention_mask`` (MiniLM graphs); table models take one
+TF-IDF graphs), ``chunk_ids`` + ``chunk_mask`` (MiniLM graphs embedding whole texts in chunks) or
+``input_ids`` + ``attention_mask`` (older MiniLM graphs, truncated texts); table models take one
 input per column (float32 or string [N, 1], see :func:`dyntrain.learners.tabular.row_feed`).
 """
 
@@ -46,6 +47,9 @@ def model_feed(input_names: list[str], items: list, schema: list[dict] | None = 
         return {"image": np.stack(items)}
     if "text" in input_names:
         return {"text": np.array(items, dtype=object).reshape(-1, 1)}
+    if "chunk_ids" in input_names:  # a long text whole, in chunks (texts.tokenize_chunks)
+        ids, mask = texts.tokenize_chunks(list(items))
+        return {"chunk_ids": ids, "chunk_mask": mask}
     if "input_ids" in input_names:
         ids, mask = texts.tokenize(list(items))
         return {"input_ids": ids, "attention_mask": mask}

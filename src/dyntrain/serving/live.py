@@ -107,7 +107,8 @@ def load_model(path: Path, project_id: int, version: int, labels: list[str], thr
     session, head, cut, new = _open(path, threads)
     names = [i.name for i in session.get_inputs()]
     if kind is None:
-        kind = "image" if "image" in names else "text" if names in (["text"], ["input_ids", "attention_mask"]) else "row"
+        kind = "image" if "image" in names else "text" if names in (["text"], ["input_ids", "attention_mask"],
+                                                                          ["chunk_ids", "chunk_mask"]) else "row"
     schema = output = None
     if kind == "row":
         from .inputs import table_schema

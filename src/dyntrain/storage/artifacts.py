@@ -21,7 +21,7 @@ from typing import Protocol
 from ..config import Settings
 from ..errors import MissingExtra, NotFound
 from .blobs import BlobStore, FileBlobStore, sha256_hex
-from .files import atomic_write
+from .files import UnsafePath, atomic_write, path_inside
 
 __all__ = ["ArtifactStore", "PathArtifacts", "S3Artifacts", "S3BlobStore", "open_artifacts", "parse_s3_url"]
 
@@ -52,10 +52,10 @@ class PathArtifacts:
         return None
 
     def model_file(self, key: str) -> Path:
-        return self.model_dir / key
+        return path_inside(self.model_dir, key, "model file")
 
     def delete_model(self, key: str) -> int:
-        return _delete_local_model(self.model_dir / key)
+        return _delete_local_model(path_inside(self.model_dir, key, "model file"))
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -149,8 +149,10 @@ class S3Artifacts:
         self._fetching = threading.Lock()
 
     def _key(self, key: str) -> str:
-        if key.startswith("/") or ".." in Path(key).parts:
-            raise NotFound(f"no model file named {key!r}")
+        # Some S3-compatible servers and proxies normalise "a/../b", others keep it literally: with
+        # every segment a plain name the key stays under prefix/models/ on all of them.
+        if any(part in ("", ".", "..") for part in key.split("/")) or "\\" in key or "\0" in key:
+            raise UnsafePath(f"model file {key!r} is not a plain relative key under {self.url}/models: refusing it")
         return f"{self.prefix}/models/{key}".lstrip("/")
 
     def put_model(self, key: str, file: Path) -> None:
@@ -160,7 +162,8 @@ class S3Artifacts:
             self.client.upload_file(str(card), self.bucket, self._key(str(Path(key).with_suffix(".json"))))
 
     def model_file(self, key: str) -> Path:
-        local = self.model_dir / key
+        self._key(key)
+        local = path_inside(self.model_dir, key, "model file")
         if local.exists():
             return local
         with self._fetching:
@@ -176,7 +179,7 @@ class S3Artifacts:
     def delete_model(self, key: str) -> int:
         for k in (key, str(Path(key).with_suffix(".json"))):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(k))
-        return _delete_local_model(self.model_dir / key)
+        return _delete_local_model(path_inside(self.model_dir, key, "model file"))
 
 
 def _delete_local_model(path: Path) -> int:

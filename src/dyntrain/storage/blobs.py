@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import NotFound
-from .files import atomic_write
+from .files import atomic_write, path_inside
 
 __all__ = ["BlobStore", "FileBlobStore", "sha256_hex"]
 
@@ -41,7 +41,8 @@ class FileBlobStore:
     def _path(self, digest: str) -> Path:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise NotFound(f"no blob named {digest!r}")
-        return self.root / digest[:2] / digest[2:]
+        # The name is safe; the folders may not be (a symlinked ``ab/`` from a crafted backup).
+        return path_inside(self.root, f"{digest[:2]}/{digest[2:]}", "blob")
 
     def put(self, data: bytes) -> str:
         digest = sha256_hex(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -77,7 +78,8 @@ class Database:
             parsed = make_url(url)
             path = parsed.database or ""
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                _create_owner_only(Path(path))
             timeout = float(parsed.query.get("timeout", _SQLITE_BUSY_TIMEOUT_S))
             self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
             _sqlite_pragmas(self.engine, timeout)
@@ -103,12 +105,14 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn, _sqlite_foreign_keys_off(conn, self.is_sqlite), conn.begin():
             if not self.is_sqlite:
                 # Several processes may start together: one migrates, the others wait.
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            if self.is_sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").first()):
+                raise RuntimeError(f"the schema upgrade broke a reference {tuple(broken)}; nothing was changed")
 
     def revision(self) -> str | None:
         """The schema's Alembic revision (None before the first migration)."""
@@ -178,6 +182,30 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create a new SQLite file readable by its owner alone (an empty file is an empty database).
+
+    SQLite would create it with the umask's mode, often world-readable, and gives its -wal and
+    -shm files the mode of the database file; an existing file is left as it is."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+@contextlib.contextmanager
+def _sqlite_foreign_keys_off(conn, is_sqlite: bool) -> Iterator[None]:
+    """SQLite alters a table by rebuilding it, and dropping the old table with foreign keys on
+    would delete every row referencing it (cascades). The pragma is ignored inside a
+    transaction, so it is set on the connection before the migration's transaction begins."""
+    if not is_sqlite:
+        yield
+        return
+    conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:

@@ -70,9 +70,15 @@ class Base(DeclarativeBase):
 
 PENDING_JOB_STATES = ("delayed", "queued")
 
+# SQLite hands a deleted row's id to the next row unless the table is AUTOINCREMENT: a worker
+# still training for a deleted project (job, run) must never reach the new owner of its ids.
+# PostgreSQL sequences never reuse ids. (Migration 0003 rebuilds the SQLite tables.)
+_NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
 
 class ProjectRow(Base):
     __tablename__ = "projects"
+    __table_args__ = (_NEVER_REUSE_IDS,)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     task: Mapped[str] = mapped_column(String(40))
@@ -166,6 +172,7 @@ class JobRow(Base):
               sqlite_where=text("status IN ('delayed', 'queued')"),
               postgresql_where=text("status IN ('delayed', 'queued')")),
         Index("ix_jobs_status_run_at", "status", "run_at"),
+        _NEVER_REUSE_IDS,
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
@@ -195,6 +202,7 @@ class JobRow(Base):
 
 class RunRow(Base):
     __tablename__ = "runs"
+    __table_args__ = (_NEVER_REUSE_IDS,)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -216,7 +224,7 @@ class RunRow(Base):
 
 class ModelVersionRow(Base):
     __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("project_id", "version"),)
+    __table_args__ = (UniqueConstraint("project_id", "version"), _NEVER_REUSE_IDS)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
@@ -247,6 +255,8 @@ class AliasHistoryRow(Base):
     alias: Mapped[str] = mapped_column(String(40))
     version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # promote | rollback: a rollback undoes a promotion, so the next one walks further back
+    action: Mapped[str] = mapped_column(String(10), default="promote", server_default="promote")
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -14,17 +14,23 @@ import numpy as np
 
 from ..entities import REGRESSION_TASKS, TASKS
 from ..learners import selection
+from ..learners.candidates import LINEAR_C
 from ..learners.features import FeatureExtractor
 from ..serving.inputs import decode_content
 
 __all__ = ["featurize", "default_candidates", "row_features"]
 
-_TEXT_CANDIDATES = (
+# Both heads at every strength of LINEAR_C (features are computed once; each fit is a fraction
+# of a second), the historical first four first so a short budget keeps them.
+_TEXT_FIRST = (
     selection.Candidate("text.embedding_logreg", {"C": 10.0}),
     selection.Candidate("text.tfidf_logreg", {"C": 10.0}),
     selection.Candidate("text.embedding_logreg", {"C": 1.0}),
     selection.Candidate("text.tfidf_logreg", {"C": 100.0}),
 )
+_TEXT_CANDIDATES = _TEXT_FIRST + tuple(
+    c for c in (selection.Candidate(name, {"C": C}) for name in ("text.embedding_logreg", "text.tfidf_logreg")
+                for C in LINEAR_C) if c not in _TEXT_FIRST)
 
 # Cheap first; the first three always run. The linear models are the plain baselines the
 # trees must beat (see benchmarks/tabular_accuracy.py).

@@ -11,12 +11,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from ..audit import record as record_audit
 from ..background import Periodic
 from ..core import Core
-from ..entities import REGRESSION_TASKS, Job
+from ..entities import REGRESSION_TASKS, TASKS, Job
 from ..errors import Cancelled, DyntrainError
 from ..events import publish
 from ..learners.features import FeatureExtractor
@@ -26,8 +27,9 @@ from ..project_settings import ProjectSettings
 from ..registry import gate
 from ..registry.models import production_model, register_model, set_alias
 from ..scheduler.queue import finish_job, renew_lease
+from ..serving.inputs import decode_content
 from ..storage.rows import JobRow, ProjectRow, RunRow
-from ..datasets.versions import version_items
+from ..datasets.versions import get_version, version_items, waiting_classes
 from . import records
 from .pipeline import TrainingSpec, train
 
@@ -48,11 +50,14 @@ def extractor(core: Core) -> FeatureExtractor:
 
 def choose_spec(core: Core, project: ProjectRow, job: Job, n_items: int, labels: set[str],
                 settings: ProjectSettings) -> tuple[TrainingSpec, str]:
-    """Full selection, or a quick refit of the last chosen configuration.
+    """Full selection, or a quick refit of the configuration in service.
 
-    Automatic retrains after small changes reuse the last full selection (so new data
-    serves within seconds); a manual "train now", new classes or a dataset grown by more
-    than 25% since that selection run the full selection.
+    Automatic retrains after small changes refit the production model's configuration
+    (its card's learner, params and recipe; so new data serves within seconds) — only when
+    the last full selection chose it and the gate put that selection's model into service.
+    A manual "train now", a kept-back or no longer allowed configuration, a model in service
+    from elsewhere (uploaded, promoted or rolled back by hand), new classes or a dataset
+    grown by more than 25% since that selection run the full selection.
     """
     spec = TrainingSpec(dataset_version=job.dataset_version, task=project.task, seed=settings.seed, time_budget_s=settings.time_budget_s,
                         min_holdout_per_class=settings.min_holdout_per_class,
@@ -65,20 +70,30 @@ def choose_spec(core: Core, project: ProjectRow, job: Job, n_items: int, labels:
     with core.db.read() as s:
         runs = s.scalars(select(RunRow).where(RunRow.project_id == project.id, RunRow.status == "succeeded")
                          .order_by(RunRow.id.desc()).limit(20)).all()
+        prod = production_model(s, project.id)
+        card = dict(prod.card) if prod is not None else {}
+        counts = get_version(s, project, job.dataset_version).counts
     last = next((r for r in runs if (r.spec or {}).get("mode") == "full"), None)
     if last is None:
         return spec, "full selection: no earlier selection to reuse"
-    if project.task not in REGRESSION_TASKS and set(last.result.get("labels", [])) != labels:
+    if not (last.result.get("gate") or {}).get("promoted"):
+        return spec, f"full selection: the gate kept back the model of the last selection (run {last.id})"
+    serving = {"learner": card.get("learner"), "params": card.get("params")}
+    if serving != last.result["chosen"]:
+        return spec, f"full selection: the model in service was not chosen by the last selection (run {last.id})"
+    if settings.learners and serving["learner"] not in settings.learners:
+        return spec, f"full selection: {serving['learner']} is no longer an allowed learner"
+    # Classes still waiting for examples are not trained on, so they change nothing yet.
+    if project.task not in REGRESSION_TASKS and set(last.result.get("labels", [])) != labels - set(
+            waiting_classes(counts)):
         return spec, "full selection: the classes changed since the last selection"
     seen = sum(last.result.get("counts", {}).values())
     if n_items > seen * _REUSE_GROWTH:
         return spec, f"full selection: the data grew from {seen} to {n_items} samples since the last selection"
-    chosen = last.result["chosen"]
-    if settings.learners and chosen["learner"] not in settings.learners:
-        return spec, f"full selection: {chosen['learner']} is no longer an allowed learner"
-    recipe = (last.result.get("data_recipe") or {}).get("chosen")
-    return (TrainingSpec(**{**spec.to_dict(), "mode": "reuse", "candidates": (chosen,), "recipe": recipe}),
-            f"quick retrain: reusing {chosen['learner']} chosen by run {last.id} (data changed little since)")
+    return (TrainingSpec(**{**spec.to_dict(), "mode": "reuse", "candidates": (serving,),
+                            "recipe": card.get("recipe")}),
+            f"quick retrain: refitting {serving['learner']} of model version {prod.version} in service, chosen "
+            f"by run {last.id} (data changed little since)")
 
 
 class _Heartbeat:
@@ -132,7 +147,7 @@ def _run_job(core: Core, job: Job) -> None:
         items = version_items(s, project, job.dataset_version)
         settings = ProjectSettings(**(project.settings or {}))
         prod = production_model(s, project.id)
-        prod_info = None if prod is None else {"version": prod.version, "card": dict(prod.card)}
+        prod_info = None if prod is None else _served_facts(s, project, prod)
     spec, why = choose_spec(core, project, job, len(items), {i.label for i in items}, settings)
     run_id = records.start_run(core, project.id, job.id, job.dataset_version, spec.to_dict() | {"why": why})
     with core.db.write() as s:
@@ -166,7 +181,8 @@ def _run_job(core: Core, job: Job) -> None:
                             progress=progress, compare_with=compare_with, compare_recipe=compare_recipe)
             heartbeat.report({"stage": "gate", "percent": 100.0, "eta_s": 0, "candidate": None, "run_id": run_id})
             gate_start = time.monotonic()
-            _register_and_gate(core, job, run_id, outcome, settings, prod_info, why)
+            served = None if prod_info is None else _measure_served(core, project, prod_info, outcome.result)
+            _register_and_gate(core, job, run_id, outcome, settings, prod_info, why, served, project.task)
             core.metrics.training(outcome.result["timings"] | {"gate": time.monotonic() - gate_start})
     except Cancelled as exc:
         records.finish_run(core, run_id, "cancelled", error=exc.message)
@@ -183,17 +199,63 @@ def _run_job(core: Core, job: Job) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _served_facts(s, project: ProjectRow, prod) -> dict[str, Any]:
+    """The model in service: its card, the contents it trained on (none for an uploaded
+    model: nothing here trained it) and its training-time estimate, for the gate."""
+    card = dict(prod.card)
+    trained: set[str] = set()
+    estimate = None
+    run = s.get(RunRow, prod.run_id) if prod.run_id else None
+    if prod.source != "external" and card.get("dataset_version"):
+        trained = {i.content_hash for i in version_items(s, project, card["dataset_version"])}
+        if card.get("evaluation") == "holdout" and run is not None:
+            # its final fit left its holdout out: those contents are as unseen as new ones
+            trained -= {p["content_hash"] for p in ((run.result or {}).get("metrics") or {}).get("predictions", [])}
+    if run is not None or card.get("metrics"):
+        # what its run (or an upload's evaluation) promised, with the interval where one was recorded
+        promised = ((run.result or {}).get("metrics") if run is not None else None) or card.get("metrics") or {}
+        metric = "r2" if project.task in REGRESSION_TASKS else "accuracy"
+        interval = (promised.get("interval") or {}).get(metric)
+        estimate = {k: promised[k] for k in ("accuracy", "macro_f1", "r2", "mae") if promised.get(k) is not None}
+        estimate |= {"interval": interval} if interval else {}
+    return {"version": prod.version, "card": card, "trained_hashes": trained, "estimate": estimate or None}
+
+
+def _measure_served(core: Core, project: ProjectRow, prod_info: dict, result: dict) -> dict[str, Any]:
+    """Run the served model's own file (the serving code, ONNX Runtime) on the new run's
+    evaluation samples it never trained on; see :func:`gate.measure_served`."""
+    kind = TASKS[project.task]
+
+    def run_served(samples: list[dict]):
+        model = core.live.version(project.id, prod_info["version"])
+        return np.concatenate([model.predict_items([decode_content(kind, core.blobs.get(p["content_hash"]))
+                                                    for p in samples[k:k + 32]]) for k in range(0, len(samples), 32)])
+
+    predictions = result["metrics"].get("predictions") or []
+    labels = prod_info["card"].get("labels") or []
+    try:
+        served = gate.measure_served(predictions, prod_info["trained_hashes"], labels, project.task, run_served,
+                                     version=prod_info["version"])
+    except Exception as exc:  # a missing or broken file must not sink the run: the refit still decides
+        log.warning("could not score the served model version %s", prod_info["version"], exc_info=True)
+        served = {"version": prod_info["version"], "n": 0, "enough": False, "metrics": None, "new": None,
+                  "note": f"its model file could not be run ({type(exc).__name__}: {str(exc)[:200]})"}
+    served["estimate"] = prod_info["estimate"]
+    return served
+
+
 def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: ProjectSettings,
-                       prod_info: dict | None, why: str) -> None:
+                       prod_info: dict | None, why: str, served: dict | None, task: str) -> None:
     result = outcome.result
     card = outcome.card | {"run_id": run_id, "source": "trained"}
     model = register_model(core, job.project_id, outcome.onnx_path, card, run_id=run_id)
-    production_metrics = (result["comparison"] or {}).get("metrics") if prod_info else None
-    if prod_info and production_metrics is None:
-        production_metrics = prod_info["card"].get("metrics")  # external model: its recorded score
-    promote, reason = gate.decide(result["metrics"], production_metrics, result["baseline"], settings)
+    refit = (result["comparison"] or {}).get("metrics") if prod_info else None
+    promote, reason = gate.decide(result["metrics"], refit, result["baseline"], settings, task=task, served=served)
     result["gate"] = {"promoted": promote, "reason": reason, "against_version": prod_info and prod_info["version"],
-                      "metric": settings.gate_metric}
+                      "metric": settings.gate_metric, "task": task, "served": served,
+                      "refit": refit and {k: refit.get(k) for k in ("accuracy", "macro_f1", "per_class", "r2", "mae")
+                                          if k in refit}}
+    result["gate"]["summary"] = gate.summary(result["gate"], task)
     with core.db.write() as s:
         project = s.get(ProjectRow, job.project_id, with_for_update=True)
         # The gate acts on its own: the audit log names the scheduler, with the job's trigger.

@@ -27,6 +27,8 @@ def finish_run(core: Core, run_id: int, status: str, *, result: dict | None = No
                log: str = "", model_version: int | None = None) -> None:
     with core.db.write() as s:
         row = s.get(RunRow, run_id)
+        if row is None:  # its project was deleted while it ran (with its runs): nothing left to close
+            return
         row.status, row.error, row.log, row.finished_at = status, error, log, utcnow()
         if result is not None:
             row.result = result

@@ -5,9 +5,13 @@
   so a dataset version's (content hash, label) pairs are exact.
 * **Evaluation**: the holdout is chosen by content hash as for classification, and used when
   it holds at least ``2 × min_holdout_per_class`` rows (a two-class problem's minimum);
-  otherwise repeated K-fold cross-validation on every row, and the final model trains on all.
+  otherwise nested K-fold cross-validation on every row (selection re-run inside each outer
+  training part, so no scored row chose the model), and the final model trains on all. The
+  shown R² and MAE come with 95% bootstrap intervals (``metrics["interval"]``).
 * **Selection** cross-validates every candidate on the same K folds of the training part and
-  keeps the best pooled out-of-fold R² (ties: the earlier, cheaper one). The first three
+  keeps the best pooled out-of-fold R² under the one-standard-error rule (a linear model
+  within one standard error of the fold R² of the best wins over trees; ties: the earlier,
+  cheaper one). The first three
   candidates always run; later ones only while the time budget lasts (recorded in ``cut_at``).
 * **Baseline**: always predicting the training mean, scored the same way — the first model
   must beat it.
@@ -33,6 +37,7 @@ import numpy as np
 from ..entities import VersionItem
 from ..errors import Invalid
 from ..learners import selection
+from ..learners.metrics import INTERVAL_LEVEL, bootstrap_interval
 from ..learners.tabular import regression_metrics
 from .augmentation import NO_RECIPE
 from .featurize import default_candidates, row_features
@@ -146,11 +151,10 @@ def select_regression(candidates: list[selection.Candidate], X: np.ndarray, y: n
     ok = [s for s in scores if s["error"] is None and s["r2"] is not None]
     if not ok:
         raise Invalid("every candidate failed: " + "; ".join(f"{s['label']}: {s['error']}" for s in scores))
-    best = ok[0]
-    for s in ok[1:]:
-        if s["r2"] > best["r2"] + 1e-9:
-            best = s
-    return {"chosen_index": best["index"], "chosen": best["candidate"], "cut_at": cut_at,
+    chosen = selection.choose_one_se([(s["index"], selection.Candidate.from_dict(s["candidate"]), s["r2"],
+                                       s["fold_r2"]) for s in ok])
+    best = next(s for s in scores if s["index"] == chosen)
+    return {"chosen_index": best["index"], "chosen": best["candidate"], "cut_at": cut_at, "rule": "one_se",
             "n_candidates": len(candidates), "n_splits": len(folds), "splitter": "KFold", "seed": int(seed),
             "metric": "r2", "seconds": round(time.perf_counter() - start, 3), "scores": scores}
 
@@ -179,13 +183,57 @@ def evaluate_regression(candidate: selection.Candidate | None, data: RegressionD
     y_true, y_pred, idx = np.concatenate(y_true), np.concatenate(y_pred), np.concatenate(idx)
     metrics = regression_metrics(y_true, y_pred)
     first = len(splits[0][1]) if data.plan["mode"] == "holdout" else len(data.y)  # one prediction per row
+    _add_predictions(metrics, data, idx[:first], y_true[:first], y_pred[:first])
+    metrics["repeats"] = 1 if data.plan["mode"] == "holdout" else spec.cv_repeats
+    how = (f"holdout: {first} rows chosen by content hash, never used to fit or to choose the model"
+           if data.plan["mode"] == "holdout" else
+           f"cross-validation of this one configuration over {spec.cv_repeats} repeats (no choice made on these folds)")
+    metrics["estimate"] = {"method": data.plan["mode"], "description": how, **_INTERVAL_METHODS}
+    return metrics
+
+
+_INTERVAL_METHODS = {"level": INTERVAL_LEVEL, "interval": {"r2": "percentile bootstrap over rows",
+                                                           "mae": "percentile bootstrap over rows"}}
+
+
+def _add_predictions(metrics: dict[str, Any], data: RegressionData, idx: np.ndarray, y_true: np.ndarray,
+                     y_pred: np.ndarray) -> None:
+    """One prediction per evaluated row, and the 95% intervals of R² and MAE from them."""
     metrics["predictions"] = [
         {"sample_id": data.sample_ids[i], "content_hash": data.hashes[i], "true": float(t), "predicted": float(p),
          "error": float(p - t)}
-        for i, t, p in list(zip(idx.tolist(), y_true, y_pred))[:first]
+        for i, t, p in zip(np.asarray(idx).tolist(), y_true, y_pred)
     ]
-    metrics["evaluated_on"] = int(len(set(idx.tolist())))
-    metrics["repeats"] = 1 if data.plan["mode"] == "holdout" else spec.cv_repeats
+    metrics["evaluated_on"] = int(len(set(np.asarray(idx).tolist())))
+    metrics["interval"] = {
+        "r2": bootstrap_interval(lambda t, p: regression_metrics(t, p, max_points=0)["r2"], y_true, y_pred),
+        "mae": bootstrap_interval(lambda t, p: float(np.mean(np.abs(t - p))), y_true, y_pred)}
+
+
+def nested_regression(ran: list[selection.Candidate], data: RegressionData, spec, *, budget_s: float | None = None,
+                      progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Nested K-fold estimate while rows are few (see pipeline.nested_estimate): selection re-runs
+    inside each outer training part and its winner predicts the hidden part."""
+    outer = _folds(len(data.y), spec.n_splits, spec.seed + 1)
+    pred = np.zeros(len(data.y))
+    winners: list[str] = []
+    start = time.perf_counter()
+    for k, (tr, te) in enumerate(outer):
+        left = None if budget_s is None else max(0.0, budget_s - (time.perf_counter() - start)) / (len(outer) - k)
+        sel = select_regression(ran, data.X[tr], data.y[tr], seed=spec.seed, n_splits=spec.n_splits, time_budget_s=left)
+        cand = selection.Candidate.from_dict(sel["chosen"])
+        pred[te] = _fit_predict(cand, data.X, data.y, tr, te)
+        winners.append(cand.label)
+        if progress is not None:
+            progress((k + 1) / len(outer))
+    metrics = regression_metrics(data.y, pred)
+    _add_predictions(metrics, data, np.arange(len(data.y)), data.y, pred)
+    metrics["repeats"] = 1
+    metrics["estimate"] = {
+        "method": "nested_cv",
+        "description": (f"nested cross-validation: {len(outer)} outer folds; the model was chosen again inside each "
+                        "fold's training part, so no scored row was used to choose or fit it"),
+        "outer_folds": len(outer), "chosen_per_fold": winners, **_INTERVAL_METHODS}
     return metrics
 
 
@@ -241,7 +289,11 @@ def train_regression(items: list[VersionItem], spec, *, load_image: Callable[[st
     timings["augmentation"] = 0.0
 
     mark = time.perf_counter()
-    metrics = evaluate_regression(chosen, data, spec, progress=_stage(progress, "evaluation"))
+    if data.plan["mode"] == "cv" and sel is not None:  # the folds chose the model: they cannot also score it
+        metrics = nested_regression(tried, data, spec, budget_s=None if spec.candidates is not None
+                                    else spec.time_budget_s, progress=_stage(progress, "evaluation"))
+    else:
+        metrics = evaluate_regression(chosen, data, spec, progress=_stage(progress, "evaluation"))
     comparison = None
     if compare_with is not None:
         prod = evaluate_regression(compare_with, data, spec)
@@ -293,7 +345,7 @@ def train_regression(items: list[VersionItem], spec, *, load_image: Callable[[st
         "labels": [], "learner": chosen.learner, "params": chosen.params, "recipe": NO_RECIPE.to_dict(),
         "task": spec.task, **_input_contract(spec.task, onnx_path),
         "output": {"name": "value", "shape": [None, 1]},
-        "metrics": {k: metrics[k] for k in ("r2", "mae", "rmse")}, "target": target,
+        "metrics": {k: metrics[k] for k in ("r2", "mae", "rmse", "interval")}, "target": target,
         "evaluation": data.plan["mode"], "dataset_version": spec.dataset_version,
         "seed": spec.seed, "code": result["code"],
     }

@@ -2,7 +2,8 @@
 
 The cookie is HttpOnly (scripts cannot read it) and SameSite=Strict; every change the
 pages make also carries the session's CSRF token in a header (see static/app.js), which
-:func:`dyntrain.api.deps.caller` checks.
+:func:`dyntrain.api.deps.caller` checks; the sign-in and sign-out forms post it as a field.
+Signing out ends the session server-side (every cookie of that token stops working).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ..auth import authenticate
+from ..auth import authenticate, end_sessions
 from ..core import Core
-from ..api.deps import SESSION_COOKIE, SESSION_MAX_AGE_S, get_core, new_session
+from ..errors import Forbidden
+from ..api.deps import SESSION_COOKIE, SESSION_MAX_AGE_S, check_csrf, get_core, new_session
 from .pages import templates
 
 router = APIRouter(include_in_schema=False)
@@ -31,7 +33,15 @@ def login_page(request: Request, next: str = "/"):
 
 
 @router.post("/login")
-def login(request: Request, token: str = Form(""), next: str = Form("/"), core: Core = Depends(get_core)):
+def login(request: Request, token: str = Form(""), next: str = Form("/"), csrf_token: str = Form(""),
+          core: Core = Depends(get_core)):
+    # Login CSRF: another site's form must not sign this browser in with the attacker's token.
+    try:
+        check_csrf(request, csrf_token)
+    except Forbidden:
+        return templates.TemplateResponse(
+            request, "login.html", {"next": _local_path(next), "error": "This sign-in form has expired or was "
+                                    "not sent from this site: sign in again here."}, status_code=403)
     who = authenticate(core, token.strip())
     if who is None:
         return templates.TemplateResponse(
@@ -45,7 +55,10 @@ def login(request: Request, token: str = Form(""), next: str = Form("/"), core: 
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, csrf_token: str = Form(""), core: Core = Depends(get_core)) -> Response:
+    if request.state.session:  # end it server-side: a copy of the cookie must not keep working
+        check_csrf(request, csrf_token)
+        end_sessions(core, request.state.caller.token_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -63,9 +76,10 @@ def tokens_page(request: Request, core: Core = Depends(get_core)):
     from ..auth import ROLES, list_tokens
     from ..projects import list_projects
 
+    who = request.state.caller
     return templates.TemplateResponse(request, "tokens.html", {
-        "tokens": list_tokens(core, include_revoked=True), "roles": list(ROLES),
-        "projects": [p.name for p, _ in list_projects(core)]})
+        "tokens": list_tokens(core, include_revoked=True, by=who), "roles": list(ROLES),
+        "projects": [p.name for p, _ in list_projects(core) if who.sees(p.name)]})
 
 
 @router.get("/audit")
@@ -73,6 +87,6 @@ def audit_page(request: Request, project: str | None = None, before: int | None 
                core: Core = Depends(get_core)):
     from ..audit import entries
 
-    items = entries(core, project or None, 100, before)
+    items = entries(core, project or None, 100, before, projects=request.state.caller.projects)
     return templates.TemplateResponse(request, "audit.html", {
         "items": items, "project": project, "older": items[-1].id if len(items) == 100 else None})

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from .. import __version__
 from .. import projects as svc
+from ..api.deps import page_csrf
 from ..core import Core
 from ..datasets import changes
 from ..entities import REGRESSION_TASKS, TASKS
@@ -35,8 +36,10 @@ router = APIRouter(include_in_schema=False)
 
 
 def _auth_context(request: Request) -> dict[str, Any]:
-    """Who is signed in and the CSRF token the page's scripts send with every change."""
-    return {"caller": getattr(request.state, "caller", None), "csrf": getattr(request.state, "csrf", None)}
+    """Who is calling, whether through a session, and the CSRF token the page's scripts and forms
+    send with every change (also without a session: a loopback server trusting this machine)."""
+    return {"caller": getattr(request.state, "caller", None), "signed_in": getattr(request.state, "session", False),
+            "csrf": page_csrf(request)}
 
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates", context_processors=[_auth_context])
@@ -83,11 +86,15 @@ def _render(request: Request, template: str, context: dict[str, Any]) -> Respons
 # -- projects --------------------------------------------------------------------------------
 
 
-def _projects(core: Core) -> list[tuple]:
-    """(project, status, trained_version): trained_version is the data version the latest
-    job trained or will train, so the list can say when newer examples are untrained."""
+def _projects(core: Core, request: Request) -> list[tuple]:
+    """(project, status, trained_version) of the projects the caller may see: trained_version is
+    the data version the latest job trained or will train, so the list can say when newer
+    examples are untrained."""
+    who = request.state.caller
     out = []
     for project, status in svc.list_projects(core):
+        if not who.sees(project.name):
+            continue
         jobs = queue.list_jobs(core, project.name, 1)
         out.append((project, status, jobs[0].dataset_version if jobs else None))
     return out
@@ -95,12 +102,12 @@ def _projects(core: Core) -> list[tuple]:
 
 @router.get("/")
 def projects_page(request: Request, core: Core = Depends(get_core)):
-    return _render(request, "projects.html", {"projects": _projects(core), "tasks": list(TASKS)})
+    return _render(request, "projects.html", {"projects": _projects(core, request), "tasks": list(TASKS)})
 
 
 @router.get("/fragments/projects")
 def projects_fragment(request: Request, core: Core = Depends(get_core)):
-    return _render(request, "_projects.html", {"projects": _projects(core)})
+    return _render(request, "_projects.html", {"projects": _projects(core, request)})
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -113,7 +120,7 @@ def _data_context(core: Core, name: str) -> dict[str, Any]:
     for s in samples:
         by_label.setdefault(s.label, []).append(s)
     out = {"classes": classes, "by_label": by_label, "problem": views.trainable_problem(classes),
-           "total": len(samples), "shown_per_class": 300}
+           "waiting": views.waiting_notes(classes), "total": len(samples), "shown_per_class": 300}
     task = changes.project_task(core, name)
     if TASKS[task] == "row":  # one table of rows instead of a card per class
         out.update(views.table_view(core, samples), regression=task in REGRESSION_TASKS)
@@ -228,9 +235,7 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
                                            title="Accuracy on the training examples per epoch", x_label="epoch",
                                            y_label="accuracy", y_min=0, y_max=1, percent=True))
     production = (ctx["status"].get("production") or {}).get("version")
-    history = registry.alias_history(core, name)
-    can_rollback = any(h["alias"] == registry.PRODUCTION and h["version"] == production and h["previous_version"]
-                       for h in history[:1])
+    can_rollback = views.can_roll_back(core, name)
     return _render(request, "run.html", {
         **ctx, "run": run, "result": result, "metrics": metrics, "labels": labels, "matrix": matrix,
         "selected": selected, "examples": examples, "wrong": wrong, "active": active, "cm_scaled": cm_scaled,
@@ -257,9 +262,7 @@ def _regression_run_page(request: Request, core: Core, ctx: dict[str, Any], run:
     points = metrics.get("points") or []
     scatter = svg.predicted_vs_actual(points, title="Predicted against true values") if points else None
     production = (ctx["status"].get("production") or {}).get("version")
-    history = registry.alias_history(core, ctx["project"].name)
-    can_rollback = any(h["alias"] == registry.PRODUCTION and h["version"] == production and h["previous_version"]
-                       for h in history[:1])
+    can_rollback = views.can_roll_back(core, ctx["project"].name)
     return _render(request, "run.html", {
         **ctx, "run": run, "result": result, "metrics": metrics, "labels": [], "matrix": None, "selected": None,
         "examples": [], "wrong": [], "active": set(), "cm_scaled": False, "worst": worst, "scatter": scatter,

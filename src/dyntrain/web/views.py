@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from ..core import Core
 from ..datasets import changes
+from ..datasets.versions import waiting_classes, waiting_sentence
 from ..entities import ClassInfo, Sample
 from ..errors import Invalid
 from ..projects import project_row
@@ -22,7 +23,7 @@ from ..storage.rows import EventRow
 from ..training import records
 
 __all__ = [
-    "LEARNERS", "STAGES", "learner_name", "percent", "trainable_problem", "blob_texts", "blob_rows", "table_columns", "table_view", "row_texts", "regression_problem",
+    "LEARNERS", "STAGES", "learner_name", "percent", "trainable_problem", "waiting_notes", "can_roll_back", "blob_texts", "blob_rows", "table_columns", "table_view", "row_texts", "regression_problem",
     "number", "regression_sentences", "all_samples", "class_sentences",
     "overall_sentence", "evaluation_sentence", "per_example_matrix", "live_state", "latest_event_id", "history", "SETTING_LABELS",
     "SETTING_GROUPS",
@@ -154,6 +155,9 @@ def regression_sentences(metrics: dict[str, Any], baseline: dict[str, Any] | Non
         if r2 >= 0:
             text = (f"The model explains {percent(r2)} of how much the target varies (R² {r2:.2f}; "
                     "100% would be perfect, 0% is no better than the average).")
+            lo, hi = ((metrics.get("interval") or {}).get("r2") or (None, None))
+            if lo is not None:  # older runs have no interval
+                text += f" On new data expect R² between {lo:.2f} and {hi:.2f} (95% range)."
         else:
             text = f"R² is {r2:.2f}: the model is worse than always predicting the average. Add more rows or columns."
         out.append({"sentence": text, "level": "good" if r2 >= 0.7 else "warn" if r2 >= 0.3 else "bad"})
@@ -194,6 +198,22 @@ def trainable_problem(classes: list[ClassInfo]) -> str | None:
     except Invalid as exc:
         return exc.message
     return None
+
+
+def can_roll_back(core: Core, project: str) -> bool:
+    """Whether "roll back" has a version to go to: the registry's own rule (it walks back)."""
+    with core.db.read() as s:
+        return registry.rollback_target(s, project_row(s, project).id) is not None
+
+
+def waiting_notes(classes: list[ClassInfo]) -> dict[str, str]:
+    """Classes training leaves out until they have enough examples, each with what it needs.
+
+    >>> waiting_notes([ClassInfo("cup", "", 4), ClassInfo("mug", "", 1)])
+    {'mug': "'mug' needs 1 more example before the model can learn it"}
+    """
+    waiting = waiting_classes({c.label: c.count for c in classes})
+    return {label: waiting_sentence(label, count) for label, count in waiting.items()}
 
 
 # -- results in words ------------------------------------------------------------------------
@@ -285,6 +305,11 @@ def per_example_matrix(metrics: dict[str, Any]) -> tuple[list[list[int]], bool]:
 
 
 def overall_sentence(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    """The headline of a run, with the range to expect on new data when the run has one.
+
+    >>> overall_sentence({"accuracy": 0.8, "n_samples": 40, "interval": {"accuracy": [0.7, 0.85]}}, None)
+    'Overall the model is right 80% of the time, measured on 40 examples. Expect it to be right 70-85% of the time on new data (95% range: few examples give a wide range).'
+    """
     acc = metrics.get("accuracy")
     if acc is None:
         return ""
@@ -293,6 +318,10 @@ def overall_sentence(metrics: dict[str, Any], baseline: dict[str, Any] | None) -
     if n:
         text += f", measured on {n} examples"
     text += "."
+    lo, hi = ((metrics.get("interval") or {}).get("accuracy") or (None, None))
+    if lo is not None:  # older runs have no interval
+        text += (f" Expect it to be right {lo * 100:.0f}-{hi * 100:.0f}% of the time on new data "
+                 "(95% range: few examples give a wide range).")
     if baseline and baseline.get("accuracy") is not None:
         text += f" Always guessing the most common class would be right {percent(baseline['accuracy'])} of the time."
     return text
@@ -354,20 +383,40 @@ def _delta(new: float | None, old: float | None) -> dict[str, Any] | None:
     return {"value": d, "points": f"{d * 100:+.1f}", "direction": direction}
 
 
+def _served_delta(served: dict[str, Any] | None, regression: bool) -> dict[str, Any] | None:
+    """New model minus the served file, on the examples the served one never saw."""
+    if not served or not served.get("enough"):
+        return None
+    metric = "r2" if regression else "accuracy"
+    return _delta((served.get("new") or {}).get(metric), (served.get("metrics") or {}).get(metric))
+
+
 def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
-    """Runs with KPIs and their change against the model that served at the time, plus which
-    version served when."""
+    """Runs with KPIs and their change against the model that served at the time (its file on
+    examples it never saw, and its configuration re-trained on the same data), plus which
+    version served when and how its training-time estimate held up later."""
+    from ..entities import REGRESSION_TASKS
+    from ..registry.gate import estimate_sentence, summary
+
+    task = changes.project_task(core, project)
+    regression = task in REGRESSION_TASKS
     runs = []
+    measured_later: dict[int, str] = {}  # served version -> newest "estimated …, measured later …"
     for r in records.list_runs(core, project, limit):
         row = dict(r)
         row["learner_name"] = learner_name(r.get("learner"))
         row["delta_accuracy"] = row["delta_f1"] = row["delta_r2"] = None
-        row["against"] = None
+        row["against"] = row["served_summary"] = row["delta_served"] = None
         if r["status"] == "succeeded":
             result = records.run_detail(core, r["id"]).get("result") or {}
             comparison = (result.get("comparison") or {}).get("metrics")
-            gate = result.get("gate") or {}
+            gate = result.get("gate") or {}  # runs recorded before the served comparison lack "served"
             row["against"] = gate.get("against_version")
+            row["served_summary"] = gate.get("summary") or summary(gate, task)
+            row["delta_served"] = _served_delta(gate.get("served"), regression)
+            check = estimate_sentence(gate.get("served"), task)
+            if check and gate["served"].get("version") not in measured_later:
+                measured_later[gate["served"]["version"]] = check
             if comparison:
                 row["delta_accuracy"] = _delta(r.get("accuracy"), comparison.get("accuracy"))
                 row["delta_f1"] = _delta(r.get("macro_f1"), comparison.get("macro_f1"))
@@ -383,7 +432,7 @@ def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
         metrics = (m.card.get("metrics") or {}) if m else {}
         served.append({**h, "until": until, "accuracy": metrics.get("accuracy"), "r2": metrics.get("r2"),
                        "run_id": m.run_id if m else None,
-                       "source": m.source if m else None})
+                       "source": m.source if m else None, "estimate_check": measured_later.get(h["version"])})
         until = h["at"]
     return {"runs": runs, "served": served, "models": list(models.values())}
 

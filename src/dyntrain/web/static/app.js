@@ -16,7 +16,8 @@ function enc(s) { return encodeURIComponent(s); }
 // fetch wrapper: JSON in/out, throws Error with the API's plain message (and rejected files).
 async function api(method, path, body) {
   const opts = { method, headers: { Accept: "application/json" } };
-  // Signed in with a session cookie: every change carries the page's CSRF token.
+  // Every change carries the page's CSRF token: the server refuses browser changes without it
+  // (signed in or not), so other sites cannot make them.
   const csrf = document.querySelector('meta[name="csrf-token"]');
   if (csrf && method !== "GET") opts.headers["X-CSRF-Token"] = csrf.content;
   if (body instanceof FormData) opts.body = body;
