@@ -310,3 +310,30 @@ def test_a_lone_surrogate_a_schema_missed_is_still_a_422(core):
         assert _raw(c, "/api/v1/echo", '{"text": "fine"}').json() == {"bytes": 4}
         r = _raw(c, "/api/v1/echo", '{"text": "\\ud800"}')
     assert r.status_code == 422 and "surrogate" in r.json()["error"]["message"], r.text
+
+
+def test_model_upload_is_refused_while_it_streams_in(live_server, core):
+    import httpx
+
+    create_project(core, "shop")
+    core.settings.max_model_bytes = 2 * 1024 * 1024
+    sent = 0
+
+    def body():  # a 64 MiB multipart upload, produced as it is sent
+        nonlocal sent
+        yield (b'--b\r\nContent-Disposition: form-data; name="labels"\r\n\r\na\r\n'
+               b'--b\r\nContent-Disposition: form-data; name="labels"\r\n\r\nb\r\n'
+               b'--b\r\nContent-Disposition: form-data; name="file"; filename="m.onnx"\r\n'
+               b'Content-Type: application/octet-stream\r\n\r\n')
+        for _ in range(64):
+            sent += 1024 * 1024
+            yield b"\x08" * (1024 * 1024)
+        yield b"\r\n--b--\r\n"
+
+    try:
+        r = httpx.post(f"{live_server.url}/api/v1/projects/shop/models", content=body(), timeout=60,
+                       headers={"content-type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 413 and "DYNTRAIN_MAX_MODEL_BYTES" in r.json()["error"]["message"], r.text
+    except httpx.TransportError:
+        pass  # the server answered and closed while the client was still sending
+    assert sent < 32 * 1024 * 1024, sent  # refused after a few MiB, not once all 64 MiB were received

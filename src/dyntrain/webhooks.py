@@ -41,7 +41,9 @@ def webhook_secret(core: Core) -> str:
 
 
 def sign(secret: str, body: bytes) -> str:
-    """>>> sign("k", b"{}")[:7]
+    """The signature header's value for ``body``.
+
+    >>> sign("k", b"{}")[:7]
     'sha256='
     """
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 # Seconds a client should wait before retrying after a 503 (the database was busy or unreachable).
 RETRY_AFTER_S = 2
 
-__all__ = ["install_error_handlers", "STATUS"]
+__all__ = ["install_error_handlers", "error_response", "STATUS"]
 
 STATUS = {"not_found": 404, "conflict": 409, "invalid": 422, "too_large": 413, "not_ready": 409,
           "missing_extra": 501, "cancelled": 409, "unauthorized": 401, "forbidden": 403}
@@ -28,6 +28,13 @@ def _body(code: str, message: str, details: list | None = None) -> dict:
     if details:
         error["details"] = details
     return {"error": error}
+
+
+def error_response(exc: DyntrainError, *, close: bool = False) -> JSONResponse:
+    """The JSON answer to ``exc``; ``close`` also ends the connection, so a body refused part way
+    (too large) is not read to its end."""
+    return JSONResponse(_body(exc.code, exc.message, exc.details), status_code=STATUS.get(exc.code, 400),
+                        headers={"Connection": "close"} if close else None)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -8,16 +8,20 @@ import json
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from ..core import Core
-from ..errors import Invalid, NotFound
+from ..errors import Invalid, NotFound, TooLarge
+from ..limits import exceeded
 from ..imaging import decode_image, thumbnail_bytes
 from ..events import events_after
 from ..projects import project_row
 from ..registry import models as registry
 from ..serving import predict as serving
 from .deps import API_PREFIX, authorize, get_core
+from .errors import error_response
 from .schemas import ChangeResult, JsonObject, SamplePublic, Text, VersionPublic, public
 
 router = APIRouter(prefix=API_PREFIX, tags=["models"])
@@ -34,7 +38,39 @@ def list_models(name: str, core: Core = Depends(get_core)):
     return [_model_public(m) for m in registry.list_models(core, name)]
 
 
-@router.post("/projects/{name}/models", status_code=201)
+_FORM_ROOM = 1024 * 1024  # the multipart framing and the small fields (labels, description) beside the file
+
+
+class _ModelUploadRoute(APIRoute):
+    """Counts a model upload's bytes as they stream in and refuses it (413) as soon as they pass
+    ``max_model_bytes`` plus room for the form's other fields, instead of after the multipart
+    parser has spooled the whole body; the file itself is measured exactly by the registry."""
+
+    def get_route_handler(self):
+        handle = super().get_route_handler()
+
+        async def limited(request: Request):
+            limit = request.app.state.core.settings.max_model_bytes
+            received = 0
+
+            async def receive():
+                nonlocal received
+                message = await request.receive()
+                received += len(message.get("body", b""))
+                if received > limit + _FORM_ROOM:
+                    raise exceeded(f"the model is more than {limit} bytes", limit, "max_model_bytes")
+                return message
+
+            try:
+                return await handle(Request(request.scope, receive))
+            except HTTPException as exc:  # FastAPI reports any failed body read as a 400
+                if isinstance(exc.__cause__, TooLarge):
+                    return error_response(exc.__cause__, close=True)  # the rest of the body is not read
+                raise
+
+        return limited
+
+
 def upload_model(name: str, file: UploadFile = File(..., description="An ONNX model file."),
                  labels: list[str] = Form(..., description="Class labels in the order of the model's outputs."),
                  description: str = Form(""), core: Core = Depends(get_core)):
@@ -50,6 +86,10 @@ def upload_model(name: str, file: UploadFile = File(..., description="An ONNX mo
     # The file object, not its bytes: the upload is copied to disk in chunks against max_model_bytes.
     return _model_public(upload(core, name, file.file, labels, filename=file.filename or "",
                                 description=description))
+
+
+router.add_api_route("/projects/{name}/models", upload_model, methods=["POST"], status_code=201,
+                     route_class_override=_ModelUploadRoute)
 
 
 @router.get("/projects/{name}/models/{version}")
