@@ -16,7 +16,7 @@ For each dataset, k per class (5/10/20) and seed (3), k per class are drawn from
   default candidate list, ``--budget``), under both rules: ``one_se`` (what dyntrain uses) and
   ``best`` (highest mean CV macro-F1, the old rule); **ensemble** is a soft vote of the three
   best-scoring candidates, measured to compare;
-* **shown estimate** = :func:`dyntrain.training.pipeline.nested_estimate` (what a small-data
+* **shown estimate** = :func:`dyntrain.training.classes.nested_estimate` (what a small-data
   run now shows) with its 95% interval; **old shown** = the winner's own CV accuracy;
 * **test** = accuracy on a held-out test set (never in any draw) of the chosen configuration
   fitted on the k-shot set; every candidate that ran is scored the same way, and the **best
@@ -51,7 +51,8 @@ from dyntrain import learners  # noqa: E402
 from dyntrain.learners import selection  # noqa: E402
 from dyntrain.learners.text import TEXT_EMBED, TEXT_RAW, TextEncoder  # noqa: E402
 from dyntrain.training.featurize import default_candidates  # noqa: E402
-from dyntrain.training.pipeline import Prepared, TrainingSpec, nested_estimate  # noqa: E402
+from dyntrain.training.classes import nested_estimate  # noqa: E402
+from dyntrain.training.spec import Prepared, TrainingSpec  # noqa: E402
 
 TASK = {"digits": "image-classification", "mnist": "image-classification", "rotten": "text-classification",
         "convention": "text-classification"}

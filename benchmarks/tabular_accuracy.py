@@ -26,7 +26,7 @@ Models:
 
 Rows go through the platform's own path: canonical JSON blobs (:mod:`dyntrain.tables`), features
 inferred in ``train()``, one ONNX file per model; every pipeline model is scored from that file with
-dyntrain's serving code (``serving.live.load_model(..., kind="row").predict_items``). Evaluation inside
+dyntrain's serving code (``serving.live.load_model(..., task=…).predict_items``). Evaluation inside
 ``train()`` is forced to cross-validation (``min_holdout_per_class=10**6``) so each final model trains
 on all the drawn rows.
 
@@ -138,7 +138,8 @@ def scores(kind: str, y_true, pred) -> dict:
 
 
 def score_onnx(ds: dict, path: Path, labels: list[str], test_rows: list[dict], y_test) -> dict:
-    model = load_model(path, 0, 0, labels, threads=1, kind="row")
+    task = "tabular-regression" if ds["kind"] == "regression" else "tabular-classification"
+    model = load_model(path, 0, 0, labels, threads=1, task=task)
     out = model.predict_items(test_rows)
     if ds["kind"] == "regression":
         return scores("regression", y_test, out.reshape(-1))

@@ -183,7 +183,7 @@ class Scorer:
         if key in self.cache:
             return self.cache[key], True
         t = time.perf_counter()
-        model = load_model(Path(onnx_path), 0, 0, labels, kind="text")  # as serving opens a text project's model
+        model = load_model(Path(onnx_path), 0, 0, labels, task="text-classification")  # as serving opens a text project's model
         proba = np.concatenate([model.predict_items(self.texts[i:i + SCORE_BATCH])
                                 for i in range(0, len(self.texts), SCORE_BATCH)])
         index = np.array([LABELS.index(lab) for lab in labels])

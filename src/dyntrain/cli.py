@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from . import tasks
 from .archive import iter_labelled_files, read_table, read_text_records
 from .client import ApiError, Client
 from .errors import DyntrainError
@@ -174,14 +175,14 @@ def import_(
             task = client.get(f"/projects/{project}")["task"]
         except ApiError:
             pass
-    if target is not None or (task or "").startswith("tabular-"):
-        task = task or "tabular-classification"
-        if not task.startswith("tabular-") or not tabular:
-            console.print("[red]error:[/red] --target imports a .csv or .jsonl table into a tabular-classification "
-                          "or tabular-regression project")
+    if target is not None or _upload_format(task) == "rows":
+        task = task or tasks.default_for("rows")
+        if _upload_format(task) != "rows" or not tabular:
+            console.print("[red]error:[/red] --target imports a .csv or .jsonl table into a project of: "
+                          + " or ".join(n for n in tasks.names() if _upload_format(n) == "rows"))
             raise typer.Exit(1)
         return _import_table(client, path, project, task, target)
-    task = task or ("text-classification" if tabular else "image-classification")
+    task = task or tasks.default_for("texts" if tabular else "files")
     try:
         # Images are read one by one while uploading (a zip is never inflated whole into memory),
         # each checked against the server's per-file limit before it is sent.
@@ -458,9 +459,9 @@ def predict(
     files = files or []
     try:
         task = client.get(f"/projects/{project}")["task"] if (files or csv_file) and not text else None
-        if csv_file is not None or (task or "").startswith("tabular-"):
+        if csv_file is not None or _upload_format(task) == "rows":
             return _predict_table(client, project, ([csv_file] if csv_file else []) + files, target, params, as_json)
-        if text or (files and task == "text-classification"):
+        if text or (files and _upload_format(task) == "texts"):
             lines = list(text or []) + [line for f in files for line in f.read_text().splitlines() if line.strip()]
             result = client.post(f"/projects/{project}/predict/texts", params=params, json={"texts": lines})
             files = [Path(line[:40]) for line in lines]
@@ -478,12 +479,20 @@ def predict(
     if as_json:
         out.print_json(json.dumps(result))
         return
-    table = Table("input", "label", "confidence", "model")
-    for f, p in zip(files, result["predictions"]):
+    _print_predictions(client, project, task, "input", [str(f) for f in files], result["predictions"])
+
+
+def _print_predictions(client: Client, project: str, task: str | None, first: str, names: list[str],
+                       predictions: list[dict]) -> None:
+    """One table row per prediction; the project's task target says what an answer holds."""
+    kind = tasks.get(task or client.get(f"/projects/{project}")["task"]).target
+    columns = kind.cli_columns()
+    table = Table(first, *columns)
+    for name, p in zip(names, predictions):
         if "error" in p:
-            table.add_row(str(f), f"[red]{p['error']}[/red]", "-", "-")
+            table.add_row(name, f"[red]{p['error']}[/red]", *["-"] * (len(columns) - 1))
         else:
-            table.add_row(str(f), p["label"] or "(none of these)", f"{p['confidence']:.3f}", f"v{p['model_version']}")
+            table.add_row(name, *kind.cli_cells(p))
     out.print(table)
 
 
@@ -522,18 +531,17 @@ def _predict_table(client: Client, project: str, paths: list[Path], target: Opti
     if as_json:
         out.print_json(json.dumps(result))
         return
-    regression = any("value" in p for p in result["predictions"])
-    table = Table("row", "value") if regression else Table("row", "label", "confidence", "model")
-    if regression:
-        table.add_column("model")
-    for n, p in enumerate(result["predictions"], 1):
-        if "error" in p:
-            table.add_row(str(n), f"[red]{p['error']}[/red]", *(["-"] if regression else ["-", "-"]))
-        elif regression:
-            table.add_row(str(n), f"{p['value']:.6g}", f"v{p['model_version']}")
-        else:
-            table.add_row(str(n), p["label"] or "(none of these)", f"{p['confidence']:.3f}", f"v{p['model_version']}")
-    out.print(table)
+    _print_predictions(client, project, None, "row", [str(n) for n in range(1, len(result["predictions"]) + 1)],
+                       result["predictions"])
+
+
+def _upload_format(task: str | None) -> str | None:
+    """How a task's samples are sent ("files", "texts", "rows"); None for no or an unknown task
+    (the server then says which tasks exist)."""
+    try:
+        return tasks.get(task).modality.upload_format if task else None
+    except DyntrainError:
+        return None
 
 
 @app.command()

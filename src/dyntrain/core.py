@@ -31,6 +31,9 @@ class Core:
     metrics: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        # The loop's wiring: the scheduler subscribes to new dataset versions (each may retrain).
+        from .scheduler import queue  # noqa: F401
+
         if self.metrics is None:
             from .observability import Metrics
 

@@ -10,19 +10,15 @@ from .errors import Invalid
 
 __all__ = ["ProjectSettings", "merge_settings", "settings_schema", "gate_metrics", "check_webhook_destination"]
 
-_CLASSIFICATION_METRICS = ("macro_f1", "accuracy")
-_REGRESSION_METRICS = ("r2", "mae")
-
-
 def gate_metrics(task: str) -> tuple[str, ...]:
-    """The gate metrics that apply to a task; the first is its default.
+    """The gate metrics that apply to a task (its target says); the first is its default.
 
     >>> gate_metrics("tabular-regression")
     ('r2', 'mae')
     """
-    from .entities import REGRESSION_TASKS
+    from . import tasks
 
-    return _REGRESSION_METRICS if task in REGRESSION_TASKS else _CLASSIFICATION_METRICS
+    return tasks.get(task).target.gate_metrics
 
 
 class ProjectSettings(BaseModel):

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .core import Core
-from .entities import TASKS, Project
+from . import tasks
+from .entities import Project
 from .errors import Conflict, Invalid, NotFound
 from .project_settings import check_webhook_destination, merge_settings
 from .storage.rows import AliasRow, JobRow, ModelVersionRow, ProjectRow, SampleRow
@@ -41,8 +42,7 @@ def create_project(core: Core, name: str, task: str = "image-classification", de
     if not _NAME.match(name or ""):
         raise Invalid("project name must be 1-100 characters: letters, digits, '-', '_' or '.', "
                       "starting with a letter or digit")
-    if task not in TASKS:
-        raise Invalid(f"unknown task {task!r}; supported: {', '.join(TASKS)}")
+    tasks.get(task)  # Invalid names the supported tasks
     merged = merge_settings({}, settings or {}, task=task)
     check_webhook_destination(settings, core.settings.webhook_allow_private)
     try:

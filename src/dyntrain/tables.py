@@ -184,13 +184,14 @@ def split_target(rows: Sequence[Mapping[str, Any]], target: str, task: str) -> t
     >>> split_target([{"x": 1, "y": "2.0"}], "y", "tabular-regression")
     ([b'{"x":"1"}'], ['2'])
     """
-    from .entities import REGRESSION_TASKS
+    from . import tasks
 
+    kind = tasks.get(task).target  # its label format, and the model output no column may be named
     if not isinstance(target, str) or not target.strip():
         raise Invalid("name the target column (the column to predict)")
     if not rows:
         raise Invalid("no rows were sent")
-    output = "value" if task in REGRESSION_TASKS else "probabilities"
+    output = kind.output
     contents, labels, bad = [], [], []
     for i, row in enumerate(rows):
         try:
@@ -198,7 +199,7 @@ def split_target(rows: Sequence[Mapping[str, Any]], target: str, task: str) -> t
                 raise Invalid(f"a row must be an object of column: value, got {type(row).__name__}")
             if target not in row:
                 raise Invalid(f"the target column {target!r} is missing (the row has: {', '.join(map(str, row))[:200]})")
-            label = target_text(row[target]) if task in REGRESSION_TASKS else class_text(row[target], target)
+            label = kind.label_from_cell(row[target], target)
             data = row_bytes(row, exclude=[target])
             if output in json.loads(data):
                 raise Invalid(f"a column may not be named {output!r} (the model's output); rename it")

@@ -121,7 +121,7 @@ def test_to_matrix_and_row_feed_agree(wine):
 def test_classifier_fit_predict_and_onnx(name, wine, tmp_path):
     X, y, tr, te = wine["X"], wine["y"], wine["train"], wine["test"]
     cls = learners.get(name)
-    assert cls.task == "classification" and cls.input_kind == tb.TABLE == "table.rows"
+    assert cls.contract == "classifier" and cls.input_kind == tb.TABLE == "table.rows"
     learner = cls()
     assert cls(**learner.get_params()).get_params() == learner.get_params() == learner.clone().get_params()
     json.dumps(learner.get_params())  # run records store them as JSON
@@ -198,7 +198,7 @@ def test_regressor_fit_predict_metrics_and_onnx(name, diabetes, tmp_path):
     X, y, tr, te = diabetes["X"], diabetes["y"], diabetes["train"], diabetes["test"]
     assert {c["name"]: c["type"] for c in diabetes["schema"]}["sex"] == tb.CATEGORICAL
     cls = learners.get(name)
-    assert cls.task == "regression" and cls.input_kind == tb.TABLE
+    assert cls.contract == "regressor" and cls.input_kind == tb.TABLE
     learner = cls().fit(X[tr], y[tr], n_classes=None)
     pred = learner.predict(X[te])
     assert pred.shape == (len(te),) and pred.dtype == np.float64

@@ -36,7 +36,8 @@ def test_text_learner_contract(name, features, tmp_path):
     learner.fit(X[cls.input_kind], Y, n_classes=3)  # class 2 never seen: still a column
     p = learner.predict_proba(X[cls.input_kind])
     assert p.shape == (6, 3) and np.allclose(p.sum(1), 1, atol=1e-5) and (p.argmax(1) == Y).all()
-    model = load_model(learner.export_onnx(tmp_path / "m.onnx", backbone_dir=cache), 0, 0, ["a", "b", "c"])
+    model = load_model(learner.export_onnx(tmp_path / "m.onnx", backbone_dir=cache), 0, 0, ["a", "b", "c"],
+                       task="text-classification")
     assert np.abs(model.predict_items(DOCS) - p).max() < 1e-4
     with pytest.raises(Invalid):
         cls(C=-1).fit(X[cls.input_kind], Y, n_classes=2)
@@ -68,6 +69,7 @@ def test_served_long_text_probabilities_equal_training_ones(features, tmp_path):
     cache, _ = features
     X = TextEncoder(cache).features([f"long{i}" for i in range(len(LONG))], lambda k: LONG[int(k[4:])])
     learner = learners.get("text.embedding_logreg")(C=10.0).fit(X, np.array([1, 0, 1, 0]), n_classes=2)
-    model = load_model(learner.export_onnx(tmp_path / "m.onnx", backbone_dir=cache), 0, 0, ["neg", "pos"])
+    model = load_model(learner.export_onnx(tmp_path / "m.onnx", backbone_dir=cache), 0, 0, ["neg", "pos"],
+                       task="text-classification")
     assert "chunk_ids" in model.input_names
     assert np.abs(model.predict_items(LONG) - learner.predict_proba(X)).max() < 1e-4

@@ -7,7 +7,8 @@ import numpy as np
 from dyntrain.learners import Candidate, select
 from dyntrain.learners import selection
 from dyntrain.training import pipeline
-from dyntrain.training.pipeline import Prepared, TrainingSpec, nested_estimate
+from dyntrain.training.classes import nested_estimate
+from dyntrain.training.spec import Prepared, TrainingSpec
 
 # Four learner families on four independent feature sets, two strengths each: on pure noise
 # the best of them wins its own folds by luck.

@@ -11,7 +11,7 @@ from fastapi import HTTPException
 
 from dyntrain.api.deps import caller
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.entities import ClassInfo
+from dyntrain import tasks
 from dyntrain.learners.metrics import classification_metrics
 from dyntrain.projects import create_project, get_project
 from dyntrain.training import records
@@ -163,9 +163,9 @@ def test_data_page_says_why_training_would_refuse(client, core):
     add_samples(core, "solo", [Upload("a.png", png_bytes(1)), Upload("b.png", png_bytes(2))], ["cat"])
     page = unescape(client.get("/projects/solo").text)
     assert "Training needs at least 2 classes" in page
-    assert views.trainable_problem([ClassInfo("a", "", 30), ClassInfo("b", "", 1)]).startswith(
-        "every class needs at least 2 examples")
-    assert views.trainable_problem([ClassInfo("a", "", 3), ClassInfo("b", "", 2), ClassInfo("new", "", 0)]) is None
+    target = tasks.get("image-classification").target
+    assert target.problem({"a": 30, "b": 1}).startswith("every class needs at least 2 examples")
+    assert target.problem({"a": 3, "b": 2, "new": 0}) is None
 
 
 def test_text_project_pages(client, core):

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core import Core
 from ..datasets import changes, versions
-from ..entities import REGRESSION_TASKS
+from .. import tasks
 from ..imaging import decode_image, model_input, thumbnail_bytes
 from ..projects import project_row
 from .deps import API_PREFIX, get_core
@@ -132,8 +132,7 @@ def sample_image(name: str, sample_id: int, core: Core = Depends(get_core)):
     """The original file, byte for byte (a text sample's UTF-8 text)."""
     sample = changes.get_sample(core, name, sample_id)
     data = core.blobs.get(sample.content_hash)
-    media = ("text/plain; charset=utf-8" if sample.kind == "text" else "application/json" if sample.kind == "row"
-             else _media_type(data))
+    media = tasks.get(changes.project_task(core, name)).modality.media_type(data)
     return Response(data, media_type=media, headers=_IMMUTABLE)
 
 
@@ -146,20 +145,12 @@ def sample_thumbnail(name: str, sample_id: int, size: int = Query(160, ge=16, le
                     media_type="image/jpeg", headers=_IMMUTABLE)
 
 
-def _media_type(data: bytes) -> str:
-    for magic, kind in ((b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
-                        (b"BM", "image/bmp"), (b"RIFF", "image/webp")):
-        if data.startswith(magic):
-            return kind
-    return "application/octet-stream"
-
-
 @router.get("/projects/{name}/classes", response_model=list[ClassPublic])
 def list_classes(name: str, core: Core = Depends(get_core)):
     """The classes with their example counts; ``waiting`` says what a class too small to learn still needs."""
     classes = changes.list_classes(core, name)
-    regression = changes.project_task(core, name) in REGRESSION_TASKS  # its "classes" are target values
-    waiting = {} if regression else versions.waiting_classes({c.label: c.count for c in classes})
+    target = tasks.get(changes.project_task(core, name)).target  # a number target's "classes" are its values
+    waiting = target.waiting({c.label: c.count for c in classes})
     return [public(ClassPublic, c, waiting=versions.waiting_sentence(c.label, c.count) if c.label in waiting else None)
             for c in classes]
 

@@ -15,20 +15,19 @@ from sqlalchemy.orm import Session
 
 from ..archive import validate_label  # one check for labels everywhere; export needs it without a database
 from ..core import Core
-from ..entities import REGRESSION_TASKS, TASKS, ClassInfo, DatasetVersion, Sample
+from .. import tasks
+from ..entities import ClassInfo, DatasetVersion, Sample
 from ..errors import Conflict, Invalid, NotFound, TooLarge
-from ..imaging import decode_image, image_info
 from ..limits import exceeded
 from ..projects import project_row
 from ..storage.rows import BatchRow, ClassRow, ProjectRow, SampleRow
-from .health import phash
 from .versions import snapshot, version_items
 
 __all__ = [
     "Upload", "add_samples", "list_samples", "get_sample", "relabel_sample", "delete_sample",
     "list_classes", "create_class", "update_class", "delete_class",
     "open_batch", "commit_batch", "discard_batch", "restore_version", "validate_label", "project_kind",
-    "content_meta", "validate_label_for", "project_task", "add_rows",
+    "validate_label_for", "project_task", "add_rows", "label_counts",
 ]
 
 
@@ -39,45 +38,14 @@ class Upload:
 
 
 def validate_label_for(task: str, label) -> str:
-    """A class label, or for a regression task the target as canonical number text ("151", "0.25")."""
-    if task in REGRESSION_TASKS:
-        from ..tables import target_text
-
-        return target_text(label)
-    return validate_label(label)
+    """A label in the task's target format: a class, or for a number target its canonical text ("151")."""
+    return tasks.get(task).target.validate_label(label)
 
 
-def content_meta(core: Core, kind: str, upload: Upload) -> dict:
-    """Validate one item's content for the project's kind; return what is kept about it."""
-    if kind == "row":
-        from ..tables import decode_row, row_preview
-
-        row = decode_row(upload.data)
-        return {"filename": upload.filename, "columns": len(row), "preview": row_preview(row)}
-    if kind == "text":
-        try:
-            text = upload.data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Invalid("text is not valid UTF-8") from None
-        if not text.strip():
-            raise Invalid("the text is empty")
-        if len(text) > core.settings.max_text_chars:
-            raise exceeded(f"text has {len(text)} characters", core.settings.max_text_chars, "max_text_chars",
-                           "split it into several samples")
-        return {"filename": upload.filename, "chars": len(text), "preview": text[:120]}
-    if len(upload.data) > core.settings.max_upload_bytes:
-        raise exceeded(f"file is {len(upload.data)} bytes", core.settings.max_upload_bytes, "max_upload_bytes")
-    img = decode_image(upload.data, max_pixels=core.settings.max_image_pixels)
-    # The perceptual hash is kept so data-health checks need not decode every image again.
-    return {"filename": upload.filename, **image_info(img), "phash": phash(img)}
-
-
-def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[str],
-                   task: str = "") -> list[tuple[Upload, str, dict]]:
+def _check_uploads(core: Core, task: str, uploads: list[Upload], labels: list[str]) -> list[tuple[Upload, str, dict]]:
     """Validate every file first and name every rejected one: nothing is written on failure."""
-    # Table rows are small and counted against the row limit (a CSV upload is one file of many rows).
-    limit, setting, what = ((core.settings.max_csv_rows, "max_csv_rows", "rows") if kind == "row"
-                            else (core.settings.max_files_per_request, "max_files_per_request", "files"))
+    modality, target = tasks.get(task).modality, tasks.get(task).target
+    limit, setting, what = modality.upload_limit(core.settings)
     if not uploads:
         raise Invalid("no files were sent (multipart field 'files')")
     if len(uploads) > limit:
@@ -90,12 +58,9 @@ def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[st
     accepted, rejected = [], []
     for upload, label in zip(uploads, labels):
         try:
-            label = validate_label_for(task, label)
-            if kind == "row":  # stored as canonical JSON: the same row always has the same hash
-                from ..tables import decode_row, row_bytes
-
-                upload = Upload(upload.filename, row_bytes(decode_row(upload.data)))
-            accepted.append((upload, label, content_meta(core, kind, upload)))
+            label = target.validate_label(label)
+            upload = Upload(upload.filename, modality.canonical(upload.data))
+            accepted.append((upload, label, modality.content_meta(core.settings, upload.filename, upload.data)))
         except (Invalid, TooLarge) as exc:
             rejected.append({"file": upload.filename, "reason": exc.message})
     if rejected:
@@ -105,15 +70,15 @@ def _check_uploads(core: Core, kind: str, uploads: list[Upload], labels: list[st
 
 
 def _ensure_classes(s: Session, project: ProjectRow, labels: set[str]) -> None:
-    if project.task in REGRESSION_TASKS:  # labels are target values, not classes
+    if not tasks.get(project.task).target.has_classes:  # labels are e.g. target values, not classes
         return
     existing = set(s.scalars(select(ClassRow.label).where(ClassRow.project_id == project.id)))
     s.add_all(ClassRow(project_id=project.id, label=label) for label in sorted(labels - existing))
 
 
 def project_kind(core: Core, project: str) -> str:
-    """What a sample of this project is: "image", "text" or "row"."""
-    return TASKS[project_task(core, project)]
+    """What a sample of this project is: its modality's kind ("image", "text", "row", …)."""
+    return tasks.get(project_task(core, project)).modality.kind
 
 
 def project_task(core: Core, project: str) -> str:
@@ -139,8 +104,8 @@ def add_samples(core: Core, project: str, uploads: list[Upload], labels: list[st
     >>> add_samples(core, "products", [Upload("a.jpg", data)], ["mug"])  # doctest: +SKIP
     """
     task = project_task(core, project)
-    kind = TASKS[task]
-    accepted = _check_uploads(core, kind, uploads, labels, task)
+    kind = tasks.get(task).modality.kind
+    accepted = _check_uploads(core, task, uploads, labels)
     hashes = [core.blobs.put(upload.data) for upload, _, _ in accepted]
     with core.db.write() as s:
         row = project_row(s, project, lock=True)
@@ -167,9 +132,9 @@ def add_rows(core: Core, project: str, rows: list[dict], target: str, *, batch: 
     from ..tables import split_target
 
     task = project_task(core, project)
-    if TASKS[task] != "row":
-        raise Invalid(f"project {project!r} is a {task} project; rows go into tabular-classification or "
-                      "tabular-regression projects")
+    if tasks.get(task).modality.upload_format != "rows":
+        raise Invalid(f"project {project!r} is a {task} project; rows go into projects of: "
+                      + ", ".join(n for n in tasks.names() if tasks.get(n).modality.upload_format == "rows"))
     limit = getattr(core.settings, "max_csv_rows", 100_000)
     if len(rows) > limit:
         raise exceeded(f"{len(rows)} rows in one request", limit, "max_csv_rows", "split them into batches")
@@ -223,11 +188,21 @@ def delete_sample(core: Core, project: str, sample_id: int) -> DatasetVersion | 
         return snapshot(s, row, f"deleted sample {sample_id}")
 
 
+def label_counts(core: Core, project: str) -> dict[str, int]:
+    """How many active samples carry each label (a class, or a target value)."""
+    with core.db.read() as s:
+        return _label_counts(s, project_row(s, project).id)
+
+
+def _label_counts(s: Session, pid: int) -> dict[str, int]:
+    return dict(s.execute(select(SampleRow.label, func.count()).where(
+        SampleRow.project_id == pid, SampleRow.status == "active").group_by(SampleRow.label)).all())
+
+
 def list_classes(core: Core, project: str) -> list[ClassInfo]:
     with core.db.read() as s:
         pid = project_row(s, project).id
-        counts = dict(s.execute(select(SampleRow.label, func.count()).where(
-            SampleRow.project_id == pid, SampleRow.status == "active").group_by(SampleRow.label)).all())
+        counts = _label_counts(s, pid)
         rows = s.scalars(select(ClassRow).where(ClassRow.project_id == pid).order_by(ClassRow.label))
         return [ClassInfo(r.label, r.description or "", counts.get(r.label, 0)) for r in rows]
 
@@ -324,7 +299,7 @@ def restore_version(core: Core, project: str, number: int) -> DatasetVersion | N
             item = target[sid]
             old = s.get(SampleRow, sid)
             if old is None:  # deleted since: bring it back under its old id
-                s.add(SampleRow(id=sid, project_id=row.id, kind=TASKS[row.task], content_hash=item.content_hash,
+                s.add(SampleRow(id=sid, project_id=row.id, kind=tasks.get(row.task).modality.kind, content_hash=item.content_hash,
                                 label=item.label, source="restore", meta={}, status="active"))
         _ensure_classes(s, row, {i.label for i in target.values()})
         s.flush()

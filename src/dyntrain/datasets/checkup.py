@@ -11,7 +11,8 @@ from PIL import Image
 from ..core import Core
 from ..errors import DyntrainError, Invalid
 from ..imaging import decode_image, model_input, thumbnail_bytes
-from .changes import list_samples, project_kind
+from .. import tasks
+from .changes import list_samples, project_task
 from .health import HealthSample, check_health
 
 __all__ = ["data_health"]
@@ -33,7 +34,7 @@ def data_health(core: Core, project: str, *, with_features: bool = True) -> dict
     >>> data_health(core, "products")["findings"][0]["kind"]  # doctest: +SKIP
     'near_duplicate'
     """
-    if project_kind(core, project) != "image":
+    if not tasks.get(project_task(core, project)).modality.health_checks:
         raise Invalid("data-health checks cover image projects so far; for texts, check the class counts "
                       "on the project page")
     samples, total = list_samples(core, project, limit=100_000)

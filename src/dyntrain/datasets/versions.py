@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import tasks
 from ..core import Core
-from ..entities import REGRESSION_TASKS, DatasetVersion, VersionItem
+from ..entities import DatasetVersion, VersionItem
 from ..errors import NotFound
 from ..events import publish
 from ..projects import project_row
 from ..storage.rows import DatasetVersionRow, ProjectRow, SampleRow, VersionItemRow
-from ..tables import target_histogram
 
 __all__ = ["snapshot", "list_versions", "get_version", "version_items", "diff_versions", "version_hash",
-           "MIN_EXAMPLES_PER_CLASS", "waiting_classes", "waiting_sentence"]
+           "MIN_EXAMPLES_PER_CLASS", "waiting_classes", "waiting_sentence", "subscribe"]
+
+#: Told ``(session, project row, version number)`` of every new version, inside the transaction
+#: that made it (so what they write commits or rolls back with it). The scheduler subscribes:
+#: the data layer does not know who retrains.
+_SUBSCRIBERS: list[Callable[[Session, ProjectRow, int], None]] = []
+
+
+def subscribe(fn: Callable[[Session, ProjectRow, int], None]) -> None:
+    """Call ``fn`` for every new dataset version (once, however often it subscribes)."""
+    if fn not in _SUBSCRIBERS:
+        _SUBSCRIBERS.append(fn)
 
 # Fewer examples than this and a class cannot be both trained on and evaluated (stratified splits).
 MIN_EXAMPLES_PER_CLASS = 2
@@ -65,10 +76,7 @@ def snapshot(session: Session, project: ProjectRow, message: str) -> DatasetVers
     if head is not None and head.hash == digest:
         return None
     number = (project.head_version or 0) + 1
-    if project.task in REGRESSION_TASKS:  # labels are target values: count rows per target range
-        counts = target_histogram([r.label for r in rows])
-    else:
-        counts = dict(sorted(Counter(r.label for r in rows).items()))
+    counts = tasks.get(project.task).target.counts([r.label for r in rows])
     version = DatasetVersionRow(project_id=project.id, number=number, parent=project.head_version or None,
                                 hash=digest, counts=counts,
                                 size=len(rows), message=message)
@@ -78,9 +86,8 @@ def snapshot(session: Session, project: ProjectRow, message: str) -> DatasetVers
                                    label=r.label) for r in rows)
     project.head_version = number
     publish(session, project.id, "data.changed", {"version": number, "message": message, "size": len(rows)})
-    from ..scheduler.queue import on_data_changed  # the loop: every new version may retrain
-
-    on_data_changed(session, project, number)
+    for fn in _SUBSCRIBERS:  # the loop: the scheduler's subscription may retrain on it
+        fn(session, project, number)
     return version.to_entity()
 
 

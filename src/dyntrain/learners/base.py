@@ -94,6 +94,10 @@ class Learner(abc.ABC):
 
     name: ClassVar[str] = ""
     input_kind: ClassVar[str] = ""
+    #: The target contract it follows (dyntrain.tasks): "classifier" — ``fit(X, y, *, n_classes,
+    #: …)`` and ``predict_proba``, ONNX output ``probabilities``; or "regressor" — ``fit(X, y, …)``
+    #: with float targets and ``predict``, ONNX output ``value`` [N, 1].
+    contract: ClassVar[str] = "classifier"
     #: True if the learner trains epoch by epoch and records :attr:`curves`.
     epochs_based: ClassVar[bool] = False
 

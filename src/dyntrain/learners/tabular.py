@@ -19,13 +19,13 @@ Learners (``input_kind = "table.rows"``)
     training (missing ``""`` is a category like any other); anything else — unseen or rare
     values — is all zeros.
 
-    Every learner has a class attribute ``task``:
+    Every learner has a class attribute ``contract`` (the target it serves, see :mod:`dyntrain.tasks`):
 
-    * ``"classification"`` — the usual :class:`~dyntrain.learners.base.Learner` contract:
+    * ``"classifier"`` — the usual :class:`~dyntrain.learners.base.Learner` contract:
       ``fit(X, y, *, n_classes, sample_weight=None, progress=None)`` with ``y`` in
       0..n_classes-1 and ``predict_proba(X) -> float32 (n, n_classes)``; a class absent from
       ``y`` gets a column of zeros. ONNX output ``probabilities`` [N, n_classes].
-    * ``"regression"`` — ``fit(X, y, *, n_classes=None, sample_weight=None, progress=None)``
+    * ``"regressor"`` — ``fit(X, y, *, n_classes=None, sample_weight=None, progress=None)``
       with ``y`` finite floats (``n_classes`` is accepted and ignored, so generic callers
       work unchanged) and ``predict(X) -> float64 (n,)``; there is no ``predict_proba``.
       ONNX output ``value`` [N, 1] (float32). A served prediction carries ``value`` instead
@@ -488,7 +488,7 @@ class _Tabular(Learner):
             for k, name in enumerate(node.input):
                 if name in placeholders:
                     node.input[k] = placeholders[name]
-        width = self.n_classes_ if self.task == "classification" else 1
+        width = self.n_classes_ if self.contract == "classifier" else 1
         del graph.output[:]
         graph.output.append(helper.make_tensor_value_info(self.output_name, onnx.TensorProto.FLOAT, ["N", width]))
         if [i.name for i in graph.input] != [c["name"] for c in self.schema_]:
@@ -590,7 +590,7 @@ def _tree_head(est, features: str, output: str, n_targets: int, targets: list[in
 
 
 class _Classifier(_Tabular):
-    task = "classification"
+    contract = "classifier"
     output_name = "probabilities"
 
     def _start_classification(self, X, y, n_classes, sample_weight):
@@ -604,7 +604,7 @@ class _Classifier(_Tabular):
 
 
 class _Regressor(_Tabular):
-    task = "regression"
+    contract = "regressor"
     output_name = "value"
 
     def _start_regression(self, X, y, sample_weight):

@@ -18,11 +18,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..core import Core
-from ..entities import TASKS, ModelVersion
+from .. import tasks
+from ..entities import ModelVersion
 from ..errors import Invalid
 from ..limits import exceeded
 from ..projects import project_row
-from ..serving.inputs import decode_content
 from ..training.split import is_holdout
 from .models import register_model
 
@@ -119,23 +119,9 @@ def _check_graph(source: Path, task: str, n_labels: int):
     if not 9 <= opset <= onnx.defs.onnx_opset_version():
         raise Invalid(f"the model's opset {opset} is not supported (9 to {onnx.defs.onnx_opset_version()})")
     initializers = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    kind = TASKS[task]
-    if kind == "row":
-        raise Invalid(f"uploading models trained elsewhere is not supported for {task} projects yet; "
-                      "add the rows and let the platform train")
-    expected = {"image": "one uint8 input of shape [N, 224, 224, 3] (RGB, NHWC)",
-                "text": "one string input of shape [N, 1]"}[kind]
-    if len(inputs) != 1:
-        raise Invalid(f"the model has {len(inputs)} inputs; a {task} model needs {expected}")
-    elem = inputs[0].type.tensor_type.elem_type
-    want = onnx.TensorProto.UINT8 if kind == "image" else onnx.TensorProto.STRING
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-    shape_ok = dims[1:] == [224, 224, 3] if kind == "image" else dims[1:] in ([1], [None])
-    if elem != want or not shape_ok:
-        raise Invalid(f"the model's input is {onnx.TensorProto.DataType.Name(elem)} {dims}; "
-                      f"a {task} model needs {expected}")
-    _rename(model, inputs[0].name, "image" if kind == "image" else "text")
+    # the task's modality checks the one input and names what serving feeds it under
+    fed_as = tasks.get(task).modality.external_input(model, task)
+    _rename(model, next(i.name for i in model.graph.input if i.name not in initializers), fed_as)
     _rename(model, model.graph.output[0].name, "probabilities")
     del model.graph.output[1:]  # serving reads the class probabilities only
     return model
@@ -183,35 +169,23 @@ def upload_model(core: Core, project: str, source: BinaryIO, labels: list[str], 
         path.write_bytes(model.SerializeToString())
         del model  # the parsed graph is as large as the file
         try:
-            loaded = load_model(path, pid, 0, labels, threads=core.settings.onnx_threads)
+            loaded = load_model(path, pid, 0, labels, threads=core.settings.onnx_threads, task=task)
         except Exception as exc:
             reason = _without_paths(str(exc), Path(tmp), core.settings.data_dir, core.settings.artifact_root)
             raise Invalid(f"ONNX Runtime cannot run this model: {reason[:300]}") from None
-        kind = TASKS[task]
-        probe = loaded.predict_items([decode_content(kind, _example(kind))])
+        modality = tasks.get(task).modality
+        probe = loaded.predict_items([modality.decode(modality.example())])
         if probe.shape != (1, len(labels)) or not np.allclose(probe.sum(1), 1, atol=1e-3) or (probe < 0).any():
             raise Invalid(f"the model's first output must be class probabilities of shape [N, {len(labels)}] "
                           f"summing to 1 (got shape {list(probe.shape)}); add a Softmax or check the label list")
         card = {"labels": labels, "learner": None, "source": "external", "filename": filename,
                 "description": description, "task": task,
                 "input": {"name": loaded.input_names, "note": "validated on upload"},
-                **_evaluate(core, loaded, items, labels, kind, head, classification_metrics)}
+                **_evaluate(core, loaded, items, labels, modality, head, classification_metrics)}
         return register_model(core, pid, path, card, run_id=None, source="external")
 
 
-def _example(kind: str) -> bytes:
-    if kind == "text":
-        return b"an example"
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), "gray").save(buf, "PNG")
-    return buf.getvalue()
-
-
-def _evaluate(core: Core, model, items, labels: list[str], kind: str, version: int | None, metrics_fn) -> dict[str, Any]:
+def _evaluate(core: Core, model, items, labels: list[str], modality, version: int | None, metrics_fn) -> dict[str, Any]:
     """Score on the project's holdout (all data if it has no holdout: none of it trained this model)."""
     known = [i for i in items if i.label in labels]
     holdout = [i for i in known if is_holdout(i.content_hash)]
@@ -219,7 +193,7 @@ def _evaluate(core: Core, model, items, labels: list[str], kind: str, version: i
     if not chosen:
         return {"metrics": None, "evaluation": "none: the project has no samples of the model's classes yet",
                 "dataset_version": version}
-    probs = np.concatenate([model.predict_items([decode_content(kind, core.blobs.get(i.content_hash))
+    probs = np.concatenate([model.predict_items([modality.decode(core.blobs.get(i.content_hash))
                                                  for i in chosen[k:k + 32]]) for k in range(0, len(chosen), 32)])
     y = np.array([labels.index(i.label) for i in chosen])
     metrics = metrics_fn(y, probs, labels)

@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import tasks
 from ..core import Core
-from ..datasets.versions import MIN_EXAMPLES_PER_CLASS, waiting_classes, waiting_sentence
-from ..entities import REGRESSION_TASKS, Job
+from ..datasets.versions import subscribe
+from ..entities import Job
 from ..errors import Invalid, NotFound
 from ..events import publish
 from ..project_settings import ProjectSettings
@@ -64,7 +65,7 @@ def on_data_changed(s: Session, project: ProjectRow, version: int, now: datetime
     counts = s.scalars(select(DatasetVersionRow.counts).where(DatasetVersionRow.project_id == project.id,
                                                               DatasetVersionRow.number == version)).one()
     try:
-        check_trainable(counts, project.task in REGRESSION_TASKS)
+        check_trainable(counts, project.task)
     except Invalid:
         # Nothing a model could learn yet (e.g. one class): wait for more data instead of failing a run.
         pending = _pending(s, project.id)
@@ -87,27 +88,11 @@ def on_data_changed(s: Session, project: ProjectRow, version: int, now: datetime
     _job_event(s, job, "job.delayed", until=job.run_at.isoformat())
 
 
-def check_trainable(counts: dict[str, int], regression: bool = False) -> None:
-    """Refuse data no model can learn from, with what to do about it.
+def check_trainable(counts: dict[str, int], task: str) -> None:
+    """Refuse data no model can learn from, with what to do about it (the task's target decides).
 
-    ``counts``: examples per class, or for regression rows per target range."""
-    if regression:
-        rows = sum(counts.values())
-        if rows < 4:
-            raise Invalid(f"training needs at least 4 rows with a target; this dataset has {rows}. Add rows.")
-        if len([c for c in counts.values() if c > 0]) < 2:
-            raise Invalid(f"every row has about the same target ({', '.join(counts)}): add rows with other "
-                          "values, or there is nothing to predict")
-        return
-    if len([c for c in counts.values() if c > 0]) < 2:
-        raise Invalid(f"training needs at least 2 classes with examples; this dataset has "
-                      f"{len(counts)} ({', '.join(counts) or 'none'}). Add examples of another class.")
-    # A class still too small only waits (training leaves it out) while two others can be learnt.
-    waiting = waiting_classes(counts)
-    if len(counts) - len(waiting) < 2:
-        raise Invalid(f"every class needs at least {MIN_EXAMPLES_PER_CLASS} examples, and training needs 2 such "
-                      "classes: "
-                      f"{'; '.join(waiting_sentence(label, c) for label, c in waiting.items())}.")
+    ``counts``: the dataset version's counts (examples per class, or rows per target range)."""
+    tasks.get(task).target.check_trainable(counts)
 
 
 def request_training(core: Core, project: str) -> Job:
@@ -118,7 +103,7 @@ def request_training(core: Core, project: str) -> Job:
             raise Invalid(f"project {project!r} has no data yet: add labelled examples first")
         version = s.scalars(select(DatasetVersionRow).where(DatasetVersionRow.project_id == row.id,
                                                             DatasetVersionRow.number == row.head_version)).one()
-        check_trainable(version.counts, row.task in REGRESSION_TASKS)
+        check_trainable(version.counts, row.task)
         job = _pending(s, row.id)
         if job is None:
             job = JobRow(project_id=row.id, status="queued")
@@ -237,3 +222,7 @@ def cancel_job(core: Core, project: str, job_id: int) -> Job:
             job.cancel_requested = True
         s.flush()
         return job.to_entity()
+
+
+# Every new dataset version may retrain (datasets/versions.py tells its subscribers).
+subscribe(on_data_changed)

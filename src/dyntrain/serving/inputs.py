@@ -1,5 +1,6 @@
 """Turning raw contents into an ONNX model's inputs — the one path training's export check
-and serving share. Torch-free.
+and serving share. Torch-free. Each task's modality decodes and feeds (see :mod:`dyntrain.tasks`);
+the text and table formats' own details live here.
 
 Image models take ``image`` (uint8 NHWC 224); text models take either ``text`` (strings,
 TF-IDF graphs), ``chunk_ids`` + ``chunk_mask`` (MiniLM graphs embedding whole texts in chunks) or
@@ -11,40 +12,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import imaging, texts
+from .. import tasks, texts
 from ..errors import Invalid
 
 __all__ = ["decode_content", "model_feed", "table_schema"]
 
 
 def decode_content(kind: str, data: bytes, *, max_pixels: int = 40_000_000):
-    """One item's content as the model family needs it: a uint8 image array, a string, or a
-    row (dict of column: canonical cell, see :mod:`dyntrain.tables`)."""
-    if kind == "row":
-        from ..tables import decode_row
-
-        return decode_row(data)
-    if kind == "text":
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Invalid("text is not valid UTF-8") from None
-        if not text.strip():
-            raise Invalid("the text is empty")
-        return text
-    return imaging.model_input(imaging.decode_image(data, max_pixels=max_pixels))
+    """One stored content as the model family takes it, decoded by the modality ``kind``
+    ("image", "text", "row", … see :mod:`dyntrain.tasks`)."""
+    return tasks.modality(kind).decode(data, max_pixels=max_pixels)
 
 
-def model_feed(input_names: list[str], items: list, schema: list[dict] | None = None) -> dict[str, np.ndarray]:
-    """The feed dict for a session, from decoded items (see :func:`decode_content`).
-
-    ``schema`` (a table model's columns) says the items are rows."""
-    if schema is not None:
-        from ..learners.tabular import row_feed
-
-        return row_feed(schema, items)
-    if "image" in input_names:
-        return {"image": np.stack(items)}
+def model_feed(input_names: list[str], items: list) -> dict[str, np.ndarray]:
+    """The feed dict for a text model's session from decoded texts: the graph's own inputs say
+    which of its formats it is."""
     if "text" in input_names:
         return {"text": np.array(items, dtype=object).reshape(-1, 1)}
     if "chunk_ids" in input_names:  # a long text whole, in chunks (texts.tokenize_chunks)

@@ -12,16 +12,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from sqlalchemy import select
 
 from ..errors import NotFound, NotReady
-from ..imaging import INPUT_SIZE
 from ..onnx_session import session_options
 from ..storage import Database
-from ..storage.rows import AliasRow, ModelVersionRow
+from ..storage.rows import AliasRow, ModelVersionRow, ProjectRow
 from .trunks import TrunkCache, split_composed
 
 __all__ = ["LoadedModel", "LiveModels", "load_model"]
@@ -37,11 +37,12 @@ class LoadedModel:
     session: ort.InferenceSession
     input_name: str
     schema: tuple | None = None  # a table model's columns ({"name", "type"}); None for images and texts
-    output: str = "probabilities"  # "value" for a regression model ([N, 1])
+    output: str = "probabilities"  # the task target's output, e.g. "value" for a regression model ([N, 1])
     # A backbone model cut in two (serving.trunks): ``session`` is then the trunk, shared with
     # every model whose trunk is byte-identical, and ``head`` this model's own part after ``cut``.
     head: ort.InferenceSession | None = None
     cut: str | None = None
+    modality: Any = None  # the task's modality (dyntrain.tasks): it builds the session's feed
 
     @property
     def input_names(self) -> list[str]:
@@ -52,12 +53,9 @@ class LoadedModel:
         return self.run({self.input_name: images})
 
     def predict_items(self, items: list) -> np.ndarray:
-        """Decoded items (image arrays, strings or rows, see serving.inputs) → probabilities
+        """Decoded items (image arrays, strings or rows, see the task's modality) → probabilities
         [N, n_classes] (a regression model: values [N, 1])."""
-        from .inputs import model_feed
-
-        schema = None if self.schema is None else list(self.schema)
-        return self.run(model_feed(self.input_names, items, schema))
+        return self.run(self.modality.feed(self.input_names, self.schema, items))
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         if self.head is None:
@@ -99,28 +97,20 @@ def _warm_head(model: LoadedModel) -> bool:
 
 
 def load_model(path: Path, project_id: int, version: int, labels: list[str], threads: int = 2, *,
-               kind: str | None = None) -> LoadedModel:
-    """Open an ONNX model and warm it with one dummy input so the first request is not slow.
+               task: str) -> LoadedModel:
+    """Open an ONNX model of ``task`` (its name, see :mod:`dyntrain.tasks`) and warm it with one
+    dummy input so the first request is not slow. The task's modality feeds it; its target names
+    the output it answers in."""
+    from .. import tasks
 
-    ``kind`` ("image", "text" or "row", see entities.TASKS) says what the model takes; without
-    it a model whose inputs are neither an image nor a text is taken for a table model."""
+    plugin = tasks.get(task)
     session, head, cut, new = _open(path, threads)
     names = [i.name for i in session.get_inputs()]
-    if kind is None:
-        kind = "image" if "image" in names else "text" if names in (["text"], ["input_ids", "attention_mask"],
-                                                                          ["chunk_ids", "chunk_mask"]) else "row"
-    schema = output = None
-    if kind == "row":
-        from .inputs import table_schema
-
-        schema = tuple(table_schema(session))
-        output = "value" if "value" in [o.name for o in (head or session).get_outputs()] else "probabilities"
-    model = LoadedModel(project_id, version, tuple(labels), session, names[0], schema, output or "probabilities",
-                        head, cut)
+    model = LoadedModel(project_id, version, tuple(labels), session, names[0], plugin.modality.columns(session),
+                        plugin.target.output, head, cut, plugin.modality)
     if head is not None and not new and _warm_head(model):
         return model
-    model.predict_items([np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)] if kind == "image"
-                        else [{}] if kind == "row" else ["warm up"])
+    model.predict_items([plugin.modality.warmup_item()])
     return model
 
 
@@ -142,10 +132,15 @@ class LiveModels:
 
     def _load_row(self, row: ModelVersionRow) -> LoadedModel:
         path = self.fetch(row.path) if self.fetch is not None else self.model_dir / row.path
-        from ..entities import TASKS
-
         return load_model(path, row.project_id, row.version, row.card.get("labels") or [], self.threads,
-                          kind=TASKS.get(row.card.get("task") or ""))
+                          task=self._task(row))
+
+    def _task(self, row: ModelVersionRow) -> str:
+        """The task the model was made for: its card says (cards older than that: its project's)."""
+        if row.card.get("task"):
+            return row.card["task"]
+        with self.db.read() as s:
+            return s.scalar(select(ProjectRow.task).where(ProjectRow.id == row.project_id))
 
     def _row(self, project_id: int, version: int) -> ModelVersionRow:
         with self.db.read() as s:

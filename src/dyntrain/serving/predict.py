@@ -8,15 +8,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from .. import tasks
 from ..core import Core
 from ..errors import DyntrainError, Invalid, NotFound
-from ..entities import TASKS
 from ..project_settings import ProjectSettings
 from ..limits import exceeded
 from ..projects import project_row
 from ..storage import sha256_hex
 from ..storage.rows import PredictionRow
-from .inputs import decode_content
 
 __all__ = ["predict_items", "predict_rows", "list_predictions", "set_feedback", "prediction_row"]
 
@@ -37,7 +36,8 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
                        "max_files_per_request")
     with core.db.read() as s:
         row = project_row(s, project)
-        pid, settings, kind = row.id, ProjectSettings(**(row.settings or {})), TASKS[row.task]
+        pid, settings, task = row.id, ProjectSettings(**(row.settings or {})), tasks.get(row.task)
+    modality = task.modality
     # Read the model reference ONCE: the whole batch uses one version even during a swap.
     model = core.live.version(pid, version) if version is not None else core.live.production(pid)
     decoded: list[Any] = []
@@ -47,9 +47,8 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
         try:
             if len(data) > core.settings.max_upload_bytes:
                 raise exceeded(f"file is {len(data)} bytes", core.settings.max_upload_bytes, "max_upload_bytes")
-            item = decode_content(kind, data, max_pixels=core.settings.max_image_pixels)
-            if kind == "row":
-                columns += _column_problems(model, i, item)
+            item = modality.decode(data, max_pixels=core.settings.max_image_pixels)
+            columns += modality.item_problems(model.schema, i, item)
             decoded.append(item)
         except DyntrainError as exc:
             decoded.append(None)
@@ -64,28 +63,13 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
     results: list[dict[str, Any]] = [{} for _ in files]
     records = []
     for j, i in enumerate(ok):
-        p = probs[j]
-        if model.output == "value":  # regression: a number, no label or scores
-            data = files[i][1]
-            digest = core.blobs.put(data) if settings.store_prediction_inputs else sha256_hex(data)
-            value = float(p[0])
-            records.append((i, PredictionRow(project_id=pid, model_version=model.version, label=None, value=value,
-                                             confidence=0.0, scores={}, input_hash=digest,
-                                             input_stored=settings.store_prediction_inputs, latency_ms=latency_ms,
-                                             client=client[:100])))
-            results[i] = {"value": value, "model_version": model.version}
-            continue
-        best = int(np.argmax(p))
-        confidence = float(p[best])
-        label = model.labels[best] if confidence >= settings.confidence_threshold else None
-        scores = {lab: float(v) for lab, v in zip(model.labels, p)}
+        answer = task.target.answer(probs[j], model.labels, settings.confidence_threshold)
         data = files[i][1]
         digest = core.blobs.put(data) if settings.store_prediction_inputs else sha256_hex(data)
-        records.append((i, PredictionRow(project_id=pid, model_version=model.version, label=label,
-                                         confidence=confidence, scores=scores, input_hash=digest,
-                                         input_stored=settings.store_prediction_inputs, latency_ms=latency_ms,
-                                         client=client[:100])))
-        results[i] = {"label": label, "confidence": confidence, "scores": scores, "model_version": model.version}
+        records.append((i, PredictionRow(project_id=pid, model_version=model.version, **answer.record,
+                                         input_hash=digest, input_stored=settings.store_prediction_inputs,
+                                         latency_ms=latency_ms, client=client[:100])))
+        results[i] = {**answer.public, "model_version": model.version}
     if records:
         with core.db.write() as s:
             s.add_all(r for _, r in records)
@@ -98,19 +82,6 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
     return results
 
 
-def _column_problems(model, index: int, row: dict) -> list[dict[str, Any]]:
-    """Unknown and missing columns of one row; a bad value in a numeric column raises (that row's error)."""
-    from ..tables import check_row
-
-    known = [c["name"] for c in model.schema or ()]
-    problems = [{"row": index + 1, "column": k, "reason": f"unknown column {k!r}"} for k in row if k not in known]
-    problems += [{"row": index + 1, "column": k, "reason": f"missing column {k!r} (send null for a missing value)"}
-                 for k in known if k not in row]
-    if not problems:
-        check_row(model.schema or (), row)
-    return problems
-
-
 def predict_rows(core: Core, project: str, rows: list[dict[str, Any]], *, version: int | None = None,
                  client: str = "") -> list[dict[str, Any]]:
     """Predict table rows (tabular projects): each row is an object with exactly the model's
@@ -120,10 +91,10 @@ def predict_rows(core: Core, project: str, rows: list[dict[str, Any]], *, versio
     >>> predict_rows(core, "houses", [{"rooms": 3, "city": "Oslo"}])  # doctest: +SKIP
     [{'value': 305112.5, 'model_version': 2, 'prediction_id': 41}]
     """
-    from ..datasets.changes import project_kind
+    from ..datasets.changes import project_task
     from ..tables import row_bytes
 
-    if project_kind(core, project) != "row":
+    if tasks.get(project_task(core, project)).modality.upload_format != "rows":
         raise Invalid(f"project {project!r} does not take table rows; use /predict (images) or /predict/texts")
     if not rows:
         raise Invalid("no rows were sent")

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from ..audit import record as record_audit
 from ..background import Periodic
 from ..core import Core
-from ..entities import REGRESSION_TASKS, TASKS, Job
+from .. import tasks
+from ..entities import Job
 from ..errors import Cancelled, DyntrainError
 from ..events import publish
 from ..learners.features import FeatureExtractor
@@ -27,9 +28,8 @@ from ..project_settings import ProjectSettings
 from ..registry import gate
 from ..registry.models import production_model, register_model, set_alias
 from ..scheduler.queue import finish_job, renew_lease
-from ..serving.inputs import decode_content
 from ..storage.rows import JobRow, ProjectRow, RunRow
-from ..datasets.versions import get_version, version_items, waiting_classes
+from ..datasets.versions import get_version, version_items
 from . import records
 from .pipeline import TrainingSpec, train
 
@@ -84,8 +84,8 @@ def choose_spec(core: Core, project: ProjectRow, job: Job, n_items: int, labels:
     if settings.learners and serving["learner"] not in settings.learners:
         return spec, f"full selection: {serving['learner']} is no longer an allowed learner"
     # Classes still waiting for examples are not trained on, so they change nothing yet.
-    if project.task not in REGRESSION_TASKS and set(last.result.get("labels", [])) != labels - set(
-            waiting_classes(counts)):
+    target = tasks.get(project.task).target
+    if target.has_classes and set(last.result.get("labels", [])) != labels - set(target.waiting(counts)):
         return spec, "full selection: the classes changed since the last selection"
     seen = sum(last.result.get("counts", {}).values())
     if n_items > seen * _REUSE_GROWTH:
@@ -214,7 +214,7 @@ def _served_facts(s, project: ProjectRow, prod) -> dict[str, Any]:
     if run is not None or card.get("metrics"):
         # what its run (or an upload's evaluation) promised, with the interval where one was recorded
         promised = ((run.result or {}).get("metrics") if run is not None else None) or card.get("metrics") or {}
-        metric = "r2" if project.task in REGRESSION_TASKS else "accuracy"
+        metric = tasks.get(project.task).target.headline
         interval = (promised.get("interval") or {}).get(metric)
         estimate = {k: promised[k] for k in ("accuracy", "macro_f1", "r2", "mae") if promised.get(k) is not None}
         estimate |= {"interval": interval} if interval else {}
@@ -224,11 +224,11 @@ def _served_facts(s, project: ProjectRow, prod) -> dict[str, Any]:
 def _measure_served(core: Core, project: ProjectRow, prod_info: dict, result: dict) -> dict[str, Any]:
     """Run the served model's own file (the serving code, ONNX Runtime) on the new run's
     evaluation samples it never trained on; see :func:`gate.measure_served`."""
-    kind = TASKS[project.task]
+    modality = tasks.get(project.task).modality
 
     def run_served(samples: list[dict]):
         model = core.live.version(project.id, prod_info["version"])
-        return np.concatenate([model.predict_items([decode_content(kind, core.blobs.get(p["content_hash"]))
+        return np.concatenate([model.predict_items([modality.decode(core.blobs.get(p["content_hash"]))
                                                     for p in samples[k:k + 32]]) for k in range(0, len(samples), 32)])
 
     predictions = result["metrics"].get("predictions") or []

@@ -15,12 +15,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.templating import Jinja2Templates
 
-from .. import __version__
+from .. import __version__, tasks
 from .. import projects as svc
 from ..api.deps import page_csrf
 from ..core import Core
 from ..datasets import changes
-from ..entities import REGRESSION_TASKS, TASKS
 from ..errors import NotFound
 from ..project_settings import ProjectSettings, gate_metrics, settings_schema
 from ..projects import project_row
@@ -75,8 +74,13 @@ def _project_context(core: Core, name: str, tab: str) -> dict[str, Any]:
     live = {**views.live_state(core, name), "head": status.get("dataset_version"),
             "now": datetime.now(timezone.utc).isoformat()}  # the countdown corrects the browser's clock
     return {"project": project, "status": status, "tab": tab, "settings": ProjectSettings(**project.settings),
-            "live": live, "after": views.latest_event_id(core, name), "kind": TASKS.get(project.task, "image"),
-            "regression": project.task in REGRESSION_TASKS}
+            "live": live, "after": views.latest_event_id(core, name), **_task_context(project.task)}
+
+
+def _task_context(name: str) -> dict[str, Any]:
+    """The project's task plug-in for the templates: its partials, words and flags."""
+    task = tasks.get(name)
+    return {"task": task, "kind": task.modality.kind, "regression": not task.target.has_classes}
 
 
 def _render(request: Request, template: str, context: dict[str, Any]) -> Response:
@@ -102,7 +106,8 @@ def _projects(core: Core, request: Request) -> list[tuple]:
 
 @router.get("/")
 def projects_page(request: Request, core: Core = Depends(get_core)):
-    return _render(request, "projects.html", {"projects": _projects(core, request), "tasks": list(TASKS)})
+    return _render(request, "projects.html", {"projects": _projects(core, request),
+                                              "tasks": [tasks.get(n) for n in tasks.names()]})
 
 
 @router.get("/fragments/projects")
@@ -119,14 +124,10 @@ def _data_context(core: Core, name: str) -> dict[str, Any]:
     by_label: dict[str, list] = {c.label: [] for c in classes}
     for s in samples:
         by_label.setdefault(s.label, []).append(s)
-    out = {"classes": classes, "by_label": by_label, "problem": views.trainable_problem(classes),
-           "waiting": views.waiting_notes(classes), "total": len(samples), "shown_per_class": 300}
-    task = changes.project_task(core, name)
-    if TASKS[task] == "row":  # one table of rows instead of a card per class
-        out.update(views.table_view(core, samples), regression=task in REGRESSION_TASKS)
-        if task in REGRESSION_TASKS:
-            out["problem"] = views.regression_problem(samples)
-    return out
+    task = tasks.get(changes.project_task(core, name))
+    return {"classes": classes, "by_label": by_label, "problem": task.target.problem(changes.label_counts(core, name)),
+            "waiting": views.waiting_notes(classes) if task.target.has_classes else {}, "total": len(samples),
+            "shown_per_class": 300, **task.modality.data_view(core.blobs, samples)}
 
 
 @router.get("/projects/{name}")
@@ -140,7 +141,7 @@ def project_page(name: str, request: Request, core: Core = Depends(get_core)):
 @html
 def data_fragment(name: str, request: Request, core: Core = Depends(get_core)):
     project = svc.get_project(core, name)
-    return _render(request, "_data.html", {"project": project, "kind": TASKS.get(project.task, "image"),
+    return _render(request, "_data.html", {"project": project, **_task_context(project.task),
                                            **_data_context(core, name)})
 
 
@@ -175,7 +176,8 @@ def history_page(name: str, request: Request, core: Core = Depends(get_core)):
 @html
 def history_fragment(name: str, request: Request, core: Core = Depends(get_core)):
     project = svc.get_project(core, name)
-    return _render(request, "_history.html", {"project": project, **_history_context(core, name)})
+    return _render(request, "_history.html", {"project": project, **_task_context(project.task),
+                                              **_history_context(core, name)})
 
 
 def _candidate_name(c: dict[str, Any]) -> str:
@@ -200,7 +202,7 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
         raise NotFound(f"run {run_id} does not belong to project {name!r}")
     result = run.get("result") or {}
     metrics = result.get("metrics") or {}
-    if ctx["regression"]:
+    if not ctx["task"].target.has_classes:
         return _regression_run_page(request, core, ctx, run, result, metrics)
     labels = metrics.get("labels") or result.get("labels") or []
     cm, cm_scaled = views.per_example_matrix(metrics)
@@ -216,8 +218,7 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
         examples = [x for x in predictions if x["true"] == t and x["predicted"] == p]
     wrong = sorted((x for x in predictions if x["true"] != x["predicted"]), key=lambda x: -x["confidence"])
     shown = [x["content_hash"] for x in examples + wrong[:60] if x.get("content_hash")]
-    texts = (views.blob_texts(core, shown) if ctx["kind"] == "text" else
-             views.row_texts(core, shown) if ctx["kind"] == "row" else {})
+    texts = ctx["task"].modality.previews(core.blobs, shown)
     selection = result.get("selection") or {}
     scores = selection.get("scores") or []
     bars = svg.score_bars([{"name": _candidate_name(s["candidate"]),
@@ -266,7 +267,7 @@ def _regression_run_page(request: Request, core: Core, ctx: dict[str, Any], run:
     return _render(request, "run.html", {
         **ctx, "run": run, "result": result, "metrics": metrics, "labels": [], "matrix": None, "selected": None,
         "examples": [], "wrong": [], "active": set(), "cm_scaled": False, "worst": worst, "scatter": scatter,
-        "texts": views.row_texts(core, [x["content_hash"] for x in worst]),
+        "texts": ctx["task"].modality.previews(core.blobs, [x["content_hash"] for x in worst]),
         "sentences": views.regression_sentences(metrics, result.get("baseline")), "overall": "",
         "evaluation": views.evaluation_sentence(result.get("evaluation")), "target": result.get("target") or {},
         "selection": selection, "scores": scores, "bars": bars, "curve_charts": [],
@@ -282,7 +283,8 @@ def _regression_run_page(request: Request, core: Core, ctx: dict[str, Any], run:
 def try_page(name: str, request: Request, core: Core = Depends(get_core)):
     ctx = _project_context(core, name, "try")
     columns = []
-    if ctx["kind"] == "row" and ctx["status"].get("production"):  # the form asks for the model's own columns
+    if ctx["task"].modality.upload_format == "rows" and ctx["status"].get("production"):
+        # the form asks for the model's own columns
         card = registry.get_model(core, name, ctx["status"]["production"]["version"]).card
         columns = (card.get("input") or {}).get("columns") or []
     return _render(request, "try.html", {**ctx, "classes": changes.list_classes(core, name), "columns": columns})
@@ -308,8 +310,7 @@ def predictions_page(name: str, request: Request, label: str | None = None, max_
         return f"/projects/{name}/predictions?{urlencode({**filters, 'offset': off})}"
 
     kept = [p.input_hash for p in items if p.input_stored and p.input_hash]
-    texts = (views.blob_texts(core, kept) if ctx["kind"] == "text" else
-             views.row_texts(core, kept) if ctx["kind"] == "row" else {})
+    texts = ctx["task"].modality.previews(core.blobs, kept)
     return _render(request, "predictions.html", {
         **ctx, "items": items, "total": total, "offset": offset, "limit": limit, "filters": filters, "texts": texts,
         "classes": changes.list_classes(core, name), "models": registry.list_models(core, name),

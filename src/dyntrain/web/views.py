@@ -15,7 +15,6 @@ from ..core import Core
 from ..datasets import changes
 from ..datasets.versions import waiting_classes, waiting_sentence
 from ..entities import ClassInfo, Sample
-from ..errors import Invalid
 from ..projects import project_row
 from ..registry import models as registry
 from ..scheduler import queue
@@ -23,7 +22,7 @@ from ..storage.rows import EventRow
 from ..training import records
 
 __all__ = [
-    "LEARNERS", "STAGES", "learner_name", "percent", "trainable_problem", "waiting_notes", "can_roll_back", "blob_texts", "blob_rows", "table_columns", "table_view", "row_texts", "regression_problem",
+    "LEARNERS", "STAGES", "learner_name", "percent", "waiting_notes", "can_roll_back",
     "number", "regression_sentences", "all_samples", "class_sentences",
     "overall_sentence", "evaluation_sentence", "per_example_matrix", "live_state", "latest_event_id", "history", "SETTING_LABELS",
     "SETTING_GROUPS",
@@ -78,52 +77,6 @@ def all_samples(core: Core, project: str, cap: int = 5000) -> list[Sample]:
     return out
 
 
-def blob_texts(core: Core, hashes: list[str], chars: int = 400) -> dict[str, str]:
-    """The stored texts (of a text project's samples or predictions) to show, by content hash."""
-    out = {}
-    for h in dict.fromkeys(hashes):
-        if core.blobs.exists(h):
-            out[h] = core.blobs.get(h).decode("utf-8", errors="replace")[:chars]
-    return out
-
-
-def blob_rows(core: Core, hashes: list[str]) -> dict[str, dict[str, Any]]:
-    """Stored table rows (of a tabular project's samples or predictions), by content hash."""
-    from ..tables import decode_row
-
-    out = {}
-    for h in dict.fromkeys(hashes):
-        if core.blobs.exists(h):
-            try:
-                out[h] = decode_row(core.blobs.get(h))
-            except Exception:  # an unreadable blob shows as "not available", never breaks the page
-                continue
-    return out
-
-
-def table_view(core: Core, samples: list[Sample], shown: int = 300) -> dict[str, Any]:
-    """What a tabular project's data table shows: the newest ``shown`` rows with their cells."""
-    newest = sorted(samples, key=lambda s: -s.id)[:shown]
-    cells = blob_rows(core, [s.content_hash for s in newest])
-    columns, n_columns = table_columns([cells[s.content_hash] for s in newest if s.content_hash in cells])
-    return {"table_rows": [(s, cells.get(s.content_hash) or {}) for s in newest], "columns": columns,
-            "n_columns": n_columns, "shown_rows": shown}
-
-
-def row_texts(core: Core, hashes: list[str]) -> dict[str, str]:
-    """One-line previews of stored rows ("area=50, city=Oslo"), by content hash."""
-    from ..tables import row_preview
-
-    return {h: row_preview(row, 300) for h, row in blob_rows(core, hashes).items()}
-
-
-def table_columns(rows: list[dict[str, Any]], limit: int = 40) -> tuple[list[str], int]:
-    """The columns to show (first ``limit``, in first-seen order) and how many there are."""
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    return list(names)[:limit], len(names)
-
 
 def number(x: float | None, digits: int = 4) -> str:
     """A value in the target's unit, short: 0.123457 → '0.1235', 1234567.0 → '1.235e+06'.
@@ -165,39 +118,6 @@ def regression_sentences(metrics: dict[str, Any], baseline: dict[str, Any] | Non
         out.append({"sentence": f"Large misses weigh more in the root-mean-square error: {number(metrics['rmse'])}.",
                     "level": "info"})
     return out
-
-
-def regression_problem(samples: list[Sample]) -> str | None:
-    """Why a regression project's rows cannot train yet (or None), as the scheduler sees it.
-
-    >>> regression_problem([])[:30]
-    'training needs at least 4 rows'
-    """
-    from ..tables import target_histogram
-
-    values = {s.label for s in samples}
-    if len(samples) < 4:
-        return f"training needs at least 4 rows; there {'is' if len(samples) == 1 else 'are'} {len(samples)}"
-    if len(values) < 2:
-        return f"every row has the same target ({next(iter(values))}): add rows with other values"
-    try:
-        queue.check_trainable(target_histogram([s.label for s in samples]), regression=True)
-    except Invalid as exc:
-        return exc.message
-    return None
-
-
-def trainable_problem(classes: list[ClassInfo]) -> str | None:
-    """Why training would refuse the current data, in the scheduler's own words (or None).
-
-    >>> trainable_problem([ClassInfo("a", "", 3)])[:38]
-    'training needs at least 2 classes with'
-    """
-    try:
-        queue.check_trainable({c.label: c.count for c in classes if c.count > 0})
-    except Invalid as exc:
-        return exc.message
-    return None
 
 
 def can_roll_back(core: Core, project: str) -> bool:
@@ -383,11 +303,10 @@ def _delta(new: float | None, old: float | None) -> dict[str, Any] | None:
     return {"value": d, "points": f"{d * 100:+.1f}", "direction": direction}
 
 
-def _served_delta(served: dict[str, Any] | None, regression: bool) -> dict[str, Any] | None:
-    """New model minus the served file, on the examples the served one never saw."""
+def _served_delta(served: dict[str, Any] | None, metric: str) -> dict[str, Any] | None:
+    """New model minus the served file in ``metric``, on the examples the served one never saw."""
     if not served or not served.get("enough"):
         return None
-    metric = "r2" if regression else "accuracy"
     return _delta((served.get("new") or {}).get(metric), (served.get("metrics") or {}).get(metric))
 
 
@@ -395,11 +314,11 @@ def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
     """Runs with KPIs and their change against the model that served at the time (its file on
     examples it never saw, and its configuration re-trained on the same data), plus which
     version served when and how its training-time estimate held up later."""
-    from ..entities import REGRESSION_TASKS
+    from .. import tasks
     from ..registry.gate import estimate_sentence, summary
 
     task = changes.project_task(core, project)
-    regression = task in REGRESSION_TASKS
+    headline = tasks.get(task).target.headline
     runs = []
     measured_later: dict[int, str] = {}  # served version -> newest "estimated …, measured later …"
     for r in records.list_runs(core, project, limit):
@@ -413,7 +332,7 @@ def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
             gate = result.get("gate") or {}  # runs recorded before the served comparison lack "served"
             row["against"] = gate.get("against_version")
             row["served_summary"] = gate.get("summary") or summary(gate, task)
-            row["delta_served"] = _served_delta(gate.get("served"), regression)
+            row["delta_served"] = _served_delta(gate.get("served"), headline)
             check = estimate_sentence(gate.get("served"), task)
             if check and gate["served"].get("version") not in measured_later:
                 measured_later[gate["served"]["version"]] = check

@@ -1,0 +1,77 @@
+"""Tasks as plug-ins: the one seam every kind of problem goes through.
+
+A task is an input *modality* (what a sample is: an image, a text, a table row, …) combined
+with a *target* (what is predicted: a class, a number, …). The modality owns decoding and
+validating uploads, the model's input contract, feature kinds and candidate learners; the
+target owns the label format, the trainability check, metrics and their words, the baseline,
+the gate rule, decoding model outputs and the UI partials that show them. Everything outside
+this package asks ``tasks.get(project.task)`` instead of branching on a task's name.
+
+>>> get("tabular-regression").target.name, get("tabular-regression").modality.kind
+('number', 'row')
+>>> register(Task("image-classification", get("image-classification").modality, get("image-classification").target))
+Traceback (most recent call last):
+...
+ValueError: task 'image-classification' is already registered
+"""
+
+from __future__ import annotations
+
+from .base import Modality, Target, Task
+
+__all__ = ["Modality", "Target", "Task", "register", "unregister", "get", "names", "modality", "default_for"]
+
+_TASKS: dict[str, Task] = {}
+#: The task a client's data format implies when the project does not exist yet (the CLI's import).
+_DEFAULTS: dict[str, str] = {}
+
+
+def register(task: Task, *, default_for_format: bool = False) -> Task:
+    """Add a task; ``default_for_format`` makes it the one a new project gets for its modality's
+    upload format (e.g. a folder of images) when no task is named."""
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _TASKS[task.name] = task
+    if default_for_format:
+        _DEFAULTS.setdefault(task.modality.upload_format, task.name)
+    return task
+
+
+def unregister(name: str) -> None:
+    """Remove a task (tests register toy tasks and take them away again)."""
+    task = _TASKS.pop(name)
+    if _DEFAULTS.get(task.modality.upload_format) == name:
+        del _DEFAULTS[task.modality.upload_format]
+
+
+def get(name: str | None) -> Task:
+    """The registered task ``name``; :class:`~dyntrain.errors.Invalid` names the supported ones."""
+    try:
+        return _TASKS[name or ""]
+    except KeyError:
+        from ..errors import Invalid
+
+        raise Invalid(f"unknown task {name!r}; supported: {', '.join(_TASKS)}") from None
+
+
+def names() -> list[str]:
+    """Every registered task's name, in registration order."""
+    return list(_TASKS)
+
+
+def modality(kind: str) -> Modality:
+    """The registered modality whose samples are of ``kind`` ("image", "text", "row", …)."""
+    found = next((t.modality for t in _TASKS.values() if t.modality.kind == kind), None)
+    if found is None:
+        from ..errors import Invalid
+
+        raise Invalid(f"no registered task takes {kind!r} samples")
+    return found
+
+
+def default_for(upload_format: str) -> str | None:
+    """The default task for data in ``upload_format`` ("files", "texts", "rows")."""
+    return _DEFAULTS.get(upload_format)
+
+
+from . import builtin  # noqa: E402,F401  (registers the built-in tasks)

@@ -1,0 +1,245 @@
+"""What a task plug-in provides: a :class:`Modality` (the input) and a :class:`Target` (the output).
+
+The base classes hold the behaviour most plug-ins share; a plug-in overrides what differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["Modality", "Target", "Task", "Answer"]
+
+
+class Modality:
+    """What a sample is, and how it reaches a model."""
+
+    #: The stored sample kind and the content codec's name ("image", "text", "row").
+    kind: str = ""
+    #: One sample in words ("image", "text", "row").
+    noun: str = "item"
+    #: How clients send samples and predictions: "files" (multipart), "texts" or "rows" (JSON).
+    upload_format: str = "files"
+    #: Augmented copies can be made of samples (training's data recipes).
+    augmentable: bool = False
+    #: The data-health checks (near duplicates, blur, …) apply.
+    health_checks: bool = False
+    #: Models trained elsewhere can be uploaded for this modality.
+    #: The UI partials: the data view, how data is added and what the page says to do with it,
+    #: the try form, and the scripts the data and try pages load.
+    data_template: str = "_data_cards.html"
+    add_template: str = "_add_class.html"
+    help_template: str = ""
+    data_scripts: tuple[str, ...] = ()
+    try_template: str = "_try_files.html"
+    try_script: str = "try.js"
+    #: Runs of this modality's learners record training curves worth a chart.
+    training_curves: bool = True
+    #: The project page shows samples as text (a text or a row preview), not thumbnails.
+    shows_text: bool = False
+
+    def upload_limit(self, settings) -> tuple[int, str, str]:
+        """(most items per request, the setting that says so, what they are called)."""
+        return settings.max_files_per_request, "max_files_per_request", "files"
+
+    def canonical(self, data: bytes) -> bytes:
+        """The stored bytes of an upload (its content hash is theirs): as sent, unless overridden."""
+        return data
+
+    def content_meta(self, settings, filename: str, data: bytes) -> dict[str, Any]:
+        """Validate one upload; return what is kept about it (raises Invalid/TooLarge)."""
+        raise NotImplementedError
+
+    def decode(self, data: bytes, *, max_pixels: int = 40_000_000) -> Any:
+        """One stored content as the model family takes it (the serving and training decoder)."""
+        raise NotImplementedError
+
+    def media_type(self, data: bytes) -> str:
+        """The HTTP media type of a stored content."""
+        return "application/octet-stream"
+
+    def columns(self, session) -> tuple | None:
+        """The named columns a loaded model takes (a table model's), or None."""
+        return None
+
+    def feed(self, input_names: list[str], columns: tuple | None, items: list) -> dict[str, Any]:
+        """The ONNX Runtime feed for decoded items (see :meth:`decode`)."""
+        raise NotImplementedError
+
+    def item_problems(self, columns: tuple | None, index: int, item: Any) -> list[dict[str, Any]]:
+        """What makes a decoded prediction input unfit for the whole request (e.g. a row's unknown
+        columns); a bad value of one item raises instead (that item's own error)."""
+        return []
+
+    def example(self) -> bytes:
+        """A valid small upload: probes a model uploaded from elsewhere."""
+        raise NotImplementedError
+
+    def warmup_item(self) -> Any:
+        """A decoded dummy item that warms a freshly loaded model."""
+        return self.decode(self.example())
+
+    def external_input(self, model, task: str) -> str:
+        """Check an uploaded ONNX graph's input; return the name serving feeds it under."""
+        from ..errors import Invalid
+
+        raise Invalid(f"uploading models trained elsewhere is not supported for {task} projects yet")
+
+    def candidates(self, target: "Target", n_samples: int, n_classes: int, time_budget_s: float) -> list:
+        """The cheap-first learner candidates for this modality and target's learner contract."""
+        raise NotImplementedError
+
+    def features(self, kinds: list[str], hashes: list[str], load_blob: Callable[[str], bytes], extractor,
+                 progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """Features of each kind for the contents ``hashes``."""
+        raise NotImplementedError
+
+    def input_contract(self, onnx_path: Path) -> dict[str, Any]:
+        """What a trained model file takes, for its card."""
+        raise NotImplementedError
+
+    def data_view(self, blobs, samples: list) -> dict[str, Any]:
+        """What the project page's data partial needs beyond the classes and their samples."""
+        return {}
+
+    def previews(self, blobs, hashes: list[str]) -> dict[str, str]:
+        """Text shown for stored contents (in the blob store ``blobs``) in the UI, by content hash
+        (none for images: the UI shows their thumbnails)."""
+        return {}
+
+
+class Target:
+    """What a model predicts: label format, trainability, metrics, gate rule and outputs."""
+
+    #: The target's name ("class", "number").
+    name: str = ""
+    #: The learner contract a target needs ("classifier", "regressor"): the learners module's family.
+    contract: str = ""
+    #: Labels are classes (the project has a class list; a class can wait for examples).
+    has_classes: bool = True
+    #: The ONNX output the model answers in (a table column may not take this name).
+    output: str = "probabilities"
+    #: The gate metrics that apply; the first is the default.
+    gate_metrics: tuple[str, ...] = ()
+    #: The score said in words (history, estimates): accuracy for classes, R² for numbers.
+    headline: str = ""
+    #: The metrics a model card and the served-file comparison keep.
+    card_metrics: tuple[str, ...] = ()
+    #: The run report partial that replaces the run page's class view (confusion matrix, examples);
+    #: empty: the class view itself.
+    run_template: str = ""
+    #: Words for a label in the UI ("Class", "Target value").
+    label_word: str = "Class"
+
+    def validate_label(self, label: Any) -> str:
+        raise NotImplementedError
+
+    def training_stages(self):
+        """What a training run does differently for this target: encoding labels, the evaluation
+        plan, selection, data recipes, scoring, baseline, and what the result and card record
+        (see :mod:`dyntrain.training.pipeline`)."""
+        raise NotImplementedError
+
+    def label_from_cell(self, value: Any, column: str) -> str:
+        """A label from a table cell (the target column of an uploaded row)."""
+        return self.validate_label(value)
+
+    def counts(self, labels: list[str]) -> dict[str, int]:
+        """A dataset version's ``counts`` of its labels."""
+        raise NotImplementedError
+
+    def check_trainable(self, counts: dict[str, int]) -> None:
+        """Refuse data no model can learn from, with what to do about it (Invalid)."""
+        raise NotImplementedError
+
+    def problem(self, label_counts: dict[str, int]) -> str | None:
+        """Why training would refuse the current samples ({label: samples}), in the scheduler's words
+        (or None)."""
+        from ..errors import Invalid
+
+        try:
+            self.check_trainable(self.counts([label for label, n in label_counts.items() for _ in range(n)]))
+        except Invalid as exc:
+            return exc.message
+        return None
+
+    def waiting(self, counts: dict[str, int]) -> dict[str, int]:
+        """Labels training leaves out until they have enough examples."""
+        return {}
+
+    # -- the gate's served-file comparison ---------------------------------------------------
+    def comparable(self, unseen: list[dict], served_labels: list[str]) -> list[dict]:
+        """The never-seen evaluated samples the served model can be scored on."""
+        return unseen
+
+    def score_output(self, samples: list[dict], output, served_labels: list[str]) -> dict[str, Any]:
+        """Metrics of a served model's raw output on ``samples``."""
+        raise NotImplementedError
+
+    def score_predicted(self, samples: list[dict]) -> dict[str, Any]:
+        """Metrics of the new model's recorded predictions on ``samples``."""
+        raise NotImplementedError
+
+    def served_note(self, samples: list[dict], predictions: list[dict], served_labels: list[str]) -> str | None:
+        """Why enough never-seen samples still say nothing about the served file (None: they do)."""
+        return None
+
+    def gate_metric(self, setting: str) -> str:
+        """The metric the gate compares, from the project's ``gate_metric`` setting."""
+        return setting if setting in self.gate_metrics else self.gate_metrics[0]
+
+    def first_model(self, score: float, floor: Any, metric: str) -> tuple[bool, str]:
+        """(promote?, why) for a first model scoring ``score`` against the baseline's ``floor``."""
+        raise NotImplementedError
+
+    def worse(self, new: dict, old: dict, metric: str, settings, min_support: int) -> str | None:
+        """Why ``new`` is worse than ``old`` beyond the tolerances (None: it is not)."""
+        raise NotImplementedError
+
+    def promoted_tail(self) -> list[str]:
+        """What else a promotion's reason says held."""
+        return []
+
+    def served_summary(self, old: dict, new: dict, n: int, outcome: str) -> str:
+        """The served-file comparison in plain words."""
+        raise NotImplementedError
+
+    def show_score(self, x: float | None) -> str:
+        """The headline score as a reader sees it."""
+        raise NotImplementedError
+
+    # -- predictions -------------------------------------------------------------------------
+    def answer(self, output, labels: tuple[str, ...], threshold: float) -> "Answer":
+        """One model output row decoded into a prediction (record columns and the API's fields)."""
+        raise NotImplementedError
+
+    def cli_columns(self) -> list[str]:
+        """The CLI's table columns after the input's."""
+        raise NotImplementedError
+
+    def cli_cells(self, prediction: dict) -> list[str]:
+        """One prediction's cells under :meth:`cli_columns`."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A decoded model output: the prediction record's columns and what the API returns."""
+
+    record: dict[str, Any]
+    public: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A registered task: its name (what a project stores), its modality and its target."""
+
+    name: str
+    modality: Modality
+    target: Target
+    #: How the project list offers it ("Photos (recognise what is in a picture)"); the name if empty.
+    title: str = ""
+
+    def candidates(self, n_samples: int, n_classes: int, time_budget_s: float) -> list:
+        return self.modality.candidates(self.target, n_samples, n_classes, time_budget_s)

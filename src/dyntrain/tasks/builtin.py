@@ -1,0 +1,20 @@
+"""The built-in tasks: images, texts and table rows, each with its target."""
+
+from __future__ import annotations
+
+from . import Task, register
+from .classes import ClassTarget
+from .image import ImageModality
+from .numbers import NumberTarget
+from .table import RowModality
+from .text import TextModality
+
+# One instance each: a modality or target holds no per-project state.
+IMAGE, TEXT, ROW = ImageModality(), TextModality(), RowModality()
+CLASS, NUMBER = ClassTarget(), NumberTarget()
+
+register(Task("image-classification", IMAGE, CLASS, "Photos (recognise what is in a picture)"),
+         default_for_format=True)
+register(Task("text-classification", TEXT, CLASS, "Texts (recognise what a text is about)"), default_for_format=True)
+register(Task("tabular-classification", ROW, CLASS), default_for_format=True)
+register(Task("tabular-regression", ROW, NUMBER))
