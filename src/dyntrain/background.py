@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-__all__ = ["Periodic"]
+__all__ = ["Periodic", "AsyncioThread"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Periodic:
@@ -50,3 +54,31 @@ class Periodic:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class AsyncioThread:
+    """An asyncio event loop on a daemon thread, for asyncio-only clients (NATS, AMQP) used from threads.
+
+    >>> loop = AsyncioThread("broker"); loop.run(asyncio.sleep(0), timeout=1)  # doctest: +SKIP
+    """
+
+    def __init__(self, name: str):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"dyntrain-{name}", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``coro`` on the loop and wait for its result (cancelled after ``timeout``)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"gave up after {timeout:.0f} s") from None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=timeout)

@@ -615,6 +615,7 @@ def doctor(project: str = typer.Argument(..., help="Project name."), url: str = 
 
 from . import cli_access  # noqa: E402,F401 - registers `tokens` and `audit`
 from . import cli_admin  # noqa: E402,F401 - registers `gc`, `backup` and `restore`
+from . import cli_events  # noqa: E402,F401 - registers `events tail`
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -83,6 +83,18 @@ class Settings(BaseSettings):
         default="auto", description="Server logs on stderr: json lines, text, or auto (text on a terminal, "
                                     "json otherwise).")
     log_level: str = Field(default="INFO", description="Server log level (DEBUG, INFO, WARNING …).")
+    # Loosely coupled events (README "Events on a message broker"); the events extra.
+    events_url: str = Field(default="", description="Publish every project event as a CloudEvent to this broker: "
+                                                    "nats://host:4222 (JetStream) or amqp://user:pass@host:5672/; "
+                                                    "empty = off.")
+    events_source: str = Field(default="", description="The CloudEvents 'source' of published events; empty = "
+                                                       "dyntrain://<hostname> (set one value on every API machine).")
+    ingest_url: str = Field(default="", description="Take data changes sent as CloudEvents from this broker "
+                                                    "(nats://… or amqp://…); empty = off.")
+    ingest_subject: str = Field(default="dyntrain-ingest", description="The NATS subject or AMQP queue changes "
+                                "arrive on; rejected messages go to '<it>.dead' with the reason.")
+    ingest_redeliver_s: float = Field(default=30.0, description="NATS: a message not acknowledged this long "
+                                                                "after delivery (a crashed server) is redelivered.")
 
     def model_post_init(self, __context) -> None:  # noqa: D401 - pydantic hook
         self.data_dir = Path(self.data_dir).resolve()

@@ -7,8 +7,6 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "TASKS",
-    "REGRESSION_TASKS",
     "Project",
     "ClassInfo",
     "Sample",
@@ -20,12 +18,6 @@ __all__ = [
     "Prediction",
     "Event",
 ]
-
-# The task decides what a sample's content is: an image blob, a text, or a table row.
-TASKS = {"image-classification": "image", "text-classification": "text",
-         "tabular-classification": "row", "tabular-regression": "row"}
-#: Tasks whose label is a number (the target as text, e.g. "151" or "0.25"), not a class.
-REGRESSION_TASKS = frozenset({"tabular-regression"})
 
 
 @dataclass(frozen=True)
@@ -50,7 +42,7 @@ class ClassInfo:
 class Sample:
     id: int
     project_id: int
-    kind: str  # "image" | "text" | "row"
+    kind: str  # its task modality's kind: "image", "text", "row", … (dyntrain.tasks)
     content_hash: str  # sha256 of the content blob (image bytes, UTF-8 text, canonical JSON row)
     label: str
     source: str

@@ -21,13 +21,14 @@ import threading
 from urllib.parse import urlparse
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from .background import Periodic
 from .core import Core
+from .events import EventDrain, ProjectEvent
 from .project_settings import ProjectSettings
 from .storage.files import stored_secret
-from .storage.rows import EventRow, ProjectRow
+from .storage.rows import ProjectRow
 
 __all__ = ["WEBHOOK_EVENTS", "sign", "check_destination", "resolve_destination", "WebhookSender", "webhook_secret"]
 
@@ -90,14 +91,16 @@ def _pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[s
 
 
 class WebhookSender:
-    """Tails the events table and delivers webhook events, each with retries and backoff."""
+    """Drains the events table (sink ``webhooks``) and delivers webhook events, each with retries and backoff.
+
+    The cursor is persisted, so events made while the server was down are sent after it starts.
+    """
 
     def __init__(self, core: Core, poll_s: float = 1.0, attempts: int = 5, backoff_s: float = 1.0):
         self.core, self.poll_s, self.attempts, self.backoff_s = core, poll_s, attempts, backoff_s
         self.delivered: list[dict] = []  # (for observability and tests) the last deliveries
         self._timer = Periodic("webhooks", self.tick, poll_s)
-        with core.db.read() as s:
-            self._cursor = s.scalar(select(func.max(EventRow.id))) or 0  # only events from now on
+        self._drain = EventDrain(core, "webhooks", self._dispatch)
 
     def start(self) -> "WebhookSender":
         self._timer.start()
@@ -107,17 +110,22 @@ class WebhookSender:
         self._timer.stop()
 
     def tick(self) -> None:
-        with self.core.db.read() as s:
-            rows = s.execute(select(EventRow, ProjectRow.name, ProjectRow.settings)
-                             .join(ProjectRow, ProjectRow.id == EventRow.project_id)
-                             .where(EventRow.id > self._cursor).order_by(EventRow.id).limit(200)).all()
-        for event, name, settings in rows:
-            self._cursor = event.id
-            url = ProjectSettings(**(settings or {})).webhook_url
-            if url and event.type in WEBHOOK_EVENTS:
-                payload = {"id": event.id, "type": event.type, "project": name, "data": event.data,
-                           "at": event.created_at.isoformat()}
-                threading.Thread(target=self.deliver, args=(url, payload), daemon=True).start()
+        self._drain.tick()
+
+    def _dispatch(self, events: list[ProjectEvent]) -> int:
+        """Start each webhook's delivery (one slow receiver must not hold back the others' events)."""
+        wanted = [item for item in events if item.event.type in WEBHOOK_EVENTS]
+        if wanted:
+            with self.core.db.read() as s:
+                urls = dict(s.execute(select(ProjectRow.id, ProjectRow.settings).where(
+                    ProjectRow.id.in_({item.event.project_id for item in wanted}))).all())
+            for event, name in wanted:
+                url = ProjectSettings(**(urls.get(event.project_id) or {})).webhook_url
+                if url:
+                    payload = {"id": event.id, "type": event.type, "project": name, "data": event.data,
+                               "at": event.created_at.isoformat()}
+                    threading.Thread(target=self.deliver, args=(url, payload), daemon=True).start()
+        return len(events)
 
     def deliver(self, url: str, payload: dict) -> bool:
         address, refused = resolve_destination(url, self.core.settings.webhook_allow_private)

@@ -21,6 +21,21 @@ from .middleware import install_observability
 __all__ = ["create_app"]
 
 
+def _start_brokers(core: Core, background) -> list:
+    """The broker publisher (on the scheduler leader only) and the ingest consumer, when configured."""
+    parts: list = []
+    if core.settings.events_url:
+        from ..brokers.publisher import BrokerPublisher
+
+        leadership = getattr(background, "leadership", None)
+        parts.append(BrokerPublisher(core, leading=lambda: leadership is None or leadership.is_leader).start())
+    if core.settings.ingest_url:
+        from ..brokers.ingest import IngestConsumer
+
+        parts.append(IngestConsumer(core).start())
+    return parts
+
+
 def create_app(settings: Settings | None = None, core: Core | None = None) -> FastAPI:
     """Build the app: migrate the schema, seed the demo project, start the scheduler.
 
@@ -46,9 +61,12 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
 
         background = start_background(core)
         app.state.background = background
+        brokers = _start_brokers(core, background) if role != "inference" else []
         try:
             yield
         finally:
+            for part in brokers:
+                part.stop()
             background.stop()
 
     app = FastAPI(title="dyntrain", version=__version__, lifespan=lifespan,

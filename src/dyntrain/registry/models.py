@@ -136,7 +136,7 @@ def set_alias(s: Session, project: ProjectRow, version: int, reason: str, alias:
     s.add(AliasHistoryRow(project_id=project.id, alias=alias, version=version, previous_version=previous,
                           action=action, reason=reason))
     publish(s, project.id, "model.promoted", {"version": version, "previous": previous, "alias": alias,
-                                              "reason": reason})
+                                              "reason": reason, "action": action})
     if s.bind.dialect.name == "postgresql":
         s.execute(select(func.pg_notify("dyntrain_alias", json.dumps({"project_id": project.id, "version": version}))))
     return previous

@@ -39,6 +39,8 @@ __all__ = [
     "AliasHistoryRow",
     "PredictionRow",
     "EventRow",
+    "EventCursorRow",
+    "IngestedMessageRow",
     "PENDING_JOB_STATES",
 ]
 
@@ -286,7 +288,8 @@ class PredictionRow(Base):
 
 class EventRow(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_project_id", "project_id", "id"),)
+    # Never reused ids: a sink's cursor (EventCursorRow) and a consumer's deduplication rely on them.
+    __table_args__ = (Index("ix_events_project_id", "project_id", "id"), _NEVER_REUSE_IDS)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(40))
@@ -295,6 +298,25 @@ class EventRow(Base):
 
     def to_entity(self) -> e.Event:
         return e.Event(self.id, self.project_id, self.type, dict(self.data), self.created_at)
+
+
+class EventCursorRow(Base):
+    """How far one sink of the events table (webhooks, the broker …) has delivered: the outbox's cursor."""
+
+    __tablename__ = "event_cursors"
+    sink: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IngestedMessageRow(Base):
+    """A broker message already applied (CloudEvents ``source`` + ``id``), written in the change's own
+    transaction: a redelivered message (crash after commit, before the ack) is not applied twice."""
+
+    __tablename__ = "ingested_messages"
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TokenRow(Base):

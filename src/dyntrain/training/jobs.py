@@ -37,6 +37,8 @@ __all__ = ["run_job", "extractor", "choose_spec"]
 
 log = logging.getLogger(__name__)
 _extractors: dict[str, FeatureExtractor] = {}
+_SERVED_OUTPUTS: dict[tuple, dict[str, np.ndarray]] = {}  # (data dir, project, version) -> {content: output}
+_SERVED_OUTPUTS_MAX = 32  # model versions remembered per process
 _REUSE_GROWTH = 1.25  # re-select once the data grew by more than this since the last selection
 
 
@@ -226,10 +228,20 @@ def _measure_served(core: Core, project: ProjectRow, prod_info: dict, result: di
     evaluation samples it never trained on; see :func:`gate.measure_served`."""
     modality = tasks.get(project.task).modality
 
+    # A file's output for a content never changes: each run scores only contents this model file
+    # has not scored before (a quick retrain's evaluation samples are mostly the last run's).
+    known = _SERVED_OUTPUTS.setdefault((core.settings.data_dir, project.id, prod_info["version"]), {})
+    while len(_SERVED_OUTPUTS) > _SERVED_OUTPUTS_MAX:
+        _SERVED_OUTPUTS.pop(next(iter(_SERVED_OUTPUTS)))
+
     def run_served(samples: list[dict]):
-        model = core.live.version(project.id, prod_info["version"])
-        return np.concatenate([model.predict_items([modality.decode(core.blobs.get(p["content_hash"]))
-                                                    for p in samples[k:k + 32]]) for k in range(0, len(samples), 32)])
+        todo = [p["content_hash"] for p in samples if p["content_hash"] not in known]
+        if todo:
+            model = core.live.version(project.id, prod_info["version"])
+            for k in range(0, len(todo), 32):
+                chunk = todo[k:k + 32]
+                known.update(zip(chunk, model.predict_items([modality.decode(core.blobs.get(h)) for h in chunk])))
+        return np.stack([known[p["content_hash"]] for p in samples])
 
     predictions = result["metrics"].get("predictions") or []
     labels = prod_info["card"].get("labels") or []
