@@ -59,7 +59,7 @@ def ms(x: float) -> str:
 
 
 def train_one(core: Core, name: str, settings: dict, images) -> int:
-    from dyntrain.training.jobs import run_job
+    from dyntrain.scheduler.jobs import run_job
 
     project = create_project(core, name, settings=settings)
     add_samples(core, name, [Upload(f"{i}.png", d) for i, (_, d) in enumerate(images)], [lab for lab, _ in images])

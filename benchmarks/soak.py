@@ -38,7 +38,7 @@ from dyntrain.datasets.changes import Upload, add_samples  # noqa: E402
 from dyntrain.projects import create_project  # noqa: E402
 from dyntrain.scheduler import queue  # noqa: E402
 from dyntrain.storage.rows import PredictionRow  # noqa: E402
-from dyntrain.training.jobs import run_job  # noqa: E402
+from dyntrain.scheduler.jobs import run_job  # noqa: E402
 
 
 def prepare(data_dir: Path, n: int) -> tuple[str, int]:

@@ -79,7 +79,7 @@ def test_change_trains_promotes_serves_and_records(loop_server):
 def test_worse_model_is_kept_back_and_the_event_says_why(loop_server, core, monkeypatch):
     """If the next run's configuration is worse than the production model's configuration on
     the same data, the gate keeps production."""
-    from dyntrain.training import jobs
+    from dyntrain.scheduler import jobs
     from dyntrain.training.pipeline import TrainingSpec
 
     api = httpx.Client(base_url=loop_server.url + "/api/v1", timeout=60)

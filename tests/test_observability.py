@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dyntrain.demo import digit_images
 from dyntrain.observability import ContextFilter, JsonFormatter, Metrics, configure_logging, job_context
 from dyntrain.scheduler import queue
-from dyntrain.training.jobs import run_job
+from dyntrain.scheduler.jobs import run_job
 
 QUICK = {"auto_train": False, "learners": ["image.pixel_logreg"], "time_budget_s": 5}
 
@@ -125,11 +125,11 @@ def test_access_log_line_is_json_with_the_request_id(client, json_log):
 
 
 def test_job_logs_carry_job_id_and_project(json_log):
-    log = logging.getLogger("dyntrain.training.jobs")
+    log = logging.getLogger("dyntrain.scheduler.jobs")
     with job_context(job_id=7, project="shop"):
         log.warning("something about this run")
     log.warning("outside any job")
-    inside, outside = [r for r in json_log() if r["logger"] == "dyntrain.training.jobs"]
+    inside, outside = [r for r in json_log() if r["logger"] == "dyntrain.scheduler.jobs"]
     assert inside["job_id"] == 7 and inside["project"] == "shop" and inside["message"] == "something about this run"
     assert "job_id" not in outside and "request_id" not in outside
 

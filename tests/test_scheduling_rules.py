@@ -18,7 +18,8 @@ from dyntrain.project_settings import ProjectSettings
 from dyntrain.registry.models import alias_history, promote, register_model, rollback
 from dyntrain.scheduler import queue
 from dyntrain.storage.rows import JobRow, ModelVersionRow, ProjectRow, RunRow
-from dyntrain.training import jobs, records
+from dyntrain.scheduler import jobs
+from dyntrain.training import records
 from dyntrain.training.pipeline import TrainingSpec, train
 from tests.conftest import png_bytes
 

@@ -15,7 +15,7 @@ from dyntrain.registry.external import upload_model
 from dyntrain.registry.models import list_models, promote
 from dyntrain.scheduler import queue
 from dyntrain.training import records
-from dyntrain.training.jobs import run_job
+from dyntrain.scheduler.jobs import run_job
 from dyntrain.web import views
 from tests.api.test_external_models import BrightnessModel, _onnx
 from tests.test_tabular_loop import fruit, houses

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def _train_three_models(data_dir: Path) -> None:
     """Three model versions trained on different data, so their outputs differ."""
-    from dyntrain.training.jobs import run_job
+    from dyntrain.scheduler.jobs import run_job
 
     core = Core.create(Settings(data_dir=data_dir, seed_demo=False))
     create_project(core, "swap", settings={"auto_train": False, "time_budget_s": 1})

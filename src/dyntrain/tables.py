@@ -38,7 +38,7 @@ MAX_NAME_CHARS = 200
 
 
 def _cell(value: Any, column: str = "") -> str | None:
-    from .learners.tabular import _category
+    from .table_features import _category
 
     if value is None:
         return None
@@ -221,7 +221,7 @@ def check_row(schema: Sequence[Mapping[str, str]], row: Mapping[str, Any]) -> No
     ...
     dyntrain.errors.Invalid: column 'n' is numeric but holds 'abc'
     """
-    from .learners.tabular import NUMERIC, _number
+    from .table_features import NUMERIC, _number
 
     for col in schema:
         if col["type"] == NUMERIC:

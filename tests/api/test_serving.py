@@ -12,7 +12,7 @@ from dyntrain.datasets.changes import Upload, add_samples
 from dyntrain.demo import digit_images
 from dyntrain.projects import create_project, update_project
 from dyntrain.scheduler import queue
-from dyntrain.training.jobs import run_job
+from dyntrain.scheduler.jobs import run_job
 
 QUICK = {"auto_train": False, "learners": ["image.pixel_logreg", "image.linear_probe"], "time_budget_s": 5}
 

@@ -107,7 +107,7 @@ def test_trained_model_and_data_reach_another_machine_through_s3(s3, tmp_path, a
         project = create_project(a, "s3p", settings={**FAST, "auto_train": False})
         images = digit_images(per_class=8)
         add_samples(a, "s3p", [Upload(f"{i}.png", d) for i, (_, d) in enumerate(images)], [lab for lab, _ in images])
-        from dyntrain.training.jobs import run_job
+        from dyntrain.scheduler.jobs import run_job
 
         queue.request_training(a, "s3p")
         run_job(a, queue.claim_next(a))

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 def two_model_versions(core: Core, name: str = "swap") -> int:
     """Train version 1, register its file again as version 2 (answers tell versions apart)."""
-    from dyntrain.training.jobs import run_job
+    from dyntrain.scheduler.jobs import run_job
 
     project = create_project(core, name, settings={**FAST, "auto_train": False})
     images = digit_images(per_class=8)

@@ -48,7 +48,7 @@ def data_health(core: Core, project: str, *, with_features: bool = True) -> dict
     features = None
     if with_features and samples and all(h.error is None for h in health):
         try:
-            from ..training.jobs import extractor
+            from ..scheduler.jobs import extractor
 
             def load(key: str):
                 return model_input(decode_image(core.blobs.get(key), max_pixels=core.settings.max_image_pixels))

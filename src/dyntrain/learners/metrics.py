@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import Invalid
 
 __all__ = ["classification_metrics", "macro_f1", "majority_baseline", "wilson_interval", "bootstrap_interval",
-           "classification_intervals", "INTERVAL_LEVEL"]
+           "classification_intervals", "INTERVAL_LEVEL", "regression_metrics"]
 
 #: Confidence level of the intervals shown with every estimate.
 INTERVAL_LEVEL = 0.95
@@ -169,3 +169,37 @@ def classification_intervals(y_true: Sequence[int], y_pred: Sequence[int], n_cla
     y_pred = np.asarray(y_pred, dtype=np.int64)
     return {"accuracy": wilson_interval(int((y_true == y_pred).sum()), len(y_true), level),
             "macro_f1": bootstrap_interval(lambda t, p: macro_f1(t, p, n_classes), y_true, y_pred, level=level)}
+
+
+def _sig(x: float, digits: int = 6) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float], *, max_points: int = 200) -> dict[str, Any]:
+    """MAE, RMSE, R² (scikit-learn's), ``n``, and up to ``max_points`` evenly spread
+    ``{index, true, predicted}`` pairs for a predicted-vs-actual plot. Errors are in the
+    target's unit, rounded to 6 significant digits; R² to 4 decimals (None if n < 2).
+
+    >>> m = regression_metrics([1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.5, 4.0])
+    >>> m["mae"], m["rmse"], m["r2"], m["n"], m["points"][0]
+    (0.25, 0.353553, 0.9, 4, {'index': 0, 'true': 1.0, 'predicted': 1.5})
+    """
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_pred, dtype=np.float64).ravel()
+    if t.shape != p.shape:
+        raise Invalid(f"y_true has {len(t)} values but y_pred has {len(p)}")
+    if not (np.isfinite(t).all() and np.isfinite(p).all()):
+        raise Invalid("y_true and y_pred must be finite numbers")
+    n = len(t)
+    if n == 0:
+        return {"mae": None, "rmse": None, "r2": None, "n": 0, "points": []}
+    idx = np.unique(np.linspace(0, n - 1, min(n, max(int(max_points), 0))).round().astype(np.int64))
+    return {
+        "mae": _sig(mean_absolute_error(t, p)),
+        "rmse": _sig(root_mean_squared_error(t, p)),
+        "r2": round(float(r2_score(t, p)), 4) if n >= 2 else None,
+        "n": n,
+        "points": [{"index": int(i), "true": _sig(t[i]), "predicted": _sig(p[i])} for i in idx],
+    }

@@ -40,7 +40,7 @@ class LocalExecutor:
             return len(self._running) < self.workers
 
     def submit(self, core: Core, job: Job) -> None:
-        from ..training.jobs import run_job  # imported late: the training stack is heavy
+        from .jobs import run_job  # imported late: the training stack is heavy
 
         future = self._pool.submit(run_job, core, job)
         future.add_done_callback(_log_failure)

@@ -208,7 +208,7 @@ def train_task(settings_data: dict[str, Any], job_id: int, token: str) -> str:
     job = begin_attempt(core, job_id, token)
     if job is None:
         return "skipped"
-    from ..training.jobs import run_job  # the training stack: only on workers
+    from .jobs import run_job  # the training stack: only on workers
 
     try:
         run_job(core, job)

@@ -72,7 +72,7 @@ class NumberTarget(Target):
         return self._scores(samples, [p["predicted"] for p in samples])
 
     def _scores(self, samples: list[dict], predicted) -> dict[str, Any]:
-        from ..learners.tabular import regression_metrics
+        from ..learners.metrics import regression_metrics
 
         m = regression_metrics([float(p["true"]) for p in samples], np.asarray(predicted, np.float64), max_points=0)
         return {k: m[k] for k in ("r2", "mae", "rmse", "n_samples") if k in m}

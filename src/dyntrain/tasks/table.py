@@ -75,7 +75,7 @@ class RowModality(Modality):
         return tuple(table_schema(session))
 
     def feed(self, input_names: list[str], columns, items: list) -> dict[str, Any]:
-        from ..learners.tabular import row_feed
+        from ..table_features import row_feed
 
         return row_feed(list(columns), items)
 
@@ -98,7 +98,7 @@ class RowModality(Modality):
         """The ``table.rows`` array of stored rows; each column's type is inferred from all of them.
 
         Reading rows is cheap (small JSON blobs), so nothing is cached."""
-        from ..learners.tabular import infer_schema, to_matrix
+        from ..table_features import infer_schema, to_matrix
 
         rows = []
         for k, h in enumerate(hashes):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .base import Modality
 from .image import _one_input
 
-__all__ = ["TextModality", "TEXT_CANDIDATES"]
+__all__ = ["TextModality", "text_candidates"]
 
 
-def _text_candidates() -> tuple:
+@functools.cache  # built on first use: serving imports this module without the learners
+def text_candidates() -> tuple:
     """Both heads at every strength of LINEAR_C (features are computed once; each fit is a
     fraction of a second), the historical first four first so a short budget keeps them."""
     from ..learners.candidates import LINEAR_C, Candidate
@@ -20,9 +22,6 @@ def _text_candidates() -> tuple:
     return first + tuple(c for c in (Candidate(name, {"C": C}) for name in ("text.embedding_logreg",
                                                                              "text.tfidf_logreg")
                                      for C in LINEAR_C) if c not in first)
-
-
-TEXT_CANDIDATES = _text_candidates()
 
 
 class TextModality(Modality):
@@ -66,7 +65,7 @@ class TextModality(Modality):
         return model_feed(input_names, items)
 
     def candidates(self, target, n_samples: int, n_classes: int, time_budget_s: float) -> list:
-        return list(TEXT_CANDIDATES)
+        return list(text_candidates())
 
     def features(self, kinds, hashes, load_blob, extractor, progress=None) -> dict[str, Any]:
         import numpy as np

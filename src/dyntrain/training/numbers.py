@@ -35,7 +35,7 @@ from ..entities import VersionItem
 from ..errors import Invalid
 from ..learners import selection
 from ..learners.metrics import INTERVAL_LEVEL, bootstrap_interval
-from ..learners.tabular import regression_metrics
+from ..learners.metrics import regression_metrics
 from .augmentation import NO_RECIPE, Recipe
 from .spec import Prepared, TrainingSpec
 from .split import is_holdout

@@ -15,7 +15,7 @@ target gives the training stages (:mod:`.classes`, :mod:`.numbers`, …), an obj
   ``outputs(learner, X)`` and ``agrees(served, trained)`` (the export check);
 * ``describe(data)``, ``result_fields(data, spec)`` and ``card_fields(data, metrics)``.
 
-Pure of the database: the job glue (:mod:`dyntrain.training.jobs`) gives it items, a way to
+Pure of the database: the job glue (:mod:`dyntrain.scheduler.jobs`) gives it items, a way to
 load contents and a progress callback, and stores what it returns. So the same function
 replays a recorded spec in a fresh process (see ``tests/training``); runs recorded before the
 stages were one run keep their result keys (a regression run's ``target`` and ``counts.rows``).

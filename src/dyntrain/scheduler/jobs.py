@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from ..audit import record as record_audit
 from ..background import Periodic
-from ..core import Core
 from .. import tasks
+from ..core import Core
 from ..entities import Job
 from ..errors import Cancelled, DyntrainError
 from ..events import publish
@@ -27,11 +27,11 @@ from ..observability import add_log_context, job_context
 from ..project_settings import ProjectSettings
 from ..registry import gate
 from ..registry.models import production_model, register_model, set_alias
-from ..scheduler.queue import finish_job, renew_lease
 from ..storage.rows import JobRow, ProjectRow, RunRow
 from ..datasets.versions import get_version, version_items
-from . import records
-from .pipeline import TrainingSpec, train
+from ..training import records
+from ..training.pipeline import TrainingSpec, train
+from .queue import finish_job, renew_lease
 
 __all__ = ["run_job", "extractor", "choose_spec"]
 

@@ -1,0 +1,122 @@
+"""The target contracts, one suite over EVERY registered learner (image, text and table alike).
+
+A learner declares the contract of the target it serves (``Learner.contract``: "classifier" or
+"regressor", see :mod:`dyntrain.tasks`). Each one is fitted on a small set of its own input kind,
+answers in its contract's shape, keeps its parameters, and its ONNX file — opened and fed the
+stored contents exactly as serving does for a task that offers it — reproduces its answers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from learner_data import FAST_PARAMS
+
+from dyntrain import learners, tasks
+from dyntrain.serving.live import load_model
+from dyntrain.tables import row_bytes
+
+NAMES = learners.names()
+CONTRACTS = {tasks.get(n).target.contract for n in tasks.names()}
+
+
+def _task_for(cls) -> tasks.Task:
+    """A registered task whose modality offers the learner and whose target it serves."""
+    for name in tasks.names():
+        task = tasks.get(name)
+        offered = {c.learner for c in task.candidates(400, 3, 3600)}
+        if task.target.contract == cls.contract and cls.name in offered:
+            return task
+    raise AssertionError(f"no registered task offers {cls.name}")
+
+
+WORDS = [["great", "lovely", "superb"], ["awful", "dull", "boring"], ["red", "green", "blue"]]
+
+
+def _contents(kind: str, n: int, rng) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """(stored contents, class per content, a number per content) for a modality kind."""
+    classes = np.arange(n) % 3
+    if kind == "text":
+        texts = [" ".join(rng.choice(WORDS[c], 3)) + f" item{i}" for i, c in enumerate(classes)]
+        return [t.encode() for t in texts], classes, classes * 10.0 + rng.normal(0, 1, n)
+    rows = [{"size": float(c * 5 + rng.normal()), "colour": ["red", "green", "blue"][c], "id": i}
+            for i, c in enumerate(classes)]
+    return [row_bytes(r) for r in rows], classes, np.array([r["size"] * 3 + 1 for r in rows])
+
+
+@pytest.fixture(scope="module")
+def non_image(extractor):
+    """Fitted text and table learners with their task, contents, features and targets."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in NAMES:
+        cls = learners.get(name)
+        task = _task_for(cls)
+        if task.modality.kind == "image":
+            continue  # image learners: the digits set of conftest
+        # trees keep 20-row leaves: a table needs a few leaves' worth of rows to learn anything
+        contents, classes, values = _contents(task.modality.kind, 24 if task.modality.kind == "text" else 90, rng)
+        blobs = {f"h{i}": c for i, c in enumerate(contents)}
+        X = task.modality.features([cls.input_kind], list(blobs), blobs.get, extractor)[cls.input_kind]
+        y = classes if cls.contract == "classifier" else values
+        learner = cls(**FAST_PARAMS.get(name, {}))
+        learner.fit(X, y, **({"n_classes": 3} if cls.contract == "classifier" else {}))
+        out[name] = {"task": task, "learner": learner, "X": X, "y": y,
+                     "items": [task.modality.decode(c) for c in contents]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def every(non_image, fitted, digits_small):
+    image = {name: {"task": _task_for(learners.get(name)), "learner": learner, "y": digits_small["y"],
+                    "X": digits_small["X"][learner.input_kind], "items": list(digits_small["images"])}
+             for name, learner in fitted.items()}
+    return {**image, **non_image}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_learner_serves_a_registered_target(name):
+    cls = learners.get(name)
+    assert cls.contract in CONTRACTS
+    assert _task_for(cls).target.contract == cls.contract
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_answers_follow_the_contract(name, every):
+    case = every[name]
+    learner, X = case["learner"], case["X"]
+    if learner.contract == "classifier":
+        n_classes = int(np.max(case["y"])) + 1
+        proba = learner.predict_proba(X)
+        assert proba.shape == (len(X), n_classes)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+        assert (proba >= 0).all() and (proba.argmax(1) == case["y"]).mean() > 0.5  # it learnt something
+    else:
+        pred = np.asarray(learner.predict(X))
+        assert pred.shape == (len(X),) and np.isfinite(pred).all()
+        assert np.corrcoef(pred, case["y"])[0, 1] > 0.5  # it learnt something
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_params_round_trip(name):
+    cls = learners.get(name)
+    params = cls(**FAST_PARAMS.get(name, {})).get_params()
+    assert set(params) == set(cls.param_names()) and cls(**params).get_params() == params
+    json.dumps(params)  # run records store them as JSON
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_served_file_reproduces_the_answers(name, every, cache_dir, tmp_path):
+    """The file as serving runs it: the task's modality feeds stored contents, its target's output is read."""
+    case = every[name]
+    learner, task = case["learner"], case["task"]
+    path = learner.export_onnx(tmp_path / "model.onnx", backbone_dir=cache_dir)
+    labels = [str(k) for k in range(int(np.max(case["y"])) + 1)] if learner.contract == "classifier" else []
+    served = load_model(path, 0, 0, labels, threads=1, task=task.name).predict_items(case["items"])
+    if learner.contract == "classifier":
+        np.testing.assert_allclose(served, learner.predict_proba(case["X"]), atol=1e-4, rtol=0)
+    else:
+        expected = np.asarray(learner.predict(case["X"]))
+        np.testing.assert_allclose(served.reshape(-1), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
