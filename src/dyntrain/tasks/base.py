@@ -25,7 +25,6 @@ class Modality:
     augmentable: bool = False
     #: The data-health checks (near duplicates, blur, …) apply.
     health_checks: bool = False
-    #: Models trained elsewhere can be uploaded for this modality.
     #: The UI partials: the data view, how data is added and what the page says to do with it,
     #: the try form, and the scripts the data and try pages load.
     data_template: str = "_data_cards.html"
@@ -124,13 +123,9 @@ class Target:
     gate_metrics: tuple[str, ...] = ()
     #: The score said in words (history, estimates): accuracy for classes, R² for numbers.
     headline: str = ""
-    #: The metrics a model card and the served-file comparison keep.
-    card_metrics: tuple[str, ...] = ()
     #: The run report partial that replaces the run page's class view (confusion matrix, examples);
     #: empty: the class view itself.
     run_template: str = ""
-    #: Words for a label in the UI ("Class", "Target value").
-    label_word: str = "Class"
 
     def validate_label(self, label: Any) -> str:
         raise NotImplementedError
@@ -207,6 +202,10 @@ class Target:
 
     def show_score(self, x: float | None) -> str:
         """The headline score as a reader sees it."""
+        raise NotImplementedError
+
+    def estimate_words(self) -> tuple[str, str]:
+        """(what precedes a score, what the samples are called) in "estimated …, measured later …"."""
         raise NotImplementedError
 
     # -- predictions -------------------------------------------------------------------------

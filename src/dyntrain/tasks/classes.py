@@ -22,8 +22,6 @@ class ClassTarget(Target):
     output = "probabilities"
     gate_metrics = ("macro_f1", "accuracy")
     headline = "accuracy"
-    card_metrics = ("accuracy", "macro_f1", "per_class", "interval")
-    label_word = "Class"
 
     def validate_label(self, label: Any) -> str:
         from ..archive import validate_label

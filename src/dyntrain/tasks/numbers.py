@@ -22,9 +22,7 @@ class NumberTarget(Target):
     output = "value"
     gate_metrics = ("r2", "mae")
     headline = "r2"
-    card_metrics = ("r2", "mae", "rmse", "interval")
     run_template = "_run_regression.html"
-    label_word = "Target value"
 
     def validate_label(self, label: Any) -> str:
         from ..tables import target_text
