@@ -169,7 +169,8 @@ def verdict(results) -> list[str]:
         gap, over_base = mean["selected"] - mean[best], mean["selected"] - mean["baseline"]
         within += gap >= -1.0
         beats += over_base > 0
-        rows.append(f"| {ds} | {k} | {SHORT[best]} ({mean[best]:.1f}) | {gap:+.1f} | "
+        # two decimals: the verdict compares the unrounded gap, and -1.04 must not print as -1.0 next to "NO"
+        rows.append(f"| {ds} | {k} | {SHORT[best]} ({mean[best]:.1f}) | {gap:+.2f} | "
                     f"{'yes' if gap >= -1.0 else '**NO**'} | {over_base:+.1f} |")
     n = len(results)
     return ["**Selection against the best single learner** (the learner alone with the higher mean test accuracy "

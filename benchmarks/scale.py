@@ -218,8 +218,8 @@ def lean_replica(core: Core, env: dict, tmp: Path, quick: bool) -> str:
                 rows)
     if len(rows) == 2:
         extra = float(rows[1][5]) - float(rows[0][5])
-        verdicts.append(f"Ten backbone projects ({10 * sizes[kinds[1][0]]:.0f} MB of model files) take {extra:+.0f} MB "
-                        "more resident memory than ten pixel projects.")
+        verdicts.append(f"Ten backbone projects ({10 * sizes[kinds[1][0]]:.0f} MB of model files) take {abs(extra):.0f} MB "
+                        f"{'more' if extra >= 0 else 'less'} resident memory than ten pixel projects.")
     return out, "  \n".join(verdicts)
 
 

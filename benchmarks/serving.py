@@ -36,12 +36,12 @@ from training_time import digits  # noqa: E402
 
 from dyntrain import imaging  # noqa: E402
 from dyntrain.config import Settings  # noqa: E402
-from dyntrain.storage.rows import ModelVersionRow  # noqa: E402
 from dyntrain.core import Core  # noqa: E402
 from dyntrain.datasets.changes import Upload, add_samples  # noqa: E402
 from dyntrain.projects import create_project  # noqa: E402
 from dyntrain.scheduler import queue  # noqa: E402
 from dyntrain.scheduler.jobs import run_job  # noqa: E402
+from dyntrain.storage.rows import ModelVersionRow  # noqa: E402
 from dyntrain.training.records import run_detail  # noqa: E402
 
 BACKBONE = ["image.linear_probe"]  # EfficientNet-Lite0 + a linear head: what an image project serves

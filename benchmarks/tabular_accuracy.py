@@ -318,7 +318,7 @@ def main() -> None:
         parts += ["**Classification** — test accuracy % / macro-F1 %:", "",
                   table(["dataset", "training rows"] + MODELS, cls_rows), ""]
     if reg_rows:
-        spread = ", ".join(f"{ds['name']} {min(ds['y']):.0f}–{max(ds['y']):.0f}" for ds in data
+        spread = "; ".join(f"{ds['name']}: {min(ds['y']):.0f}–{max(ds['y']):.0f}" for ds in data
                            if ds["kind"] == "regression")
         parts += [f"**Regression** — test R² / MAE (target units; range of the target: {spread}):", "",
                   table(["dataset", "training rows"] + MODELS, reg_rows), ""]

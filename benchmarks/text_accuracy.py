@@ -329,7 +329,7 @@ def main() -> None:
         ok = gap >= -1.0
         verdicts.append(ok)
         base_gap = 100 * (sel.mean() - np.mean([r["acc"] for r in results[(k, "baseline")]]))
-        verdict_rows.append([f"k = {k}", best.replace(" alone", ""), f"{gap:+.1f}",
+        verdict_rows.append([f"k = {k}", best.replace(" alone", ""), f"{gap:+.2f}",
                              ", ".join(f"{d:+.1f}" for d in per_seed),
                              "yes" if ok else "**NO**", f"{base_gap:+.1f}"])
     verdict_table = table(["k / class", "best single learner (test mean)", "selected − best (points)",

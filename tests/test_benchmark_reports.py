@@ -66,6 +66,6 @@ def test_fewshot_verdict_is_computed_from_the_means():
         return [{"acc": acc}]
 
     lines = "\n".join(verdict({("digits", 5): row(0.90, 0.90), ("mnist", 5): row(0.80, 0.90)}))
-    assert "| digits | 5 | small_cnn (90.0) | +0.0 | yes | +40.0 |" in lines
-    assert "| mnist | 5 | small_cnn (90.0) | -10.0 | **NO** | +30.0 |" in lines
+    assert "| digits | 5 | small_cnn (90.0) | +0.00 | yes | +40.0 |" in lines
+    assert "| mnist | 5 | small_cnn (90.0) | -10.00 | **NO** | +30.0 |" in lines
     assert "within 1 point of the best single learner in **1 of 2** rows" in lines

@@ -1,4 +1,5 @@
-"""One way to run work beside the API: a daemon thread calling a function every interval."""
+"""One way to run work beside the API: a daemon thread calling a function every interval
+(and, for asyncio-only broker clients, one event loop on its own thread)."""
 
 from __future__ import annotations
 

@@ -50,6 +50,8 @@ def tail(
 
         def show(body: bytes) -> None:
             nonlocal seen
+            if count and seen >= count:  # more may arrive before the subscription is closed
+                return
             out.print(body.decode("utf-8", "replace") if as_json else _line(body), markup=False, highlight=False,
                       soft_wrap=True)
             seen += 1
@@ -65,6 +67,7 @@ def tail(
         finally:
             tail.cancel()
             waiter.cancel()
+            await asyncio.gather(task, waiter, return_exceptions=True)  # closed before the connection
             await client.reset()
 
     console.print(f"following {pattern} on {url} (Ctrl-C to stop)")

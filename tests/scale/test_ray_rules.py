@@ -33,7 +33,7 @@ def _row(core, job_id):
 
 
 def test_first_execution_adopts_the_job(core):
-    pytest.importorskip("ray")
+    import ray  # noqa: F401  (the dev extra installs it)
     job = _claimed(core)
     token = f"ray-{job.id}.{job.attempt}"
     _dispatch(core, job, token)
@@ -43,7 +43,7 @@ def test_first_execution_adopts_the_job(core):
 
 
 def test_a_ray_retry_counts_an_attempt_and_closes_the_lost_run(core):
-    pytest.importorskip("ray")
+    import ray  # noqa: F401  (the dev extra installs it)
     job = _claimed(core)
     token = f"ray-{job.id}.{job.attempt}"
     _dispatch(core, job, token)
@@ -66,7 +66,7 @@ def test_a_ray_retry_counts_an_attempt_and_closes_the_lost_run(core):
 
 
 def test_stale_executions_do_nothing(core):
-    pytest.importorskip("ray")
+    import ray  # noqa: F401  (the dev extra installs it)
     job = _claimed(core)
     _dispatch(core, job, f"ray-{job.id}.{job.attempt}")
     assert begin_attempt(core, job.id, f"ray-{job.id}.{job.attempt + 1}") is None  # another dispatch's
@@ -75,7 +75,7 @@ def test_stale_executions_do_nothing(core):
 
 
 def test_close_if_ours_closes_job_and_publishes(core):
-    pytest.importorskip("ray")
+    import ray  # noqa: F401  (the dev extra installs it)
     job = _claimed(core)
     token = f"ray-{job.id}.{job.attempt}"
     _dispatch(core, job, token)
@@ -88,7 +88,7 @@ def test_close_if_ours_closes_job_and_publishes(core):
 
 
 def test_gpu_is_requested_per_project(core):
-    pytest.importorskip("ray")
+    import ray  # noqa: F401  (the dev extra installs it)
     job = _claimed(core, "vision")
     assert job_resources(core, job) == {"num_cpus": 1.0, "num_gpus": 0.0}
     core.settings.ray_gpu_projects = "other, vision"
@@ -98,7 +98,7 @@ def test_gpu_is_requested_per_project(core):
 
 
 def test_unreachable_cluster_leaves_jobs_queued_without_blocking(core):
-    pytest.importorskip("ray")
+    import ray  # noqa: F401  (the dev extra installs it)
     import time
 
     core.settings.ray_address = "127.0.0.1:9"  # nothing listens there

@@ -10,6 +10,7 @@ URL never needs them.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlparse
@@ -23,6 +24,7 @@ CONTENT_TYPE = "application/cloudevents+json"
 EVENTS_PREFIX = "dyntrain"  # subjects / routing keys dyntrain.<project>.<type>; the AMQP topic exchange
 REASON_HEADER = "Dyntrain-Reason"  # why a message went to the dead-letter subject / queue
 _TIMEOUT_S = 5.0
+_MAX_ATTEMPTS = 20  # NATS: a message whose change failed this often (not a bad message) is dead-lettered
 
 # The handler of a consumed message: returns None to acknowledge it, a reason to dead-letter it
 # (then acknowledge it), and raises to have it redelivered later (the change could not be made yet).
@@ -50,12 +52,21 @@ class BrokerClient:
 
 
 def open_client(url: str) -> BrokerClient:
+    """The client for ``url``; a clear error at start-up when the ``events`` extra is missing."""
     scheme = urlparse(url).scheme
     if scheme in ("nats", "tls"):
-        return NatsClient(url)
-    if scheme in ("amqp", "amqps"):
-        return AmqpClient(url)
-    raise Invalid(f"unsupported broker URL {url!r}: use nats://host:4222 or amqp://user:password@host:5672/")
+        client, library = NatsClient(url), "nats"
+    elif scheme in ("amqp", "amqps"):
+        client, library = AmqpClient(url), "aio_pika"
+    else:
+        raise Invalid(f"unsupported broker URL {url!r}: use nats://host:4222 or amqp://user:password@host:5672/")
+    for module in (library, "cloudevents.core"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise Invalid(f"{url.split('://')[0]}:// brokers need the events extra: pip install "
+                          "'dyntrain[events]'") from None
+    return client
 
 
 def _stream_name(subject: str) -> str:
@@ -82,9 +93,11 @@ class NatsClient(BrokerClient):
             await self.reset()
             import nats
 
-            # No reconnecting inside the client: a failure surfaces at once and the caller retries.
+            # No reconnecting inside the client: a failure surfaces at once and the caller retries
+            # (with max_reconnect_attempts=0 nats-py would try the first connection forever).
             self._nc = await nats.connect(servers=[self.url], allow_reconnect=False, connect_timeout=_TIMEOUT_S,
-                                          max_reconnect_attempts=0)
+                                          max_reconnect_attempts=1, reconnect_time_wait=0.5,
+                                          error_cb=_log_nats_error)
             self._js = self._nc.jetstream(timeout=_TIMEOUT_S)
             self._streams = set()
         return self._js
@@ -116,6 +129,8 @@ class NatsClient(BrokerClient):
         sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT, ack_wait=redeliver_s, max_deliver=-1))
         while True:
+            if self._nc.is_closed:  # no reconnecting inside the client: the caller connects again
+                raise ConnectionError(f"connection to {self.url} lost")
             try:
                 messages = await sub.fetch(1, timeout=1)
             except NatsTimeout:
@@ -123,10 +138,13 @@ class NatsClient(BrokerClient):
             for msg in messages:
                 try:
                     reason = await handle(msg.data)
-                except Exception:
-                    log.exception("ingest: message not applied; it will be redelivered")
-                    await msg.nak(delay=2)
-                    continue
+                except Exception as exc:
+                    if msg.metadata.num_delivered < _MAX_ATTEMPTS:
+                        log.exception("ingest: message not applied; it will be redelivered")
+                        await msg.nak(delay=2)
+                        continue
+                    # Failing every time is no passing outage: park it with the reason, lose nothing.
+                    reason = f"not applied after {_MAX_ATTEMPTS} attempts: {exc!r}"
                 if reason is not None:
                     await js.publish(f"{subject}.dead", msg.data, headers={REASON_HEADER: _header_value(reason)})
                 await msg.ack_sync()
@@ -219,6 +237,10 @@ class AmqpClient(BrokerClient):
                 await conn.close()
             except Exception:  # already broken: nothing more to release
                 pass
+
+
+async def _log_nats_error(exc: Exception) -> None:
+    log.debug("nats: %r", exc)  # the caller reports the failure once (nats-py would print each attempt's traceback)
 
 
 def _show(show: Callable[[bytes], None], body: bytes) -> None:

@@ -197,8 +197,11 @@ def apply_message(core, body: bytes) -> bool:
     details = {"via": "broker", "type": message.get_type(), "message_id": message_id}
     if isinstance(data, (SampleRelabel, SampleDelete)):
         details["sample_id"] = data.sample_id
+    action = kind.action
+    if isinstance(data, SamplesAdd) and all(item.text is not None for item in data.samples):
+        action = "add_texts"  # as the API records a batch of texts
     applying = _Applying(IngestedMessageRow(source=source, message_id=message_id),
-                         AuditRow(actor=source[:100], action=kind.action, project=project, details=details))
+                         AuditRow(actor=source[:100], action=action, project=project, details=details))
     token = _APPLYING.set(applying)
     try:
         kind.apply(core, project, data)
@@ -255,7 +258,7 @@ class IngestConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("ingest from %s: %s; reconnecting in %.0f s", self.client.url, exc, self.retry_s)
+                log.warning("ingest from %s: %s; reconnecting in %.1f s", self.client.url, exc, self.retry_s)
                 await self.client.reset()
                 await asyncio.sleep(self.retry_s)
 
