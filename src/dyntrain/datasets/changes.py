@@ -26,7 +26,7 @@ from .versions import snapshot, version_items
 __all__ = [
     "Upload", "add_samples", "list_samples", "get_sample", "relabel_sample", "delete_sample",
     "list_classes", "create_class", "update_class", "delete_class",
-    "open_batch", "commit_batch", "discard_batch", "restore_version", "validate_label", "project_kind",
+    "open_batch", "commit_batch", "discard_batch", "restore_version", "validate_label",
     "validate_label_for", "project_task", "add_rows", "label_counts",
 ]
 
@@ -74,11 +74,6 @@ def _ensure_classes(s: Session, project: ProjectRow, labels: set[str]) -> None:
         return
     existing = set(s.scalars(select(ClassRow.label).where(ClassRow.project_id == project.id)))
     s.add_all(ClassRow(project_id=project.id, label=label) for label in sorted(labels - existing))
-
-
-def project_kind(core: Core, project: str) -> str:
-    """What a sample of this project is: its modality's kind ("image", "text", "row", …)."""
-    return tasks.get(project_task(core, project)).modality.kind
 
 
 def project_task(core: Core, project: str) -> str:

@@ -12,16 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tasks, texts
+from .. import texts
 from ..errors import Invalid
 
-__all__ = ["decode_content", "model_feed", "table_schema"]
-
-
-def decode_content(kind: str, data: bytes, *, max_pixels: int = 40_000_000):
-    """One stored content as the model family takes it, decoded by the modality ``kind``
-    ("image", "text", "row", … see :mod:`dyntrain.tasks`)."""
-    return tasks.modality(kind).decode(data, max_pixels=max_pixels)
+__all__ = ["model_feed", "table_schema"]
 
 
 def model_feed(input_names: list[str], items: list) -> dict[str, np.ndarray]:

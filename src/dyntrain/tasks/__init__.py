@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .base import Modality, Target, Task
 
-__all__ = ["Modality", "Target", "Task", "register", "unregister", "get", "names", "modality", "default_for"]
+__all__ = ["Modality", "Target", "Task", "register", "unregister", "get", "names", "default_for"]
 
 _TASKS: dict[str, Task] = {}
 #: The task a client's data format implies when the project does not exist yet (the CLI's import).
@@ -57,16 +57,6 @@ def get(name: str | None) -> Task:
 def names() -> list[str]:
     """Every registered task's name, in registration order."""
     return list(_TASKS)
-
-
-def modality(kind: str) -> Modality:
-    """The registered modality whose samples are of ``kind`` ("image", "text", "row", …)."""
-    found = next((t.modality for t in _TASKS.values() if t.modality.kind == kind), None)
-    if found is None:
-        from ..errors import Invalid
-
-        raise Invalid(f"no registered task takes {kind!r} samples")
-    return found
 
 
 def default_for(upload_format: str) -> str | None:
