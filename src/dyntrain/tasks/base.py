@@ -5,6 +5,8 @@ The base classes hold the behaviour most plug-ins share; a plug-in overrides wha
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -12,7 +14,7 @@ from typing import Any, Callable
 __all__ = ["Modality", "Target", "Task", "Answer"]
 
 
-class Modality:
+class Modality(abc.ABC):
     """What a sample is, and how it reaches a model."""
 
     #: The stored sample kind and the content codec's name ("image", "text", "row").
@@ -46,13 +48,13 @@ class Modality:
         """The stored bytes of an upload (its content hash is theirs): as sent, unless overridden."""
         return data
 
+    @abc.abstractmethod
     def content_meta(self, settings, filename: str, data: bytes) -> dict[str, Any]:
         """Validate one upload; return what is kept about it (raises Invalid/TooLarge)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode(self, data: bytes, *, max_pixels: int = 40_000_000) -> Any:
         """One stored content as the model family takes it (the serving and training decoder)."""
-        raise NotImplementedError
 
     def media_type(self, data: bytes) -> str:
         """The HTTP media type of a stored content."""
@@ -62,18 +64,18 @@ class Modality:
         """The named columns a loaded model takes (a table model's), or None."""
         return None
 
+    @abc.abstractmethod
     def feed(self, input_names: list[str], columns: tuple | None, items: list) -> dict[str, Any]:
         """The ONNX Runtime feed for decoded items (see :meth:`decode`)."""
-        raise NotImplementedError
 
     def item_problems(self, columns: tuple | None, index: int, item: Any) -> list[dict[str, Any]]:
         """What makes a decoded prediction input unfit for the whole request (e.g. a row's unknown
         columns); a bad value of one item raises instead (that item's own error)."""
         return []
 
+    @abc.abstractmethod
     def example(self) -> bytes:
         """A valid small upload: probes a model uploaded from elsewhere."""
-        raise NotImplementedError
 
     def warmup_item(self) -> Any:
         """A decoded dummy item that warms a freshly loaded model."""
@@ -85,18 +87,18 @@ class Modality:
 
         raise Invalid(f"uploading models trained elsewhere is not supported for {task} projects yet")
 
+    @abc.abstractmethod
     def candidates(self, target: "Target", n_samples: int, n_classes: int, time_budget_s: float) -> list:
         """The cheap-first learner candidates for this modality and target's learner contract."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def features(self, kinds: list[str], hashes: list[str], load_blob: Callable[[str], bytes], extractor,
                  progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         """Features of each kind for the contents ``hashes``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def input_contract(self, onnx_path: Path) -> dict[str, Any]:
         """What a trained model file takes, for its card."""
-        raise NotImplementedError
 
     def data_view(self, blobs, samples: list) -> dict[str, Any]:
         """What the project page's data partial needs beyond the classes and their samples."""
@@ -108,7 +110,7 @@ class Modality:
         return {}
 
 
-class Target:
+class Target(abc.ABC):
     """What a model predicts: label format, trainability, metrics, gate rule and outputs."""
 
     #: The target's name ("class", "number").
@@ -127,26 +129,27 @@ class Target:
     #: empty: the class view itself.
     run_template: str = ""
 
+    @abc.abstractmethod
     def validate_label(self, label: Any) -> str:
-        raise NotImplementedError
+        """The stored form of a label, or Invalid saying what a label must be."""
 
+    @abc.abstractmethod
     def training_stages(self):
         """What a training run does differently for this target: encoding labels, the evaluation
         plan, selection, data recipes, scoring, baseline, and what the result and card record
         (see :mod:`dyntrain.training.pipeline`)."""
-        raise NotImplementedError
 
     def label_from_cell(self, value: Any, column: str) -> str:
         """A label from a table cell (the target column of an uploaded row)."""
         return self.validate_label(value)
 
+    @abc.abstractmethod
     def counts(self, labels: list[str]) -> dict[str, int]:
         """A dataset version's ``counts`` of its labels."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def check_trainable(self, counts: dict[str, int]) -> None:
         """Refuse data no model can learn from, with what to do about it (Invalid)."""
-        raise NotImplementedError
 
     def problem(self, label_counts: dict[str, int]) -> str | None:
         """Why training would refuse the current samples ({label: samples}), in the scheduler's words
@@ -168,13 +171,13 @@ class Target:
         """The never-seen evaluated samples the served model can be scored on."""
         return unseen
 
+    @abc.abstractmethod
     def score_output(self, samples: list[dict], output, served_labels: list[str]) -> dict[str, Any]:
         """Metrics of a served model's raw output on ``samples``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def score_predicted(self, samples: list[dict]) -> dict[str, Any]:
         """Metrics of the new model's recorded predictions on ``samples``."""
-        raise NotImplementedError
 
     def served_note(self, samples: list[dict], predictions: list[dict], served_labels: list[str]) -> str | None:
         """Why enough never-seen samples still say nothing about the served file (None: they do)."""
@@ -184,42 +187,42 @@ class Target:
         """The metric the gate compares, from the project's ``gate_metric`` setting."""
         return setting if setting in self.gate_metrics else self.gate_metrics[0]
 
+    @abc.abstractmethod
     def first_model(self, score: float, floor: Any, metric: str) -> tuple[bool, str]:
         """(promote?, why) for a first model scoring ``score`` against the baseline's ``floor``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def worse(self, new: dict, old: dict, metric: str, settings, min_support: int) -> str | None:
         """Why ``new`` is worse than ``old`` beyond the tolerances (None: it is not)."""
-        raise NotImplementedError
 
     def promoted_tail(self) -> list[str]:
         """What else a promotion's reason says held."""
         return []
 
+    @abc.abstractmethod
     def served_summary(self, old: dict, new: dict, n: int, outcome: str) -> str:
         """The served-file comparison in plain words."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def show_score(self, x: float | None) -> str:
         """The headline score as a reader sees it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def estimate_words(self) -> tuple[str, str]:
         """(what precedes a score, what the samples are called) in "estimated …, measured later …"."""
-        raise NotImplementedError
 
     # -- predictions -------------------------------------------------------------------------
+    @abc.abstractmethod
     def answer(self, output, labels: tuple[str, ...], threshold: float) -> "Answer":
         """One model output row decoded into a prediction (record columns and the API's fields)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def cli_columns(self) -> list[str]:
         """The CLI's table columns after the input's."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def cli_cells(self, prediction: dict) -> list[str]:
         """One prediction's cells under :meth:`cli_columns`."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
