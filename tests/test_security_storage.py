@@ -268,7 +268,7 @@ def test_backup_database_and_data_dir_are_owner_only(tmp_path):
 
 # -- finding 2: labels that name folders, and export ----------------------------------------------
 
-@pytest.mark.parametrize("label", [".", "..", " .. ", "a/b", "a\\b", "a\0b", "   ", "é" * 130])
+@pytest.mark.parametrize("label", [".", "..", " .. ", "a/b", "a\\b", "a\0b", "   ", "é" * 130, "\ud800x"])
 def test_labels_that_cannot_be_folder_names_are_refused(label):
     with pytest.raises(Invalid):
         validate_label(label)

@@ -35,7 +35,11 @@ def validate_label(label: str | None) -> str:
     if label in (".", ".."):
         raise Invalid(f"label {label!r} is not allowed: it would name the current or parent folder on export; "
                       "use a word")
-    too_long = len(label) > 200 or len(label.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+    try:
+        encoded = label.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no file system or database can store it
+        raise Invalid(f"label {label[:40]!r} is not valid Unicode text (it holds a lone surrogate)") from None
+    too_long = len(label) > 200 or len(encoded) > MAX_NAME_BYTES
     if too_long or any(c in label for c in "/\\\n\r\t\0"):
         raise Invalid(f"label {label[:40]!r} is invalid: at most 200 characters (255 bytes in UTF-8), no slashes, "
                       "backslashes, tabs, newlines or NUL characters")

@@ -259,7 +259,7 @@ _SESSION_KEY = "session"
 def start_session(core: Core, token_id: int) -> str:
     """The nonce a new UI session of this token carries (the token's current one, made on first use)."""
     with core.db.write() as s:
-        row = s.get(TokenRow, token_id)
+        row = s.get(TokenRow, token_id, with_for_update=True)  # two first sign-ins: one nonce
         doc = dict(row.projects or {})
         if not doc.get(_SESSION_KEY):
             doc[_SESSION_KEY] = secrets.token_urlsafe(16)

@@ -456,7 +456,8 @@ _WORK_DIR = re.compile(r"^run-(\d+)-")
 def _work_dirs(core: Core, report: GcReport, dry_run: bool, cutoff_ts: float) -> None:
     """``run-<id>-*`` folders (scheduler/jobs.py) left by a killed process: its run is no longer running."""
     found = [(int(m.group(1)), p) for p in core.settings.data_dir.glob("run-*-*")
-             if p.is_dir() and (m := _WORK_DIR.match(p.name))]
+             # a link is never a work folder: one to data_dir/blobs would pass the inside-check below
+             if p.is_dir() and not p.is_symlink() and (m := _WORK_DIR.match(p.name))]
     if not found:
         return
     with core.db.read() as s:

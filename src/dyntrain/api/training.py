@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..core import Core
+from ..errors import NotFound
 from ..scheduler import queue
 from ..training import records
 from .deps import API_PREFIX, authorize, get_core
@@ -46,5 +47,7 @@ def list_runs(name: str, limit: int = Query(50, ge=1, le=500), core: Core = Depe
 def get_run(run_id: int, request: Request, core: Core = Depends(get_core)):
     """Everything a run recorded: spec, candidates, metrics, per-sample predictions, log."""
     run = records.run_detail(core, run_id)
+    if not request.state.caller.sees(run["project"]):  # as if absent: a scoped token learns no other ids
+        raise NotFound(f"run {run_id} does not exist")
     authorize(request, "read", run["project"])  # the path names no project: check the run's own
     return run

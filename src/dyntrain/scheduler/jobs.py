@@ -26,7 +26,7 @@ from ..learners.selection import Candidate
 from ..observability import add_log_context, job_context
 from ..project_settings import ProjectSettings
 from ..registry import gate
-from ..registry.models import production_model, register_model, set_alias
+from ..registry.models import alias_version, production_model, register_model, set_alias
 from ..storage.rows import JobRow, ProjectRow, RunRow
 from ..datasets.versions import get_version, version_items
 from ..training import records
@@ -270,6 +270,13 @@ def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: Pro
     result["gate"]["summary"] = gate.summary(result["gate"], task)
     with core.db.write() as s:
         project = s.get(ProjectRow, job.project_id, with_for_update=True)
+        if promote and alias_version(s, project.id) != (prod_info and prod_info["version"]):
+            # Someone promoted or rolled back while this run trained: it was measured against another
+            # model, and a person's choice is not overruled by the scheduler.
+            promote, reason = False, ("the model in service changed while this run trained; it was compared with "
+                                      f"version {prod_info and prod_info['version']}, so it is kept back (promote it "
+                                      "by hand if you want it)")
+            result["gate"].update(promoted=False, reason=reason)
         # The gate acts on its own: the audit log names the scheduler, with the job's trigger.
         record_audit(s, "scheduler", "promote" if promote else "keep_back", project.name,
                      version=model.version, run_id=run_id, job_id=job.id, trigger=job.trigger, reason=reason)

@@ -193,7 +193,7 @@ def nested_estimate(ran: list[selection.Candidate], data: Prepared, spec: Traini
             left = None if budget_s is None else max(0.0, budget_s - (time.perf_counter() - start)) / (len(outer) - k)
             cand = selection.select(ran, {kind: data.X[kind][tr] for kind in kinds}, y[tr], n_classes=n, seed=spec.seed,
                                     time_budget_s=left, n_splits=spec.n_splits).chosen
-        own = cand.kind == chosen.kind and copies is not None
+        own = cand == chosen and copies is not None  # the recipe was chosen for this learner
         X = data.X[cand.kind]
         X_fit, y_fit, weights = training_arrays(tr, X, y, cand.kind, recipe if own else NO_RECIPE,
                                                 copies if own else _NO_COPIES)

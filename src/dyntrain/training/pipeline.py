@@ -27,6 +27,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,8 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
     timings["augmentation"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    if data.plan["mode"] == "cv" and sel is not None:  # the folds chose the model: they cannot also score it
+    nested = data.plan["mode"] == "cv" and sel is not None  # the folds chose the model: they cannot also score it
+    if nested:
         metrics = stages.nested(tried, data, spec, chosen=chosen, recipe=recipe, copies=copies,
                                 budget_s=None if spec.candidates is not None else spec.time_budget_s,
                                 progress=stage(progress, "evaluation"))
@@ -187,9 +189,13 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
     comparison = None
     if compare_with is not None:
         prod_recipe = Recipe.from_dict(compare_recipe)
+        # Scored the way the new model was: on the same outer folds when its score is nested (a fixed
+        # configuration's nested score is its plain score on those folds), else on the same holdout/folds.
+        score = (partial(stages.nested, [compare_with], chosen=compare_with) if nested
+                 else partial(stages.evaluate, compare_with))
         comparison = {"candidate": compare_with.to_dict(), "recipe": prod_recipe.to_dict(),
-                      "metrics": _without_predictions(stages.evaluate(compare_with, data, spec, recipe=prod_recipe,
-                                                                      copies=copies_for(prod_recipe)))}
+                      "metrics": _without_predictions(score(data, spec, recipe=prod_recipe,
+                                                            copies=copies_for(prod_recipe)))}
         log.append(f"production configuration {compare_with.label} re-fitted on the same data for comparison")
     baseline = stages.baseline(data, train_idx, spec)
     timings["evaluation"] = time.perf_counter() - mark
