@@ -158,6 +158,16 @@ def test_measure_served_runs_the_file_on_at_most_max_scored_samples(monkeypatch)
     assert record["n"] == 6 and record["not_scored"] == 4 and record["metrics"]["n_samples"] == 6
 
 
+def test_capping_keeps_a_rare_class(monkeypatch):
+    """1000 common samples and 5 of a rare class: the capped subset still holds every rare one, so the
+    served-file comparison (and its per-class recall check) is not switched off by the cap."""
+    monkeypatch.setattr(gate, "MAX_SCORED", 20)
+    preds = _predictions(["a"] * 200 + ["b"] * 5, ["a"] * 200 + ["b"] * 5)
+    record = measure_served(preds, set(), ["a", "b"], IMG, lambda s: np.eye(2)[[int(p["true"] == "b") for p in s]],
+                            version=1)
+    assert record["n"] == 20 and record["metrics"]["per_class"]["b"]["support"] == 5
+
+
 def test_measure_served_regression_needs_different_targets():
     preds = [{"sample_id": i, "content_hash": f"r{i}", "true": 3.0, "predicted": 3.0, "error": 0.0} for i in range(6)]
     record = measure_served(preds, set(), [], REG, lambda s: np.full((len(s), 1), 3.0), version=1)

@@ -16,6 +16,7 @@ served file; the reason says so and the refit decides.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +53,7 @@ def measure_served(predictions: list[dict[str, Any]], trained_hashes: set[str], 
                               "left_out_seen": len(predictions) - len(unseen),
                               "left_out_unknown_class": len(unseen) - len(samples), "metrics": None, "new": None}
     if len(samples) > MAX_SCORED:
-        samples = sorted(samples, key=lambda p: p["content_hash"])[:MAX_SCORED]
+        samples = _capped(samples, target.has_classes)
         record["n"], record["not_scored"] = len(samples), record["n"] - len(samples)
     if samples:
         record["metrics"] = target.score_output(samples, np.asarray(run_served(samples)), served_labels)
@@ -64,6 +65,20 @@ def measure_served(predictions: list[dict[str, Any]], trained_hashes: set[str], 
         record["note"] = target.served_note(samples, predictions, served_labels)
         record["enough"] = record["note"] is None
     return record
+
+
+def _capped(samples: list[dict[str, Any]], by_class: bool) -> list[dict[str, Any]]:
+    """At most MAX_SCORED samples, the same ones each run (by content hash). With classes, taken in
+    turn from each class, so a rare class is never cut away (its recall is what the gate checks);
+    both models are scored on the same subset, so the comparison stays fair."""
+    ordered = sorted(samples, key=lambda p: p["content_hash"])
+    if not by_class:
+        return ordered[:MAX_SCORED]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for p in ordered:
+        groups.setdefault(p["true"], []).append(p)
+    in_turn = [p for row in itertools.zip_longest(*groups.values()) for p in row if p is not None]
+    return in_turn[:MAX_SCORED]
 
 
 def decide(new: dict[str, Any], refit: dict[str, Any] | None, baseline: dict[str, Any],
