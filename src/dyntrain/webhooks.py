@@ -16,8 +16,7 @@ import ipaddress
 import json
 import logging
 import socket
-import threading
-
+from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlparse
 
 import httpx
@@ -100,6 +99,9 @@ class WebhookSender:
         self.core, self.poll_s, self.attempts, self.backoff_s = core, poll_s, attempts, backoff_s
         self.delivered: list[dict] = []  # (for observability and tests) the last deliveries
         self._timer = Periodic("webhooks", self.tick, poll_s)
+        # Deliveries run side by side (one slow receiver must not hold back the others) but bounded,
+        # and a batch is done only when each was delivered or given up: the cursor means "sent".
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook")
         self._drain = EventDrain(core, "webhooks", self._dispatch)
 
     def start(self) -> "WebhookSender":
@@ -108,12 +110,15 @@ class WebhookSender:
 
     def stop(self) -> None:
         self._timer.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def tick(self) -> None:
         self._drain.tick()
 
     def _dispatch(self, events: list[ProjectEvent]) -> int:
-        """Start each webhook's delivery (one slow receiver must not hold back the others' events)."""
+        """Deliver each webhook of ``events``; the count of events done (none if stopped meanwhile:
+        the batch is sent again after a restart, and receivers deduplicate by X-Dyntrain-Delivery)."""
+        deliveries = []
         wanted = [item for item in events if item.event.type in WEBHOOK_EVENTS]
         if wanted:
             with self.core.db.read() as s:
@@ -124,8 +129,9 @@ class WebhookSender:
                 if url:
                     payload = {"id": event.id, "type": event.type, "project": name, "data": event.data,
                                "at": event.created_at.isoformat()}
-                    threading.Thread(target=self.deliver, args=(url, payload), daemon=True).start()
-        return len(events)
+                    deliveries.append(self._pool.submit(self.deliver, url, payload))
+        wait(deliveries)
+        return 0 if self._timer.stopping.is_set() else len(events)
 
     def deliver(self, url: str, payload: dict) -> bool:
         address, refused = resolve_destination(url, self.core.settings.webhook_allow_private)
