@@ -9,6 +9,7 @@ URL never needs them.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import importlib
 import logging
@@ -31,24 +32,26 @@ _MAX_ATTEMPTS = 20  # NATS: a message whose change failed this often (not a bad 
 Handler = Callable[[bytes], Awaitable["str | None"]]
 
 
-class BrokerClient:
+class BrokerClient(abc.ABC):
     """Connects on first use and again after any failure; ``reset`` drops the connection."""
 
     url: str
 
+    @abc.abstractmethod
     async def publish(self, subject: str, body: bytes, message_id: str) -> None:
-        raise NotImplementedError
+        """Send ``body`` to ``subject`` and return once the broker has it (``message_id`` deduplicates)."""
 
+    @abc.abstractmethod
     async def consume(self, subject: str, handle: Handler, redeliver_s: float) -> None:
         """Take messages from ``subject`` (a NATS subject, an AMQP queue) until cancelled."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def tail(self, pattern: str, show: Callable[[bytes], None]) -> None:
         """Follow published events matching ``pattern`` (``dyntrain.shop.>``) until cancelled."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def reset(self) -> None:
-        raise NotImplementedError
+        """Drop the connection (the next use connects again)."""
 
 
 def open_client(url: str) -> BrokerClient:
