@@ -82,7 +82,7 @@ def _plant(core, make_png, tmp_path):
     with core.db.write() as s:
         for digest, age_days in [(h["input_expired"], 2), (h["record_expired"], 40), (h["input_fresh"], 0),
                                  (h["current"], 2)]:
-            s.add(PredictionRow(project_id=pid, model_version=1, label="a", confidence=0.9, scores={},
+            s.add(PredictionRow(project_id=pid, model_version=1, label="a", confidence=0.9, output={},
                                 input_hash=digest, input_stored=True, created_at=now - timedelta(days=age_days)))
 
     # Model versions 1..6 (keep 1): v6 newest, v5 production, v4 the rollback target, v3 a running run's.

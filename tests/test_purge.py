@@ -45,7 +45,7 @@ def test_purge_removes_the_content_everywhere_and_marks_what_used_it(core, make_
     running = records.start_run(core, pid, None, 2, {})
     with core.db.write() as s:
         s.add(JobRow(project_id=pid, status="running", trigger="auto", dataset_version=2, run_id=running))
-        s.add(PredictionRow(project_id=pid, model_version=1, label="a", confidence=0.9, scores={},
+        s.add(PredictionRow(project_id=pid, model_version=1, label="a", confidence=0.9, output={},
                             input_hash=digest, input_stored=True))
     cache = [_cache_file(core, digest), _cache_file(core, f"{digest}.aug1.2")]
     kept_cache = _cache_file(core, sha256_hex(other))

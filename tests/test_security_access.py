@@ -300,7 +300,7 @@ def _prediction(core, content_hash: str) -> int:
     """A stored prediction of p1 whose input image is kept (as the predict route would leave it)."""
     with core.db.write() as s:
         pid = s.query(ProjectRow.id).filter_by(name="p1").scalar()
-        row = PredictionRow(project_id=pid, model_version=1, label="cat", confidence=0.9, scores={"cat": 0.9},
+        row = PredictionRow(project_id=pid, model_version=1, label="cat", confidence=0.9, output={"label": "cat", "confidence": 0.9, "scores": {"cat": 0.9}},
                             input_hash=content_hash, input_stored=True)
         s.add(row)
         s.flush()

@@ -44,11 +44,12 @@ class Sample:
     project_id: int
     kind: str  # its task modality's kind: "image", "text", "row", … (dyntrain.tasks)
     content_hash: str  # sha256 of the content blob (image bytes, UTF-8 text, canonical JSON row)
-    label: str
+    label: str  # the key: a class, a number's canonical text (what the data view groups by)
     source: str
     meta: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    annotation: Any = None  # the whole label where the key does not say everything (boxes, a mask)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class VersionItem:
     sample_id: int
     content_hash: str
     label: str
+    annotation: Any = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class DatasetVersion:
     project_id: int
     number: int
     parent: int | None
-    hash: str  # sha256 over the sorted (content_hash, label) pairs
+    hash: str  # sha256 over the sorted (content_hash, label[, annotation]) items (versions.version_hash)
     counts: dict[str, int]
     size: int
     message: str
@@ -126,16 +128,24 @@ class Prediction:
     id: int
     project_id: int
     model_version: int
-    label: str | None
+    label: str | None  # the answer's class, where the target has one (what the list filters on)
     confidence: float
-    scores: dict[str, float]
+    output: dict[str, Any]  # the whole decoded answer, as the API gave it (scores, a value, boxes …)
     input_hash: str | None
     input_stored: bool
     latency_ms: float
     client: str
-    feedback_label: str | None
+    feedback_label: str | None  # the correction's key (a class, a number's text)
     created_at: datetime
-    value: float | None = None  # a regression model's answer (label and scores are then empty)
+    feedback: Any = None  # the correction's annotation where the key does not say everything
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return self.output.get("scores") or {}
+
+    @property
+    def value(self) -> float | None:
+        return self.output.get("value")
 
 
 @dataclass(frozen=True)

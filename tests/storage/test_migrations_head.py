@@ -61,3 +61,55 @@ def test_0003_keeps_every_row_and_deleted_ids_stay_unused(database_url):
     with pytest.raises(IntegrityError), database.engine.begin() as c:
         c.execute(insert_job)
     database.dispose()
+
+
+def test_0005_moves_scores_and_values_into_outputs_and_back(database_url):
+    """Task-neutral records: a 0004 database's class and regression predictions keep every answer
+    (scores, value) in their new ``output``; samples and version items gain an empty annotation;
+    the downgrade gives the old columns back unchanged."""
+    import json
+
+    from alembic import command
+    from sqlalchemy import text
+
+    database = db.Database(database_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db._MIGRATIONS))
+
+    def migrate(step, revision):
+        with database.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+
+    migrate(command.upgrade, "0004")
+    at = "'2026-12-01 00:00:00'"
+    with database.engine.begin() as c:
+        c.execute(text(f"INSERT INTO projects (name, task, description, settings, head_version, created_at, "
+                       f"updated_at) VALUES ('p', 'image-classification', '', '{{}}', 0, {at}, {at})"))
+        c.execute(text("INSERT INTO samples (project_id, kind, content_hash, label, source, meta, status, created_at, "
+                       f"updated_at) VALUES (1, 'image', 'h1', 'mug', 'upload', '{{}}', 'active', {at}, {at})"))
+        insert = ("INSERT INTO predictions (project_id, model_version, label, confidence, scores, input_stored, "
+                  "latency_ms, client, feedback_label, value, created_at) VALUES (1, 1, {label}, {conf}, '{scores}', "
+                  f"false, 1.5, '', {{feedback}}, {{value}}, {at})")
+        c.execute(text(insert.format(label="'mug'", conf=0.9, scores='{"mug": 0.9, "cup": 0.1}', feedback="'cup'",
+                                     value="NULL")))
+        c.execute(text(insert.format(label="NULL", conf=0.0, scores="{}", feedback="NULL", value=151.5)))
+    database.upgrade()
+    with database.engine.begin() as c:
+        outputs = [(json.loads(o) if isinstance(o, str) else o, f) for o, f in
+                   c.execute(text("SELECT output, feedback_label FROM predictions ORDER BY id")).all()]
+        assert outputs == [({"label": "mug", "confidence": 0.9, "scores": {"mug": 0.9, "cup": 0.1}}, "cup"),
+                           ({"value": 151.5}, None)]
+        assert c.execute(text("SELECT annotation FROM samples")).scalar() is None
+    from dyntrain.storage.rows import PredictionRow
+    from sqlalchemy.orm import Session
+
+    with Session(database.engine) as s:  # the ORM reads them: the entity's scores and value are the old ones
+        first, second = (r.to_entity() for r in s.query(PredictionRow).order_by(PredictionRow.id))
+        assert (first.scores, first.value, second.value, second.scores) == ({"mug": 0.9, "cup": 0.1}, None, 151.5, {})
+    migrate(command.downgrade, "0004")
+    with database.engine.begin() as c:
+        rows = c.execute(text("SELECT scores, value FROM predictions ORDER BY id")).all()
+        assert [(json.loads(s) if isinstance(s, str) else s, v) for s, v in rows] == [
+            ({"mug": 0.9, "cup": 0.1}, None), ({}, 151.5)]
+    database.dispose()

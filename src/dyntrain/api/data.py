@@ -198,13 +198,15 @@ def list_versions(name: str, core: Core = Depends(get_core)):
 
 @router.get("/projects/{name}/dataset-versions/{number}")
 def get_version(name: str, number: int, core: Core = Depends(get_core)):
-    """A version with its exact items (sample id, content hash, label)."""
+    """A version with its exact items (sample id, content hash, label, and the annotation where the
+    task's labels have one)."""
     with core.db.read() as s:
         row = project_row(s, name)
         version = versions.get_version(s, row, number).to_entity()
         items = versions.version_items(s, row, number)
     return {**public(VersionPublic, version).model_dump(mode="json"),
-            "items": [{"sample_id": i.sample_id, "content_hash": i.content_hash, "label": i.label} for i in items]}
+            "items": [{"sample_id": i.sample_id, "content_hash": i.content_hash, "label": i.label,
+                       **({"annotation": i.annotation} if i.annotation is not None else {})} for i in items]}
 
 
 @router.get("/projects/{name}/dataset-versions/{number}/diff")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -188,7 +189,9 @@ def list_predictions(name: str, label: str | None = None, min_confidence: float 
     items, total = serving.list_predictions(core, name, label=label, min_confidence=min_confidence,
                                             max_confidence=max_confidence, version=version, order=order,
                                             offset=offset, limit=limit)
-    return {"items": [{**p.__dict__, "created_at": p.created_at.isoformat()} for p in items], "total": total,
+    # scores and value: the fields of earlier releases, beside the whole output
+    return {"items": [{**p.__dict__, "scores": p.scores, "value": p.value, "created_at": p.created_at.isoformat()}
+                      for p in items], "total": total,
             "offset": offset, "limit": limit}
 
 
@@ -206,7 +209,9 @@ def prediction_image(name: str, prediction_id: int, size: int = Query(160, ge=16
 
 
 class Feedback(BaseModel):
-    label: Text
+    label: Text | list[dict[str, Any]] | dict[str, Any] = Field(
+        ..., description="The right answer in the task's label format: a class, a number, or for "
+        "structured targets their annotation (e.g. a list of boxes).")
     add_to_training: bool = False
 
 
@@ -230,7 +235,10 @@ def add_to_training(name: str, prediction_id: int, label: str | None = Form(None
 def _add_to_training(core: Core, name: str, prediction_id: int, label: str | None) -> ChangeResult:
     with core.db.read() as s:
         row = serving.prediction_row(s, project_row(s, name).id, prediction_id)
-        label = label or row.feedback_label or row.label
+        # the given label, else the recorded correction (its whole annotation where it has one),
+        # else the prediction's own class
+        if label is None:
+            label = row.feedback if row.feedback is not None else (row.feedback_label or row.label)
         stored, digest = row.input_stored, row.input_hash
     if not stored or not core.blobs.exists(digest):
         from ..errors import Conflict

@@ -82,6 +82,8 @@ class SamplePublic(_Out):
     meta: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    annotation: Any = Field(None, description="The whole label where `label` does not say everything "
+                            "(an image's boxes, a mask), in the task's format; null for classes and numbers.")
 
 
 class SamplesPage(BaseModel):
@@ -93,7 +95,9 @@ class SamplesPage(BaseModel):
 
 class SamplePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: Text
+    label: Text | list[dict[str, Any]] | dict[str, Any] = Field(
+        ..., description="The new label in the task's format: a class, a number, or for structured "
+        "targets their annotation (e.g. a list of boxes).")
 
 
 class ClassCreate(BaseModel):

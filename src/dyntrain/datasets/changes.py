@@ -42,8 +42,9 @@ def validate_label_for(task: str, label) -> str:
     return tasks.get(task).target.validate_label(label)
 
 
-def _check_uploads(core: Core, task: str, uploads: list[Upload], labels: list[str]) -> list[tuple[Upload, str, dict]]:
-    """Validate every file first and name every rejected one: nothing is written on failure."""
+def _check_uploads(core: Core, task: str, uploads: list[Upload], labels: list) -> list[tuple[Upload, str, object, dict]]:
+    """Validate every file and its label first and name every rejected one: nothing is written on
+    failure. Each accepted upload comes with its label's key and annotation (see Target.read_label)."""
     modality, target = tasks.get(task).modality, tasks.get(task).target
     limit, setting, what = modality.upload_limit(core.settings)
     if not uploads:
@@ -58,9 +59,10 @@ def _check_uploads(core: Core, task: str, uploads: list[Upload], labels: list[st
     accepted, rejected = [], []
     for upload, label in zip(uploads, labels):
         try:
-            label = target.validate_label(label)
             upload = Upload(upload.filename, modality.canonical(upload.data))
-            accepted.append((upload, label, modality.content_meta(core.settings, upload.filename, upload.data)))
+            meta = modality.content_meta(core.settings, upload.filename, upload.data)
+            key, annotation = target.read_label(label, meta)
+            accepted.append((upload, key, annotation, meta))
         except (Invalid, TooLarge) as exc:
             rejected.append({"file": upload.filename, "reason": exc.message})
     if rejected:
@@ -70,7 +72,8 @@ def _check_uploads(core: Core, task: str, uploads: list[Upload], labels: list[st
 
 
 def _ensure_classes(s: Session, project: ProjectRow, labels: set[str]) -> None:
-    if not tasks.get(project.task).target.has_classes:  # labels are e.g. target values, not classes
+    """Add the classes ``labels`` names to the project's class list (see Target.label_classes)."""
+    if not labels:
         return
     existing = set(s.scalars(select(ClassRow.label).where(ClassRow.project_id == project.id)))
     s.add_all(ClassRow(project_id=project.id, label=label) for label in sorted(labels - existing))
@@ -90,26 +93,27 @@ def _open_batch(s: Session, project: ProjectRow, batch_id: str) -> BatchRow:
     return batch
 
 
-def add_samples(core: Core, project: str, uploads: list[Upload], labels: list[str], *,
+def add_samples(core: Core, project: str, uploads: list[Upload], labels: list, *,
                 batch: str | None = None, source: str = "upload") -> tuple[list[Sample], DatasetVersion | None]:
-    """Add items (images, or UTF-8 texts in a text project) with their labels.
+    """Add items (images, or UTF-8 texts in a text project) with their labels (in the task target's
+    format: a class, a number, an image's boxes …).
 
     Without a batch they become a new dataset version at once.
 
     >>> add_samples(core, "products", [Upload("a.jpg", data)], ["mug"])  # doctest: +SKIP
     """
     task = project_task(core, project)
-    kind = tasks.get(task).modality.kind
+    kind, target = tasks.get(task).modality.kind, tasks.get(task).target
     accepted = _check_uploads(core, task, uploads, labels)
-    hashes = [core.blobs.put(upload.data) for upload, _, _ in accepted]
+    hashes = [core.blobs.put(upload.data) for upload, _, _, _ in accepted]
     with core.db.write() as s:
         row = project_row(s, project, lock=True)
         if batch is not None:
             _open_batch(s, row, batch)
-        _ensure_classes(s, row, {label for _, label, _ in accepted})
-        samples = [SampleRow(project_id=row.id, kind=kind, content_hash=h, label=label, source=source,
-                             meta=meta, status="staged" if batch else "active", batch_id=batch)
-                   for h, (_, label, meta) in zip(hashes, accepted)]
+        _ensure_classes(s, row, set().union(*(target.label_classes(k, a) for _, k, a, _ in accepted)))
+        samples = [SampleRow(project_id=row.id, kind=kind, content_hash=h, label=key, annotation=annotation,
+                             source=source, meta=meta, status="staged" if batch else "active", batch_id=batch)
+                   for h, (_, key, annotation, meta) in zip(hashes, accepted)]
         s.add_all(samples)
         s.flush()
         version = None if batch else snapshot(s, row, f"added {len(samples)} sample(s)")
@@ -162,16 +166,19 @@ def list_samples(core: Core, project: str, *, label: str | None = None, offset: 
         return [r.to_entity() for r in rows], total
 
 
-def relabel_sample(core: Core, project: str, sample_id: int, label: str) -> tuple[Sample, DatasetVersion | None]:
+def relabel_sample(core: Core, project: str, sample_id: int, label) -> tuple[Sample, DatasetVersion | None]:
+    """Give a sample a new label (in the task target's format); a changed label is a new version."""
     with core.db.write() as s:
         row = project_row(s, project, lock=True)
-        label = validate_label_for(row.task, label)
+        target = tasks.get(row.task).target
         sample = _sample_row(s, row, sample_id)
+        key, annotation = target.read_label(label, dict(sample.meta or {}))
         old = sample.label
-        sample.label = label
-        _ensure_classes(s, row, {label})
+        sample.label, sample.annotation = key, annotation
+        _ensure_classes(s, row, target.label_classes(key, annotation))
         s.flush()
-        return sample.to_entity(), snapshot(s, row, f"relabelled sample {sample_id} from {old!r} to {label!r}")
+        what = f"from {old!r} to {key!r}" if old != key else "(its annotation)"
+        return sample.to_entity(), snapshot(s, row, f"relabelled sample {sample_id} {what}")
 
 
 def delete_sample(core: Core, project: str, sample_id: int) -> DatasetVersion | None:
@@ -288,14 +295,16 @@ def restore_version(core: Core, project: str, number: int) -> DatasetVersion | N
         for sid, sample in current.items():
             if sid not in target:
                 s.delete(sample)
-            elif sample.label != target[sid].label:
-                sample.label = target[sid].label
+            elif (sample.label, sample.annotation) != (target[sid].label, target[sid].annotation):
+                sample.label, sample.annotation = target[sid].label, target[sid].annotation
         for sid in target.keys() - current.keys():
             item = target[sid]
             old = s.get(SampleRow, sid)
             if old is None:  # deleted since: bring it back under its old id
                 s.add(SampleRow(id=sid, project_id=row.id, kind=tasks.get(row.task).modality.kind, content_hash=item.content_hash,
-                                label=item.label, source="restore", meta={}, status="active"))
-        _ensure_classes(s, row, {i.label for i in target.values()})
+                                label=item.label, annotation=item.annotation, source="restore", meta={},
+                                status="active"))
+        names = tasks.get(row.task).target.label_classes
+        _ensure_classes(s, row, set().union(*(names(i.label, i.annotation) for i in target.values())))
         s.flush()
         return snapshot(s, row, f"restored dataset version {number}")

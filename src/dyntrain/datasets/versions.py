@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -53,11 +54,25 @@ def waiting_sentence(label: str, count: int) -> str:
     return f"{label!r} needs {missing} more example{'' if missing == 1 else 's'} before the model can learn it"
 
 
-def version_hash(pairs: list[tuple[str, str]]) -> str:
-    """sha256 over the sorted (content hash, label) pairs: equal data, equal hash."""
+def version_hash(items: list[tuple]) -> str:
+    """sha256 over the sorted (content hash, label[, annotation]) items: equal data, equal hash.
+
+    An annotation (boxes, a mask …) enters as canonical JSON, so a moved box changes the hash;
+    items without one hash as they always did (old versions keep their hashes).
+
+    >>> version_hash([("c1", "cat")]) == version_hash([("c1", "cat", None)])
+    True
+    >>> version_hash([("c1", "", [{"x": 1}])]) != version_hash([("c1", "", [{"x": 2}])])
+    True
+    """
     h = hashlib.sha256()
-    for content_hash, label in sorted(pairs):
-        h.update(f"{content_hash}\t{label}\n".encode())
+    lines = []
+    for content_hash, label, *rest in items:
+        annotation = rest[0] if rest else None
+        extra = "" if annotation is None else "\t" + json.dumps(annotation, sort_keys=True, separators=(",", ":"))
+        lines.append(f"{content_hash}\t{label}{extra}\n")
+    for line in sorted(lines):
+        h.update(line.encode())
     return h.hexdigest()
 
 
@@ -68,22 +83,22 @@ def snapshot(session: Session, project: ProjectRow, message: str) -> DatasetVers
     The caller must hold the project lock (``project_row(..., lock=True)``).
     """
     rows = session.execute(
-        select(SampleRow.id, SampleRow.content_hash, SampleRow.label)
+        select(SampleRow.id, SampleRow.content_hash, SampleRow.label, SampleRow.annotation)
         .where(SampleRow.project_id == project.id, SampleRow.status == "active")
     ).all()
-    digest = version_hash([(r.content_hash, r.label) for r in rows])
+    digest = version_hash([(r.content_hash, r.label, r.annotation) for r in rows])
     head = _version_row(session, project.id, project.head_version) if project.head_version else None
     if head is not None and head.hash == digest:
         return None
     number = (project.head_version or 0) + 1
-    counts = tasks.get(project.task).target.counts([r.label for r in rows])
+    counts = tasks.get(project.task).target.counts([r.label for r in rows])  # by key
     version = DatasetVersionRow(project_id=project.id, number=number, parent=project.head_version or None,
                                 hash=digest, counts=counts,
                                 size=len(rows), message=message)
     session.add(version)
     session.flush()
     session.add_all(VersionItemRow(version_id=version.id, sample_id=r.id, content_hash=r.content_hash,
-                                   label=r.label) for r in rows)
+                                   label=r.label, annotation=r.annotation) for r in rows)
     project.head_version = number
     publish(session, project.id, "data.changed", {"version": number, "message": message, "size": len(rows)})
     for fn in _SUBSCRIBERS:  # the loop: the scheduler's subscription may retrain on it
@@ -113,11 +128,11 @@ def get_version(session: Session, project: ProjectRow, number: int) -> DatasetVe
 
 
 def version_items(session: Session, project: ProjectRow, number: int) -> list[VersionItem]:
-    """The exact (sample, content, label) triples of a version, ordered by sample id."""
+    """The exact (sample, content, label, annotation) items of a version, ordered by sample id."""
     version = get_version(session, project, number)
     rows = session.scalars(select(VersionItemRow).where(VersionItemRow.version_id == version.id)
                            .order_by(VersionItemRow.sample_id))
-    return [VersionItem(r.sample_id, r.content_hash, r.label) for r in rows]
+    return [VersionItem(r.sample_id, r.content_hash, r.label, r.annotation) for r in rows]
 
 
 def diff_versions(core: Core, project: str, number: int, against: int) -> dict:
@@ -126,12 +141,16 @@ def diff_versions(core: Core, project: str, number: int, against: int) -> dict:
         row = project_row(s, project)
         new = {i.sample_id: i for i in version_items(s, row, number)}
         old = {i.sample_id: i for i in version_items(s, row, against)}
-    item = lambda i: {"sample_id": i.sample_id, "content_hash": i.content_hash, "label": i.label}  # noqa: E731
+    def item(i: VersionItem) -> dict:
+        return {"sample_id": i.sample_id, "content_hash": i.content_hash, "label": i.label,
+                **({"annotation": i.annotation} if i.annotation is not None else {})}
+
     return {
         "version": number,
         "against": against,
         "added": [item(new[k]) for k in sorted(new.keys() - old.keys())],
         "removed": [item(old[k]) for k in sorted(old.keys() - new.keys())],
         "relabelled": [{"sample_id": k, "content_hash": new[k].content_hash, "from": old[k].label,
-                        "to": new[k].label} for k in sorted(new.keys() & old.keys()) if new[k].label != old[k].label],
+                        "to": new[k].label} for k in sorted(new.keys() & old.keys())
+                       if (new[k].label, new[k].annotation) != (old[k].label, old[k].annotation)],
     }

@@ -139,10 +139,17 @@ def list_predictions(core: Core, project: str, *, label: str | None = None, min_
         return [r.to_entity() for r in rows], total
 
 
-def set_feedback(core: Core, project: str, prediction_id: int, label: str) -> None:
-    from ..datasets.changes import validate_label
-
-    label = validate_label(label)
+def set_feedback(core: Core, project: str, prediction_id: int, label: Any) -> None:
+    """Record the right answer to a prediction, in the task target's label format (a class, a
+    number, an image's boxes …); checked against the input where it was kept (boxes inside it)."""
+    with core.db.read() as s:
+        project_ = project_row(s, project)
+        row = prediction_row(s, project_.id, prediction_id)
+        task, stored, digest = tasks.get(project_.task), row.input_stored, row.input_hash
+    meta = {}
+    if stored and digest and core.blobs.exists(digest):
+        meta = task.modality.content_meta(core.settings, f"prediction-{prediction_id}", core.blobs.get(digest))
+    key, annotation = task.target.read_label(label, meta)
     with core.db.write() as s:
         row = prediction_row(s, project_row(s, project).id, prediction_id)
-        row.feedback_label = label
+        row.feedback_label, row.feedback = key, annotation

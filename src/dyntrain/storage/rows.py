@@ -122,7 +122,9 @@ class SampleRow(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(10))  # image | text | row
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
-    label: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(200))  # the key: a class, a number's text (see the target)
+    # The whole label where the key does not say everything (boxes, a mask), as the target validated it.
+    annotation: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     source: Mapped[str] = mapped_column(String(200), default="upload")
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # staged: uploaded inside a batch not yet committed; active: part of the project's data.
@@ -133,7 +135,7 @@ class SampleRow(Base):
 
     def to_entity(self) -> e.Sample:
         return e.Sample(self.id, self.project_id, self.kind, self.content_hash, self.label, self.source,
-                        dict(self.meta or {}), self.created_at, self.updated_at)
+                        dict(self.meta or {}), self.created_at, self.updated_at, self.annotation)
 
 
 class DatasetVersionRow(Base):
@@ -164,6 +166,7 @@ class VersionItemRow(Base):
     sample_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # no FK: the sample may be deleted
     content_hash: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(200))
+    annotation: Mapped[Any | None] = mapped_column(JSON, nullable=True)  # as the sample's
 
 
 class JobRow(Base):
@@ -269,21 +272,23 @@ class PredictionRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     model_version: Mapped[int] = mapped_column(Integer)
+    # label and confidence: what the prediction list filters and sorts on (None/0 where a target
+    # has no single class); output: the whole decoded answer (class scores, a value, boxes …).
     label: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    value: Mapped[float | None] = mapped_column(Float, nullable=True)  # regression output
     confidence: Mapped[float] = mapped_column(Float)
-    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    output: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     input_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     input_stored: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     client: Mapped[str] = mapped_column(String(100), default="")
     feedback_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    feedback: Mapped[Any | None] = mapped_column(JSON, nullable=True)  # the correction's annotation
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.Prediction:
         return e.Prediction(self.id, self.project_id, self.model_version, self.label, self.confidence,
-                            dict(self.scores), self.input_hash, bool(self.input_stored), self.latency_ms,
-                            self.client, self.feedback_label, self.created_at, self.value)
+                            dict(self.output or {}), self.input_hash, bool(self.input_stored), self.latency_ms,
+                            self.client, self.feedback_label, self.created_at, self.feedback)
 
 
 class EventRow(Base):

@@ -39,6 +39,10 @@ class Modality(abc.ABC):
     training_curves: bool = True
     #: The project page shows samples as text (a text or a row preview), not thumbnails.
     shows_text: bool = False
+    #: Samples in the plural, for counts in the UI ("40 rows").
+    plural: str = "examples"
+    #: What the examples are, as the new-project form offers it ("Photos"); see :attr:`Task.title`.
+    title: str = ""
 
     def upload_limit(self, settings) -> tuple[int, str, str]:
         """(most items per request, the setting that says so, what they are called)."""
@@ -128,6 +132,8 @@ class Target(abc.ABC):
     #: The run report partial that replaces the run page's class view (confusion matrix, examples);
     #: empty: the class view itself.
     run_template: str = ""
+    #: What the model does, as the new-project form says it after the modality's title.
+    goal: str = ""
 
     @abc.abstractmethod
     def validate_label(self, label: Any) -> str:
@@ -138,6 +144,17 @@ class Target(abc.ABC):
         """What a training run does differently for this target: encoding labels, the evaluation
         plan, selection, data recipes, scoring, baseline, and what the result and card record
         (see :mod:`dyntrain.training.pipeline`)."""
+
+    def read_label(self, raw: Any, meta: dict[str, Any]) -> tuple[str, Any]:
+        """(key, annotation) of a label as sent, for a sample whose content the modality described
+        as ``meta`` (an image's size bounds its boxes). The key is what the data view groups and
+        filters by; the annotation is the whole label where the key does not say everything, in a
+        form that is the same JSON whenever the label is the same (None: the key says it all)."""
+        return self.validate_label(raw), None
+
+    def label_classes(self, key: str, annotation: Any) -> set[str]:
+        """The classes a labelled sample names: the project's class list grows by them."""
+        return {key} if self.has_classes else set()
 
     def label_from_cell(self, value: Any, column: str) -> str:
         """A label from a table cell (the target column of an uploaded row)."""
@@ -227,10 +244,17 @@ class Target(abc.ABC):
 
 @dataclass(frozen=True)
 class Answer:
-    """A decoded model output: the prediction record's columns and what the API returns."""
+    """A decoded model output: what the API returns (and the record keeps whole, as its ``output``),
+    and the class and confidence the prediction list filters and sorts on, where the target has them."""
 
-    record: dict[str, Any]
     public: dict[str, Any]
+    label: str | None = None
+    confidence: float = 0.0
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The prediction record's columns."""
+        return {"label": self.label, "confidence": self.confidence, "output": self.public}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ class ClassTarget(Target):
     output = "probabilities"
     gate_metrics = ("macro_f1", "accuracy")
     headline = "accuracy"
+    goal = "recognise which class each one belongs to"
 
     def validate_label(self, label: Any) -> str:
         from ..archive import validate_label
@@ -134,8 +135,7 @@ class ClassTarget(Target):
         confidence = float(output[best])
         label = labels[best] if confidence >= threshold else None  # below the threshold: "not sure"
         scores = {lab: float(v) for lab, v in zip(labels, output)}
-        fields = {"label": label, "confidence": confidence, "scores": scores}
-        return Answer(fields, fields)
+        return Answer({"label": label, "confidence": confidence, "scores": scores}, label, confidence)
 
     def cli_columns(self) -> list[str]:
         return ["label", "confidence", "model"]

@@ -23,6 +23,7 @@ class NumberTarget(Target):
     gate_metrics = ("r2", "mae")
     headline = "r2"
     run_template = "_run_regression.html"
+    goal = "predict a number"
 
     def validate_label(self, label: Any) -> str:
         from ..tables import target_text
@@ -121,8 +122,7 @@ class NumberTarget(Target):
 
     # -- predictions -----------------------------------------------------------------------
     def answer(self, output, labels: tuple[str, ...], threshold: float) -> Answer:
-        value = float(output[0])  # a number: no label, scores or confidence
-        return Answer({"label": None, "value": value, "confidence": 0.0, "scores": {}}, {"value": value})
+        return Answer({"value": float(output[0])})  # a number: no class, scores or confidence
 
     def cli_columns(self) -> list[str]:
         return ["value", "model"]
