@@ -124,7 +124,7 @@ def test_backbone_models_share_one_trunk_and_predict_like_their_whole_files(core
     assert served["c"].session is not served["a"].session  # different weights: its own trunk
 
     images = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
-    answers = {name: model.predict(images) for name, model in served.items()}
+    answers = {name: model.predict_items(list(images)) for name, model in served.items()}
     for name, path in files.items():
         np.testing.assert_array_equal(answers[name], _whole(path, {"image": images}))
     assert not np.array_equal(answers["a"], answers["b"])

@@ -119,7 +119,7 @@ def test_trained_model_and_data_reach_another_machine_through_s3(s3, tmp_path, a
         assert any(k.endswith(".onnx") for k in keys) and any(k.endswith(".json") for k in keys)
         test = digit_images(per_class=2, offset=40)
         batch = np.stack([imaging.model_input(imaging.decode_image(d)) for _, d in test])
-        labels = [model.labels[i] for i in model.predict(batch).argmax(1)]
+        labels = [model.labels[i] for i in np.asarray(model.predict_items(list(batch))).argmax(1)]
         assert np.mean([p == t for p, (t, _) in zip(labels, test)]) >= 0.5
         assert b.blobs.get(sha256_hex(images[0][1])) == images[0][1]  # B reads A's training data
     finally:

@@ -20,7 +20,6 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 
 from .. import tasks
 from ..project_settings import ProjectSettings
@@ -36,7 +35,7 @@ MAX_SCORED = 1000
 
 
 def measure_served(predictions: list[dict[str, Any]], trained_hashes: set[str], served_labels: list[str],
-                   task: str, run_served: Callable[[list[dict[str, Any]]], np.ndarray], *,
+                   task: str, run_served: Callable[[list[dict[str, Any]]], list], *,
                    version: int) -> dict[str, Any]:
     """Score the served model file and the new model on the same never-seen samples.
 
@@ -56,7 +55,7 @@ def measure_served(predictions: list[dict[str, Any]], trained_hashes: set[str], 
         samples = _capped(samples, target.has_classes)
         record["n"], record["not_scored"] = len(samples), record["n"] - len(samples)
     if samples:
-        record["metrics"] = target.score_output(samples, np.asarray(run_served(samples)), served_labels)
+        record["metrics"] = target.score_output(samples, run_served(samples), served_labels)
         record["new"] = target.score_predicted(samples)
     if len(samples) < MIN_UNSEEN:
         record["note"] = (f"only {len(samples)} evaluation examples the model in service never trained on "

@@ -241,7 +241,7 @@ def _measure_served(core: Core, project: ProjectRow, prod_info: dict, result: di
             for k in range(0, len(todo), 32):
                 chunk = todo[k:k + 32]
                 known.update(zip(chunk, model.predict_items([modality.decode(core.blobs.get(h)) for h in chunk])))
-        return np.stack([known[p["content_hash"]] for p in samples])
+        return [known[p["content_hash"]] for p in samples]
 
     predictions = result["metrics"].get("predictions") or []
     labels = prod_info["card"].get("labels") or []

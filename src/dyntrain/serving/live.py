@@ -36,8 +36,10 @@ class LoadedModel:
     labels: tuple[str, ...]
     session: ort.InferenceSession
     input_name: str
-    schema: tuple | None = None  # a table model's columns ({"name", "type"}); None for images and texts
-    output: str = "probabilities"  # the task target's output, e.g. "value" for a regression model ([N, 1])
+    # What the modality read off the file: a table model's columns ({"name", "type"}), a detector's
+    # input size; None for images and texts.
+    schema: Any = None
+    target: Any = None  # the task's target: the outputs to run, and how they split per item
     # A backbone model cut in two (serving.trunks): ``session`` is then the trunk, shared with
     # every model whose trunk is byte-identical, and ``head`` this model's own part after ``cut``.
     head: ort.InferenceSession | None = None
@@ -48,20 +50,20 @@ class LoadedModel:
     def input_names(self) -> list[str]:
         return [i.name for i in self.session.get_inputs()]
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """uint8 [N,224,224,3] → probabilities [N, n_classes]."""
-        return self.run({self.input_name: images})
+    def predict_items(self, items: list):
+        """Decoded items (image arrays, strings or rows, see the task's modality) → one output per
+        item, as the task's target splits them: probabilities [N, n_classes], values [N, 1], a
+        detector's boxes per image …"""
+        raw = self.run(self.modality.feed(self.input_names, self.schema, items))
+        return self.target.split(raw, items, self)
 
-    def predict_items(self, items: list) -> np.ndarray:
-        """Decoded items (image arrays, strings or rows, see the task's modality) → probabilities
-        [N, n_classes] (a regression model: values [N, 1])."""
-        return self.run(self.modality.feed(self.input_names, self.schema, items))
-
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The target's outputs (see ``Target.outputs_read``) for one feed."""
+        names = list(self.target.outputs_read())
         if self.head is None:
-            return self.session.run([self.output], feed)[0]
+            return self.session.run(names, feed)
         features = self.session.run([self.cut], feed)[0]
-        return self.head.run([self.output], {self.cut: features})[0]
+        return self.head.run(names, {self.cut: features})
 
 
 # Trunk sessions by content, shared by every model loaded in this process while any uses them.
@@ -92,7 +94,7 @@ def _warm_head(model: LoadedModel) -> bool:
     dtype = _ZEROS.get(cut.type)
     if dtype is None:
         return False
-    model.head.run([model.output], {model.cut: np.zeros([d if isinstance(d, int) else 1 for d in cut.shape], dtype)})
+    model.head.run(list(model.target.outputs_read()), {model.cut: np.zeros([d if isinstance(d, int) else 1 for d in cut.shape], dtype)})
     return True
 
 
@@ -107,7 +109,7 @@ def load_model(path: Path, project_id: int, version: int, labels: list[str], thr
     session, head, cut, new = _open(path, threads)
     names = [i.name for i in session.get_inputs()]
     model = LoadedModel(project_id, version, tuple(labels), session, names[0], plugin.modality.columns(session),
-                        plugin.target.output, head, cut, plugin.modality)
+                        plugin.target, head, cut, plugin.modality)
     if head is not None and not new and _warm_head(model):
         return model
     model.predict_items([plugin.modality.warmup_item()])

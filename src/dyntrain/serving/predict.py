@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 
 from .. import tasks
@@ -58,12 +57,12 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
         raise Invalid(f"{columns[0]['reason']} (row {columns[0]['row']}); the model's columns are: {names}",
                       details=columns[:100])
     ok = [i for i, d in enumerate(decoded) if d is not None]
-    probs = model.predict_items([decoded[i] for i in ok]) if ok else np.zeros((0, len(model.labels)))
+    outputs = model.predict_items([decoded[i] for i in ok]) if ok else []  # one per item (see Target.split)
     latency_ms = (time.perf_counter() - start) * 1000 / max(1, len(files))
     results: list[dict[str, Any]] = [{} for _ in files]
     records = []
     for j, i in enumerate(ok):
-        answer = task.target.answer(probs[j], model.labels, settings.confidence_threshold)
+        answer = task.target.answer(outputs[j], model.labels, settings.confidence_threshold)
         data = files[i][1]
         digest = core.blobs.put(data) if settings.store_prediction_inputs else sha256_hex(data)
         records.append((i, PredictionRow(project_id=pid, model_version=model.version, **answer.record,

@@ -125,6 +125,8 @@ class Target(abc.ABC):
     has_classes: bool = True
     #: The ONNX output the model answers in (a table column may not take this name).
     output: str = "probabilities"
+    #: Every ONNX output serving reads, in order (a detector answers boxes, scores and labels).
+    output_names: tuple[str, ...] = ()
     #: The gate metrics that apply; the first is the default.
     gate_metrics: tuple[str, ...] = ()
     #: The score said in words (history, estimates): accuracy for classes, R² for numbers.
@@ -229,6 +231,17 @@ class Target(abc.ABC):
         """(what precedes a score, what the samples are called) in "estimated …, measured later …"."""
 
     # -- predictions -------------------------------------------------------------------------
+    def outputs_read(self) -> tuple[str, ...]:
+        """The ONNX outputs serving runs the model for."""
+        return self.output_names or (self.output,)
+
+    def split(self, raw, items: list, model) -> Any:
+        """The served model's raw outputs for ``items`` (one array per name of :meth:`outputs_read`)
+        as one output per item, what :meth:`answer` and :meth:`score_output` take; ``model`` is the
+        loaded model (its ``schema`` says what the modality read off the file). By default the
+        one output array, row by row."""
+        return raw[0]
+
     @abc.abstractmethod
     def answer(self, output, labels: tuple[str, ...], threshold: float) -> "Answer":
         """One model output row decoded into a prediction (record columns and the API's fields)."""

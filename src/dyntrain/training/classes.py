@@ -86,7 +86,7 @@ class ClassStages:
 
     def agrees(self, served: np.ndarray, trained: np.ndarray) -> float | None:
         """The largest disagreement if the exported file's probabilities are off, else None."""
-        diff = float(np.abs(served - trained).max())
+        diff = float(np.abs(np.asarray(served) - trained).max())
         return diff if diff > 1e-3 else None
 
     def result_fields(self, data: Prepared, spec: TrainingSpec) -> dict[str, Any]:

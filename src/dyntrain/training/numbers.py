@@ -109,7 +109,7 @@ class NumberStages:
 
     def agrees(self, served: np.ndarray, trained: np.ndarray) -> float | None:
         """The largest disagreement if the exported file's values are off (relative to their size), else None."""
-        diff = float(np.abs(served.reshape(-1) - trained.reshape(-1)).max()) if len(trained) else 0.0
+        diff = float(np.abs(np.asarray(served).reshape(-1) - trained.reshape(-1)).max()) if len(trained) else 0.0
         return diff if diff > 1e-4 * max(1.0, float(np.abs(trained).max(initial=0.0))) else None
 
     def result_fields(self, data: Prepared, spec: TrainingSpec) -> dict[str, Any]:

@@ -257,6 +257,6 @@ def _verify_onnx(path: Path, learner, X: np.ndarray, hashes: list[str], load_ima
 
     model = load_model(path, 0, 0, ["?"] * getattr(learner, "n_classes_", 0), threads=2, task=task)
     served = model.predict_items([tasks.get(task).modality.decode(load_image(h)) for h in hashes])
-    diff = stages.agrees(np.asarray(served), stages.outputs(learner, X))
+    diff = stages.agrees(served, stages.outputs(learner, X))
     if diff is not None:
         raise RuntimeError(f"exported ONNX model disagrees with the trained model (max diff {diff:.2e})")
