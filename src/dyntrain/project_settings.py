@@ -31,7 +31,7 @@ class ProjectSettings(BaseModel):
     train_max_delay_s: float = Field(60.0, ge=0, le=86400, description="Never wait longer than this after the first pending change, so a steady stream of edits still trains.")
     time_budget_s: float = Field(60.0, ge=1, le=86400, description="Time allowed for model selection in one run (cut only between candidates).")
     min_holdout_per_class: int = Field(10, ge=1, le=10000, description="Below this many holdout samples in any class, runs evaluate by repeated cross-validation instead of the holdout.")
-    gate_metric: Literal["macro_f1", "accuracy", "r2", "mae"] = Field("macro_f1", description="The score a new model must not lose (by more than gate_tolerance) to replace the one in service: macro_f1 or accuracy for classification, r2 (the default) or mae for tabular-regression projects.")
+    gate_metric: str = Field("macro_f1", description="The score a new model must not lose (by more than gate_tolerance) to replace the one in service: macro_f1 or accuracy for classification, r2 (the default) or mae for tabular-regression, map50_95 (the default) or map50 for object-detection projects.")
     gate_tolerance: float = Field(0.01, ge=0, le=1, description="How much worse gate_metric may be and the new model still goes into service: absolute for macro_f1, accuracy and r2; a fraction of the current error for mae (0.01 = 1% higher).")
     gate_class_recall_tolerance: float = Field(0.05, ge=0, le=1, description="The largest drop in any single class's recall that still allows promotion.")
     confidence_threshold: float = Field(0.0, ge=0, le=1, description="Predictions less confident than this answer 'none of these' (label null). 0 turns it off.")
@@ -47,6 +47,16 @@ class ProjectSettings(BaseModel):
     balance_target_ratio: float = Field(1.0, gt=0, le=1, description="When classes are imbalanced, the balancing candidate brings every class up to this fraction of the largest with augmented copies (class weights are tried too).")
     learners: list[str] | None = Field(None, description="Learners model selection may try (e.g. [\"image.linear_probe\"]); null = all registered ones.")
     gpu: bool = Field(False, description="Train this project's jobs on a GPU worker (Ray executor: the task asks for num_gpus=1 and fails with a clear reason if no node has one).")
+
+    @field_validator("gate_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        from . import tasks
+
+        known = list(dict.fromkeys(m for n in tasks.names() for m in tasks.get(n).target.gate_metrics))
+        if value not in known:
+            raise ValueError(f"{value!r} is not a gate metric; choose one of {', '.join(known)}")
+        return value
 
     @field_validator("learners")
     @classmethod

@@ -182,7 +182,7 @@ def test_create_upload_watch_training_try_and_inspect(live_server, core, browser
     page.goto(run_url)
     page.get_by_role("button", name="Put version 1 into service").click()
     page.locator(".outcome .badge", has_text="in service now").wait_for()
-    page.get_by_role("button", name="Roll back to the previous version").click()
+    page.get_by_role("button", name="Roll back to version 2").click()
     page.get_by_role("button", name="Put version 1 into service").wait_for()
     page.get_by_role("button", name="Put version 1 into service").click()
     page.locator(".outcome .badge", has_text="in service now").wait_for()

@@ -113,7 +113,7 @@ def test_unknown_project_is_a_clear_404_page(client):
         r = client.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"].startswith("text/html")
-        assert "project 'nope' does not exist" in unescape(r.text) and "Back to all projects" in r.text
+        assert "Project 'nope' does not exist." in unescape(r.text) and "Back to all projects" in r.text
 
 
 def test_unknown_or_foreign_run_is_404(client, core, shop):

@@ -203,8 +203,10 @@ def _label_counts(s: Session, pid: int) -> dict[str, int]:
 
 def list_classes(core: Core, project: str) -> list[ClassInfo]:
     with core.db.read() as s:
-        pid = project_row(s, project).id
-        counts = _label_counts(s, pid)
+        row = project_row(s, project)
+        pid, keys = row.id, _label_counts(s, row.id)
+        # the target counts its classes from the samples' keys (an image of boxes shows several)
+        counts = tasks.get(row.task).target.counts([k for k, n in keys.items() for _ in range(n)])
         rows = s.scalars(select(ClassRow).where(ClassRow.project_id == pid).order_by(ClassRow.label))
         return [ClassInfo(r.label, r.description or "", counts.get(r.label, 0)) for r in rows]
 

@@ -43,6 +43,7 @@ from .finetune import Finetune  # noqa: E402  isort: skip
 from .text import TextEmbeddingLogReg, TfidfLogReg  # noqa: E402  isort: skip
 from .tabular import (TABLE, TabularHGB, TabularHGBRegressor, TabularLinear, TabularRidge,  # noqa: E402  isort: skip
                       infer_schema, regression_metrics, row_feed, schema_of, to_matrix)
+from .detector import CenterNetDetector  # noqa: E402  isort: skip
 
 __all__ = [
     # contract and registry
@@ -63,6 +64,7 @@ __all__ = [
     "TabularHGBRegressor",
     "TabularLinear",
     "TabularRidge",
+    "CenterNetDetector",
     "infer_schema",
     "regression_metrics",
     "row_feed",

@@ -214,6 +214,11 @@ class Target(abc.ABC):
     def worse(self, new: dict, old: dict, metric: str, settings, min_support: int) -> str | None:
         """Why ``new`` is worse than ``old`` beyond the tolerances (None: it is not)."""
 
+    def run_view(self, result: dict, metrics: dict) -> dict | None:
+        """What the target's own run partial (:attr:`run_template`) shows of a run, in plain words
+        and pictures; None: the run page's built-in class or number view."""
+        return None
+
     def promoted_tail(self) -> list[str]:
         """What else a promotion's reason says held."""
         return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import Task, register
+from .boxes import BoxesTarget, PhotoModality
 from .classes import ClassTarget
 from .image import ImageModality
 from .numbers import NumberTarget
@@ -10,11 +11,12 @@ from .table import RowModality
 from .text import TextModality
 
 # One instance each: a modality or target holds no per-project state.
-IMAGE, TEXT, ROW = ImageModality(), TextModality(), RowModality()
-CLASS, NUMBER = ClassTarget(), NumberTarget()
+IMAGE, TEXT, ROW, PHOTO = ImageModality(), TextModality(), RowModality(), PhotoModality()
+CLASS, NUMBER, BOXES = ClassTarget(), NumberTarget(), BoxesTarget()
 
 register(Task("image-classification", IMAGE, CLASS, "Photos (recognise what is in a picture)"),
          default_for_format=True)
 register(Task("text-classification", TEXT, CLASS, "Texts (recognise what a text is about)"), default_for_format=True)
 register(Task("tabular-classification", ROW, CLASS), default_for_format=True)
 register(Task("tabular-regression", ROW, NUMBER))
+register(Task("object-detection", PHOTO, BOXES, "Photos (find and outline things in a picture)"))

@@ -15,6 +15,8 @@ _MAGIC = ((b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "ima
 
 class ImageModality(Modality):
     kind = noun = "image"
+    plural = "images"
+    title = "Photos"
     upload_format = "files"
     augmentable = True
     health_checks = True

@@ -28,6 +28,8 @@ def _candidates(contract: str) -> tuple:
 
 class RowModality(Modality):
     kind = noun = "row"
+    plural = "rows"
+    title = "Table rows (a CSV file)"
     upload_format = "rows"
     training_curves = False
     data_template = "_table_data.html"

@@ -26,6 +26,8 @@ def text_candidates() -> tuple:
 
 class TextModality(Modality):
     kind = noun = "text"
+    plural = "texts"
+    title = "Texts"
     upload_format = "texts"
     data_template = "_data_cards.html"
     help_template = "_help_texts.html"

@@ -115,10 +115,10 @@ def make_copies(recipe: Recipe, sources: np.ndarray, y: np.ndarray, hashes: list
                 X: dict[str, np.ndarray], *, extractor: FeatureExtractor, load_image: Callable[[str], bytes],
                 seed: int, progress: Callable[[float], None] | None = None) -> Copies:
     """Plan and embed the recipe's copies of ``sources`` (training samples only)."""
-    n_classes = int(y.max()) + 1
-    if not recipe.makes_copies:
-        report = weights_report(y[sources], n_classes).to_dict() if recipe.balance == "weights" else {}
+    if not recipe.makes_copies:  # (no class index is needed: a target without classes gets here too)
+        report = weights_report(y[sources], int(y.max()) + 1).to_dict() if recipe.balance == "weights" else {}
         return Copies({k: X[k][:0] for k in kinds}, np.zeros(0, np.int64), np.zeros(0, np.int64), report)
+    n_classes = int(y.max()) + 1
     plan = plan_augmented_copies(y[sources], copies_per_sample=recipe.copies_per_sample,
                                  balance_target_ratio=recipe.target_ratio if recipe.balance == "copies" else None,
                                  seed=seed, sample_keys=[hashes[i] for i in sources])

@@ -7,6 +7,7 @@ themselves only read. The app-level caller dependency applies here as to the API
 from __future__ import annotations
 
 import functools
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from .. import __version__, tasks
 from .. import projects as svc
-from ..api.deps import page_csrf
+from ..api.deps import page_csrf, trusts_local
 from ..core import Core
 from ..datasets import changes
 from ..errors import NotFound
@@ -42,16 +43,24 @@ def _auth_context(request: Request) -> dict[str, Any]:
 
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates", context_processors=[_auth_context])
-templates.env.globals.update(learner_name=views.learner_name, pct=views.percent, num=views.number, STAGES=views.STAGES,
-                             LEARNERS=views.LEARNERS, version=__version__)
+templates.env.globals.update(learner_name=views.learner_name, activity_sentence=views.activity_sentence,
+                             task_title=views.task_title, task_of=tasks.get, OPTION_WORDS=views.OPTION_WORDS,
+                             setting_value_words=views.setting_value_words, pct=views.percent, num=views.number, STAGES=views.STAGES,
+                             LEARNERS=views.LEARNERS, ui_words=views.ui_words(), version=__version__)
 
 
 def get_core(request: Request) -> Core:
     return request.app.state.core
 
 
+#: An API hint in an error message ("(list them with GET /api/v1/projects)"): for programs, not people.
+_API_HINT = re.compile(r"\s*\((?:[^()]*\s)?(?:GET|POST|PUT|PATCH|DELETE) /api/[^()]*\)")
+
+
 def _not_found(request: Request, message: str) -> Response:
-    return templates.TemplateResponse(request, "not_found.html", {"message": message}, status_code=404)
+    message = _API_HINT.sub("", message)
+    return templates.TemplateResponse(request, "not_found.html", {"message": message[:1].upper() + message[1:] + "."},
+                                      status_code=404)
 
 
 def html(fn):
@@ -155,7 +164,7 @@ def _history_context(core: Core, name: str) -> dict[str, Any]:
         chart = svg.line_chart([{"name": "R² (share of the variation explained)",
                                  "points": [(r["id"], r["r2"]) for r in done]}],
                                title="R² of each training run", x_label="run", y_label="R²",
-                               y_max=1, percent=True) if len(done) >= 2 else None
+                               y_max=1) if len(done) >= 2 else None
         return {**h, "chart": chart}
     chart = svg.line_chart(
         [{"name": "accuracy", "points": [(r["id"], r["accuracy"]) for r in done]},
@@ -181,8 +190,8 @@ def history_fragment(name: str, request: Request, core: Core = Depends(get_core)
 
 
 def _candidate_name(c: dict[str, Any]) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in sorted((c.get("params") or {}).items()))
-    return views.learner_name(c.get("learner")) + (f" ({params})" if params else "")
+    params = ", ".join(f"{k} {v}" for k, v in sorted((c.get("params") or {}).items()))
+    return views.learner_name(c.get("learner")) + (f" · {params}" if params else "")
 
 
 def _cell(value: str | None, n: int) -> tuple[int, int] | None:
@@ -202,6 +211,15 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
         raise NotFound(f"run {run_id} does not belong to project {name!r}")
     result = run.get("result") or {}
     metrics = result.get("metrics") or {}
+    view = ctx["task"].target.run_view(result, metrics) if metrics else None
+    if view is not None:  # the target's own report (its run_template), e.g. boxes drawn on images
+        return _render(request, "run.html", {
+            **ctx, "run": run, "result": result, "metrics": metrics, "labels": result.get("labels") or [],
+            "matrix": None, "selected": None, "examples": [], "wrong": [], "active": set(), "cm_scaled": False,
+            "texts": {}, "overall": "", "evaluation": views.evaluation_sentence(result.get("evaluation")),
+            "selection": result.get("selection") or {}, "scores": [], "bars": None, "curve_charts": [],
+            "production": (ctx["status"].get("production") or {}).get("version"),
+            **_outcome_words(core, name, result, metrics), **view})
     if not ctx["task"].target.has_classes:
         return _regression_run_page(request, core, ctx, run, result, metrics)
     labels = metrics.get("labels") or result.get("labels") or []
@@ -236,7 +254,6 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
                                            title="Accuracy on the training examples per epoch", x_label="epoch",
                                            y_label="accuracy", y_min=0, y_max=1, percent=True))
     production = (ctx["status"].get("production") or {}).get("version")
-    can_rollback = views.can_roll_back(core, name)
     return _render(request, "run.html", {
         **ctx, "run": run, "result": result, "metrics": metrics, "labels": labels, "matrix": matrix,
         "selected": selected, "examples": examples, "wrong": wrong, "active": active, "cm_scaled": cm_scaled,
@@ -245,8 +262,15 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
         "overall": views.overall_sentence(metrics, result.get("baseline")) if metrics else "",
         "evaluation": views.evaluation_sentence(result.get("evaluation")),
         "selection": selection, "scores": scores, "bars": bars, "curve_charts": curve_charts,
-        "production": production, "can_rollback": can_rollback,
+        "production": production, **_outcome_words(core, name, result, metrics),
     })
+
+
+def _outcome_words(core: Core, name: str, result: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The run's gate decision in plain words, and the version "roll back" would serve again."""
+    rollback_to = views.rollback_version(core, name)
+    return {"gate_words": views.gate_sentence(result.get("gate"), metrics, result.get("baseline")),
+            "can_rollback": rollback_to is not None, "rollback_to": rollback_to}
 
 
 def _regression_run_page(request: Request, core: Core, ctx: dict[str, Any], run: dict[str, Any],
@@ -257,13 +281,13 @@ def _regression_run_page(request: Request, core: Core, ctx: dict[str, Any], run:
     selection = result.get("selection") or {}
     scores = selection.get("scores") or []
     bars = svg.score_bars([{"name": _candidate_name(s["candidate"]),
-                            "value": None if s.get("r2") is None else max(0.0, s["r2"]), "sd": s.get("r2_sd"),
+                            "value": s.get("r2"), "sd": s.get("r2_sd"),
                             "highlight": s["index"] == selection.get("chosen_index")} for s in scores],
-                          title="Cross-validated R² of each candidate (share of the variation explained)") if scores else None
+                          title="Cross-validated R² of each candidate (1 is perfect, 0 no better than the average, "
+                                "below 0 worse)", percent=False) if scores else None
     points = metrics.get("points") or []
     scatter = svg.predicted_vs_actual(points, title="Predicted against true values") if points else None
     production = (ctx["status"].get("production") or {}).get("version")
-    can_rollback = views.can_roll_back(core, ctx["project"].name)
     return _render(request, "run.html", {
         **ctx, "run": run, "result": result, "metrics": metrics, "labels": [], "matrix": None, "selected": None,
         "examples": [], "wrong": [], "active": set(), "cm_scaled": False, "worst": worst, "scatter": scatter,
@@ -271,7 +295,7 @@ def _regression_run_page(request: Request, core: Core, ctx: dict[str, Any], run:
         "sentences": views.regression_sentences(metrics, result.get("baseline")), "overall": "",
         "evaluation": views.evaluation_sentence(result.get("evaluation")), "target": result.get("target") or {},
         "selection": selection, "scores": scores, "bars": bars, "curve_charts": [],
-        "production": production, "can_rollback": can_rollback,
+        "production": production, **_outcome_words(core, ctx["project"].name, result, metrics),
     })
 
 
@@ -287,7 +311,24 @@ def try_page(name: str, request: Request, core: Core = Depends(get_core)):
         # the form asks for the model's own columns
         card = registry.get_model(core, name, ctx["status"]["production"]["version"]).card
         columns = (card.get("input") or {}).get("columns") or []
-    return _render(request, "try.html", {**ctx, "classes": changes.list_classes(core, name), "columns": columns})
+    return _render(request, "try.html", {**ctx, "classes": changes.list_classes(core, name), "columns": columns,
+                                         "use": _use_model(core, request, ctx) if ctx["status"].get("production") else None,
+                                         "trusts_local": trusts_local(core)})
+
+
+def _use_model(core: Core, request: Request, ctx: dict[str, Any]) -> dict[str, str]:
+    """The "use this model" panel: endpoint and snippets, sending the first example's content
+    (a real text or row the model takes) where the task sends JSON."""
+    modality = ctx["task"].modality
+    example = None
+    if modality.upload_format != "files":
+        first, _ = changes.list_samples(core, ctx["project"].name, offset=0, limit=1)
+        if first and core.blobs.exists(first[0].content_hash):
+            try:
+                example = modality.decode(core.blobs.get(first[0].content_hash))
+            except Exception:  # an unreadable blob only costs the snippet its real example
+                example = None
+    return views.use_model(ctx["task"], str(request.base_url), ctx["project"].name, example)
 
 
 @router.get("/projects/{name}/predictions")
@@ -344,12 +385,15 @@ def activity_page(name: str, request: Request, before: int | None = None, core: 
 # -- settings --------------------------------------------------------------------------------
 
 
-def _array_options(name: str) -> list[tuple[str, str]] | None:
-    """Choices for a list setting, when the platform knows them (e.g. the registered learners)."""
+def _array_options(name: str, task: tasks.Task) -> list[tuple[str, str]] | None:
+    """Choices for a list setting, when the platform knows them: for ``learners``, the kinds of
+    model the project's task can try (its modality's candidates for its target, at any data size
+    and time budget), in the registry's order."""
     if name == "learners":
         from ..learners import names
 
-        return [(n, views.learner_name(n)) for n in names()]
+        usable = {c.learner for c in task.candidates(1_000_000, 2, float("inf"))}
+        return [(n, views.learner_name(n)) for n in names() if n in usable]
     return None
 
 
@@ -376,7 +420,8 @@ def settings_page(name: str, request: Request, core: Core = Depends(get_core)):
                     f = {**f, "enum": list(gate_metrics(ctx["project"].task))}
                 fields.append({**f, "kind": kind, "nullable": "null" in types, "value": current.get(n, f["default"]),
                                "label": views.SETTING_LABELS.get(n, n.replace("_", " ")),
-                               "options": _array_options(n) if kind == "array" else None})
+                               "help": views.SETTING_HELP.get(n, ""),
+                               "options": _array_options(n, ctx["task"]) if kind == "array" else None})
         if fields:
             groups.append((title, fields))
     return _render(request, "settings.html", {**ctx, "groups": groups})

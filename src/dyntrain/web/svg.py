@@ -158,39 +158,55 @@ def line_chart(series: Sequence[dict[str, Any]], *, title: str, x_label: str, y_
     return Markup("".join(out))
 
 
-def score_bars(rows: Sequence[dict[str, Any]], *, title: str, width: int = 560) -> Markup:
-    """Horizontal bars (0–100%) with ±sd whiskers; rows: {"name", "value", "sd", "highlight"}.
+def score_bars(rows: Sequence[dict[str, Any]], *, title: str, width: int = 560, percent: bool = True) -> Markup:
+    """Horizontal bars with ±sd whiskers; rows: {"name", "value", "sd", "highlight"}.
+
+    ``percent``: scores in 0–1 shown as percentages. Otherwise a score up to 1 that may be
+    negative (R²), shown as it is: the axis then starts at the lowest score, and a bar below
+    zero grows leftwards from the zero line in red.
 
     >>> "rect" in score_bars([{"name": "a", "value": .8, "sd": .1, "highlight": True}], title="t")
+    True
+    >>> ">-0.25<" in score_bars([{"name": "a", "value": -.25}], title="R²", percent=False)
     True
     """
     if not rows:
         return Markup("")
+    values = [r["value"] - (r.get("sd") or 0) for r in rows if r.get("value") is not None]
+    lo = 0.0 if percent else min([0.0, *values])
+    hi = 1.0
     bar_h, gap, left, right = 20, 10, 8, 60
     label_h = 20
     height = len(rows) * (bar_h + gap + label_h) + 10
     pw = width - left - right
+
+    def bx(v: float) -> float:
+        return left + (min(hi, max(lo, v)) - lo) / (hi - lo) * pw
+
     out = [f'<svg class="chart bars" viewBox="0 0 {width} {height}" width="{width}" role="img" aria-label="{_e(title)}" {_FONT} '
            f'font-size="15"><title>{_e(title)}</title>']
     y = 4
     for r in rows:
         v = r.get("value")
         bold = ' font-weight="700"' if r.get("highlight") else ""
-        out.append(f'<text x="{left}" y="{y + 15}" fill="#222"{bold}>'
-                   f'{_e(r["name"])}</text>')
+        out.append(f'<text x="{left}" y="{y + 15}" fill="#222"{bold}><title>{_e(r["name"])}</title>'
+                   f'{_e(_short(r["name"], 56))}</text>')
         y += label_h
         out.append(f'<rect x="{left}" y="{y}" width="{pw}" height="{bar_h}" fill="#f1f3f5" rx="3"/>')
         if v is None:
             out.append(f'<text x="{left + 6}" y="{y + 15}" fill="#b91c1c">failed</text>')
         else:
-            color = "#16a34a" if r.get("highlight") else "#60a5fa"
-            out.append(f'<rect x="{left}" y="{y}" width="{max(1.0, v * pw):.1f}" height="{bar_h}" fill="{color}" rx="3"/>')
+            color = "#dc2626" if v < 0 else "#16a34a" if r.get("highlight") else "#60a5fa"
+            a, b = sorted((bx(0.0), bx(v)))
+            out.append(f'<rect x="{a:.1f}" y="{y}" width="{max(1.0, b - a):.1f}" height="{bar_h}" fill="{color}" rx="3"/>')
             sd = r.get("sd") or 0
             if sd:
-                a, b = max(0.0, v - sd) * pw + left, min(1.0, v + sd) * pw + left
-                out.append(f'<line x1="{a:.1f}" x2="{b:.1f}" y1="{y + bar_h / 2}" y2="{y + bar_h / 2}" stroke="#111" '
-                           f'stroke-width="1.5"/>')
-            out.append(f'<text x="{left + pw + 6}" y="{y + 15}" fill="#222">{v * 100:.0f}%</text>')
+                out.append(f'<line x1="{bx(v - sd):.1f}" x2="{bx(v + sd):.1f}" y1="{y + bar_h / 2}" y2="{y + bar_h / 2}" '
+                           'stroke="#111" stroke-width="1.5"/>')
+            if lo < 0:
+                out.append(f'<line x1="{bx(0.0):.1f}" x2="{bx(0.0):.1f}" y1="{y - 2}" y2="{y + bar_h + 2}" stroke="#111"/>')
+            shown = f"{v * 100:.0f}%" if percent else f"{v:.2f}"
+            out.append(f'<text x="{left + pw + 6}" y="{y + 15}" fill="#222">{shown}</text>')
         y += bar_h + gap
     out.append("</svg>")
     return Markup("".join(out))
@@ -206,13 +222,12 @@ def predicted_vs_actual(points: Sequence[dict[str, Any]], *, title: str, size: i
     pts = [(float(p["true"]), float(p["predicted"])) for p in points]
     if not pts:
         return Markup("")
-    lo = min(min(t, p) for t, p in pts)
-    hi = max(max(t, p) for t, p in pts)
-    if hi <= lo:
-        hi = lo + 1
-    pad = (hi - lo) * 0.04
-    lo, hi = lo - pad, hi + pad
-    left, right, top, bottom = 60, 14, 14, 42
+    # Round ticks around the values; the axes start at zero or above when every value does.
+    ticks = nice_ticks(min(min(t, p) for t, p in pts), max(max(t, p) for t, p in pts))
+    lo, hi = ticks[0], ticks[-1]
+    labels = [axis_number(t) for t in ticks]
+    # wide enough for the longest tick label and the rotated axis title beside it
+    left, right, top, bottom = 30 + 7 * max(len(x) for x in labels), 14, 14, 42
     pw = size - left - right
 
     def px(v: float) -> float:
@@ -224,10 +239,10 @@ def predicted_vs_actual(points: Sequence[dict[str, Any]], *, title: str, size: i
     height = top + pw + bottom
     out = [f'<svg class="chart scatter" viewBox="0 0 {size} {height}" width="{size}" role="img" '
            f'aria-label="{_e(title)}" {_FONT} font-size="11"><title>{_e(title)}</title>']
-    for t in _ticks(lo, hi):
+    for t, label in zip(ticks, labels):
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#e5e7eb"/>'
-                   f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="#555">{_short_num(t)}</text>'
-                   f'<text x="{px(t):.1f}" y="{top + pw + 16}" text-anchor="middle" fill="#555">{_short_num(t)}</text>')
+                   f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="#555">{label}</text>'
+                   f'<text x="{px(t):.1f}" y="{top + pw + 16}" text-anchor="middle" fill="#555">{label}</text>')
     out.append(f'<line x1="{px(lo):.1f}" y1="{py(lo):.1f}" x2="{px(hi):.1f}" y2="{py(hi):.1f}" stroke="#16a34a" '
                f'stroke-width="1.5" stroke-dasharray="5 4"><title>perfect predictions</title></line>'
                f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + pw}" stroke="#999"/>'
@@ -243,4 +258,38 @@ def predicted_vs_actual(points: Sequence[dict[str, Any]], *, title: str, size: i
 
 
 def _short_num(v: float) -> str:
-    return f"{v:.4g}"
+    from .views import number
+
+    return number(v)
+
+
+def nice_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
+    """About ``n`` round steps (1, 2 or 5 × a power of ten) covering [lo, hi]; never below zero
+    when ``lo`` is not.
+
+    >>> nice_ticks(0.3, 3493300.0)
+    [0.0, 1000000.0, 2000000.0, 3000000.0, 4000000.0]
+    >>> nice_ticks(-2.5, 7.0)
+    [-5.0, 0.0, 5.0, 10.0]
+    """
+    import math
+
+    if hi <= lo:  # one value: a unit around it
+        lo, hi = (max(0.0, lo - 1) if lo >= 0 else lo - 1), hi + 1
+    raw = (hi - lo) / n
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    start, stop = math.floor(lo / step), math.ceil(hi / step)
+    return [float(round(k * step, 12)) for k in range(start, stop + 1)]
+
+
+def axis_number(v: float) -> str:
+    """A tick label, short and never in scientific notation: 3,500,000 → '3.5M', 12,000 → '12k'.
+
+    >>> axis_number(3500000.0), axis_number(12000.0), axis_number(0.25), axis_number(-1500.0)
+    ('3.5M', '12k', '0.25', '-1,500')
+    """
+    for above, size, suffix in ((1e12, 1e12, "T"), (1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if abs(v) >= above:
+            return f"{v / size:.3g}{suffix}" if abs(v / size) < 1000 else f"{v / size:,.0f}{suffix}"
+    return _short_num(v)

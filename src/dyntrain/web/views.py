@@ -6,6 +6,7 @@ into sentences a non-technical user can act on. No business decisions are made h
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -22,10 +23,10 @@ from ..storage.rows import EventRow
 from ..training import records
 
 __all__ = [
-    "LEARNERS", "STAGES", "learner_name", "percent", "waiting_notes", "can_roll_back",
+    "LEARNERS", "RECIPES", "STAGES", "learner_name", "ui_words", "task_title", "percent", "waiting_notes", "can_roll_back", "rollback_version",
     "number", "regression_sentences", "all_samples", "class_sentences",
-    "overall_sentence", "evaluation_sentence", "per_example_matrix", "live_state", "latest_event_id", "history", "SETTING_LABELS",
-    "SETTING_GROUPS",
+    "overall_sentence", "gate_sentence", "evaluation_sentence", "per_example_matrix", "live_state", "latest_event_id", "history", "SETTING_LABELS",
+    "SETTING_GROUPS", "SETTING_HELP", "activity_sentence", "use_model", "use_model", "OPTION_WORDS", "setting_value_words",
 ]
 
 #: What each registered learner is, in words a non-ML person can follow.
@@ -46,6 +47,7 @@ LEARNERS = {
 STAGES = {
     "features": "Reading the examples",
     "selection": "Trying different kinds of model",
+    "augmentation": "Trying varied copies of the examples",
     "evaluation": "Measuring the chosen model",
     "fit": "Training the final model",
     "export": "Packaging the model",
@@ -53,10 +55,45 @@ STAGES = {
 }
 
 
+#: Data recipes (augmentation and class balancing candidates) in words; ``balance:copies(light)``
+#: and the like are named by their prefix.
+RECIPES = {
+    "none": "the examples as they are",
+    "augment:light": "slightly varied copies of the photos",
+    "augment:medium": "varied copies of the photos",
+    "augment:strong": "strongly varied copies of the photos",
+    "augment:custom": "varied copies of the photos (custom strengths)",
+    "balance:class_weights": "small classes counted as much as large ones",
+    "balance:copies": "extra varied copies of the small classes",
+}
+
+
 def learner_name(name: str | None) -> str:
+    """A learner, candidate label or data recipe in words; an unknown name as it is.
+
+    >>> learner_name("image.linear_probe(C=1.0)"), learner_name("augment:light")
+    ('Pretrained image features + simple classifier', 'Slightly varied copies of the photos')
+    """
     if not name:
         return "—"
-    return LEARNERS.get(name, name)
+    base = name.split("(")[0]
+    words = LEARNERS.get(base) or RECIPES.get(name) or RECIPES.get(base)
+    return (words[0].upper() + words[1:]) if words else name
+
+
+def task_title(task) -> str:
+    """How a task is offered and shown: its own title, else its modality's title and its
+    target's goal ("Table rows (a CSV file): predict a number"), else its name."""
+    if task.title:
+        return task.title
+    if task.modality.title and task.target.goal:
+        return f"{task.modality.title}: {task.target.goal}"
+    return task.name
+
+
+def ui_words() -> dict[str, dict[str, str]]:
+    """The words the live panel's script shows for stages, learners and recipes (one source)."""
+    return {"stages": STAGES, "learners": LEARNERS, "recipes": RECIPES}
 
 
 def percent(x: float | None, digits: int = 0) -> str:
@@ -79,14 +116,24 @@ def all_samples(core: Core, project: str, cap: int = 5000) -> list[Sample]:
 
 
 def number(x: float | None, digits: int = 4) -> str:
-    """A value in the target's unit, short: 0.123457 → '0.1235', 1234567.0 → '1.235e+06'.
+    """A value in the target's unit as people write it: about ``digits`` significant digits,
+    thousands separated, never in scientific notation (whole numbers stay whole).
 
-    >>> number(3.0), number(None), number(0.000123456)
-    ('3', '—', '0.0001235')
+    >>> number(3.0), number(None), number(0.000123456), number(3493300.0), number(-1234.5678), number(0.5)
+    ('3', '—', '0.0001235', '3,493,300', '-1,235', '0.5')
     """
     if x is None:
         return "—"
-    return f"{x:.{digits}g}"
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    decimals = max(0, min(12, digits - 1 - math.floor(math.log10(abs(x)))))
+    text = f"{x:,.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def regression_sentences(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> list[dict[str, str]]:
@@ -122,8 +169,13 @@ def regression_sentences(metrics: dict[str, Any], baseline: dict[str, Any] | Non
 
 def can_roll_back(core: Core, project: str) -> bool:
     """Whether "roll back" has a version to go to: the registry's own rule (it walks back)."""
+    return rollback_version(core, project) is not None
+
+
+def rollback_version(core: Core, project: str) -> int | None:
+    """The version "roll back" would serve again (None: there is none), by the registry's rule."""
     with core.db.read() as s:
-        return registry.rollback_target(s, project_row(s, project).id) is not None
+        return registry.rollback_target(s, project_row(s, project).id)
 
 
 def waiting_notes(classes: list[ClassInfo]) -> dict[str, str]:
@@ -247,6 +299,88 @@ def overall_sentence(metrics: dict[str, Any], baseline: dict[str, Any] | None) -
     return text
 
 
+#: What a gate metric's value says, for a sentence "the new model would … instead of …".
+_METRIC_WORDS = {
+    "accuracy": ("be right {new} of the time instead of {old}", "percent"),
+    "macro_f1": ("reach a balanced score (every class counted equally) of {new} instead of {old}", "percent"),
+    "r2": ("reach R² {new} instead of {old} (1 is perfect, 0 no better than the average)", "r2"),
+    "mae": ("be off by {new} on average instead of {old}", "number"),
+}
+
+
+def _metric_value(metric: str, x: float | None) -> str:
+    kind = _METRIC_WORDS.get(metric, ("", "number"))[1]
+    if kind == "r2":
+        return "—" if x is None else f"{x:.2f}"
+    return number(x) if kind == "number" else percent(x)
+
+
+def gate_sentence(gate: dict[str, Any] | None, metrics: dict[str, Any] | None,
+                  baseline: dict[str, Any] | None, metric: str | None = None) -> str:
+    """Why the gate put a run's model into service or kept it back, in plain words, from the
+    numbers it compared (the recorded reason, in the engineers' words, stays available).
+
+    >>> gate_sentence({"promoted": False, "against_version": 3, "metric": "accuracy", "reason": "…",
+    ...                "refit": {"accuracy": 0.96}}, {"accuracy": 0.42}, None)
+    'The new model would be right 42% of the time instead of 96%: kept the one in service (version 3).'
+    >>> gate_sentence({"promoted": True, "against_version": None, "metric": "accuracy", "reason": "…"},
+    ...               {"accuracy": 0.9}, {"accuracy": 0.5})
+    "The project's first model is right 90% of the time, better than always guessing the most common class (50%): it went into service."
+    """
+    if not gate:
+        return ""
+    metric = metric or gate.get("metric") or "accuracy"
+    if metric not in _METRIC_WORDS or (metrics or {}).get(metric) is None:
+        metric = next((m for m in _METRIC_WORDS if (metrics or {}).get(m) is not None), metric)
+    words = _METRIC_WORDS.get(metric)
+    promoted = bool(gate.get("promoted"))
+    reason = gate.get("reason") or ""
+    if words is None:
+        return reason[:1].upper() + reason[1:]
+    show = lambda x: _metric_value(metric, x)  # noqa: E731
+    served = gate.get("served") or {}
+    if served.get("enough"):
+        old, new = served.get("metrics") or {}, served.get("new") or {}
+    else:
+        old, new = gate.get("refit"), metrics or {}
+    if gate.get("against_version") is None or old is None:
+        if gate.get("against_version") is not None:  # nothing fair to compare with
+            return reason[:1].upper() + reason[1:] + "."
+        floor = (baseline or {}).get(metric)
+        score = (metrics or {}).get(metric)
+        what = {"accuracy": "is right", "macro_f1": "reaches a balanced score of", "r2": "reaches R²",
+                "mae": "is off on average by"}[metric]
+        tail = {"accuracy": " of the time", "r2": " (1 is perfect)"}.get(metric, "")
+        trivial = ("always predicting the average" if metric in ("r2", "mae")
+                   else "always guessing the most common class")
+        if floor is None:
+            return f"The project's first model {what} {show(score)}{tail}: " + (
+                "it went into service." if promoted else "it was kept back.")
+        return (f"The project's first model {what} {show(score)}{tail}, "
+                + ("better than" if promoted else "no better than")
+                + f" {trivial} ({show(floor)}): "
+                + ("it went into service." if promoted else "add more or clearer examples."))
+    outcome = (f"put it into service in place of version {gate['against_version']}" if promoted
+               else f"kept the one in service (version {gate['against_version']})")
+    if "changed while this run trained" in reason:
+        return reason[:1].upper() + reason[1:] + "."
+    if not promoted and old.get(metric) is not None and new.get(metric) is not None:
+        lower_is_better = metric == "mae"
+        dropped = new[metric] > old[metric] if lower_is_better else new[metric] < old[metric]
+        if not dropped:  # the score held: a class got worse
+            worst = None
+            for label, stats in (old.get("per_class") or {}).items():
+                after = (new.get("per_class") or {}).get(label)
+                if after and after.get("recall") is not None and stats.get("recall") is not None:
+                    drop = float(stats["recall"]) - float(after["recall"])
+                    if worst is None or drop > worst[0]:
+                        worst = (drop, label, after["recall"], stats["recall"])
+            if worst and worst[0] > 0:
+                return (f"The new model would recognise “{worst[1]}” correctly {percent(worst[2])} of the time "
+                        f"instead of {percent(worst[3])}: {outcome}.")
+    return f"The new model would {words[0].format(new=show(new.get(metric)), old=show(old.get(metric)))}: {outcome}."
+
+
 def evaluation_sentence(evaluation: dict[str, Any] | None) -> str:
     if not evaluation:
         return ""
@@ -285,8 +419,11 @@ def live_state(core: Core, project: str) -> dict[str, Any]:
     elif job.status == "succeeded" and job.run_id:
         run = records.run_detail(core, job.run_id)
         gate = run.get("gate") or {}
+        result = run.get("result") or {}
         state.update({"learner": run.get("learner"), "model_version": run.get("model_version"),
-                      "promoted": gate.get("promoted"), "gate_reason": gate.get("reason"),
+                      "promoted": gate.get("promoted"),
+                      "gate_reason": gate_sentence(result.get("gate") or gate, result.get("metrics"),
+                                                   result.get("baseline")) or gate.get("reason"),
                       "kpis": {k: run.get(k) for k in ("accuracy", "macro_f1", "r2", "mae")},
                       "at": run.get("finished_at")})
     return state
@@ -356,6 +493,97 @@ def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
     return {"runs": runs, "served": served, "models": list(models.values())}
 
 
+# -- "use this model" -------------------------------------------------------------------------
+
+#: Where each upload format is predicted (the API's routes) and the JSON field it sends (None: files).
+_PREDICT_ROUTES = {"files": ("", None), "texts": ("/texts", "texts"), "rows": ("/rows", "rows")}
+
+_AUTH = '"Authorization": "Bearer " + os.environ["DYNTRAIN_TOKEN"]'
+
+
+def use_model(task, base_url: str, project: str, example: Any = None) -> dict[str, str]:
+    """The prediction endpoint of a project and copy-paste ``curl`` and Python snippets that call
+    it, built from the task's upload format; ``example`` is one real item to send (a text, a row),
+    or None for a file upload.
+
+    >>> from dyntrain import tasks
+    >>> u = use_model(tasks.get("text-classification"), "http://h:8000/", "reviews", "great film")
+    >>> u["endpoint"], '"texts": ["great film"]' in u["curl"]
+    ('http://h:8000/api/v1/projects/reviews/predict/texts', True)
+    """
+    import json
+    import shlex
+    from urllib.parse import quote
+
+    suffix, field = _PREDICT_ROUTES.get(task.modality.upload_format, ("", None))
+    endpoint = f"{base_url.rstrip('/')}/api/v1/projects/{quote(project)}/predict{suffix}"
+    head = 'curl -s -H "Authorization: Bearer $DYNTRAIN_TOKEN"'
+    if field is None:  # one or more files, multipart
+        filename = f"my-{task.modality.noun}.jpg" if task.modality.noun == "image" else f"my-{task.modality.noun}"
+        curl = f"{head} \\\n  -F files=@{filename} \\\n  {endpoint}"
+        python = ("import os\n\nimport httpx\n\n"
+                  f"with open({filename!r}, 'rb') as f:\n"
+                  f"    r = httpx.post({endpoint!r},\n"
+                  f"                   headers={{{_AUTH}}},\n"
+                  f"                   files={{'files': ({filename!r}, f)}})\n"
+                  "r.raise_for_status()\nprint(r.json()['predictions'][0])\n")
+        return {"endpoint": endpoint, "curl": curl, "python": python, "sends": filename}
+    item = example if example is not None else ("a text to recognise" if field == "texts" else {})
+    payload = json.dumps({field: [item]}, ensure_ascii=False)
+    curl = (f"{head} \\\n  -H 'Content-Type: application/json' \\\n"
+            f"  -d {shlex.quote(payload)} \\\n  {endpoint}")
+    python = ("import os\n\nimport httpx\n\n"
+              f"r = httpx.post({endpoint!r},\n"
+              f"               headers={{{_AUTH}}},\n"
+              f"               json={{{field!r}: [{item!r}]}})\n"
+              "r.raise_for_status()\nprint(r.json()['predictions'][0])\n")
+    return {"endpoint": endpoint, "curl": curl, "python": python, "sends": field}
+
+
+# -- activity --------------------------------------------------------------------------------
+
+#: What an audited action did, as the rest of a sentence after who did it; {key} is a detail.
+_ACTIVITY = {
+    "add_samples": "added examples", "add_texts": "added texts", "add_rows": "added rows",
+    "add_csv": "added the rows of a CSV file", "relabel_sample": "changed the class of an example",
+    "delete_sample": "deleted an example", "create_class": "added a class",
+    "patch_class": "renamed the class “{label}”", "delete_class": "deleted the class “{label}” and its examples",
+    "open_batch": "started uploading a batch", "commit_batch": "finished uploading a batch (one new data version)",
+    "discard_batch": "abandoned a batch upload", "restore_version": "restored data version {number}",
+    "promote": "put model version {version} into service", "keep_back": "kept model version {version} out of service",
+    "rollback": "rolled back to the model version served before", "feedback": "confirmed or corrected a prediction",
+    "add_to_training": "added a prediction to the training examples", "create_project": "created the project",
+    "patch_project": "changed the project's settings", "delete_project": "deleted the project",
+    "train_now": "asked for training now", "cancel_job": "cancelled a training job",
+    "purge_sample": "erased an example for good", "purge_content": "erased content for good",
+    "purge": "erased content for good", "create_token": "created an API token",
+    "revoke_token": "revoked an API token", "run_gc": "cleaned up files no longer needed",
+    "housekeeping": "cleaned up old predictions and model files", "login": "signed in", "logout": "signed out",
+    "upload_model": "uploaded a model trained elsewhere",
+}
+
+
+def activity_sentence(actor: str, action: str, details: dict[str, Any]) -> str:
+    """An audit entry as a sentence (the recorded action and details stay available).
+
+    >>> activity_sentence("scheduler", "promote", {"version": 3, "run_id": 7, "trigger": "auto"})
+    'dyntrain put model version 3 into service on its own after run 7.'
+    >>> activity_sentence("ann", "delete_class", {"label": "mug"})
+    'ann deleted the class “mug” and its examples.'
+    """
+    template = _ACTIVITY.get(action)
+    try:
+        what = template.format(**details) if template else action.replace("_", " ")
+    except (KeyError, IndexError):  # an older entry without that detail
+        what = template.split(" {")[0].split("“{")[0].rstrip(" “") if template else action
+    who = "dyntrain" if actor == "scheduler" else actor
+    if actor == "scheduler":
+        what += " on its own"
+        if details.get("run_id"):
+            what += f" after run {details['run_id']}"
+    return f"{who} {what}."
+
+
 # -- settings form ---------------------------------------------------------------------------
 
 SETTING_LABELS = {
@@ -379,7 +607,56 @@ SETTING_LABELS = {
     "augmentation_custom": "Custom augmentation strengths (JSON)",
     "augmentation_copies": "Varied copies per photo",
     "balance_target_ratio": "Top up small classes to this share of the largest (0–1)",
+    "gpu": "Train on a graphics card (GPU) worker",
 }
+
+#: One short sentence per setting for people; the schema's own description (for engineers) is
+#: folded away under it.
+SETTING_HELP = {
+    "auto_train": "When on, every change to the examples retrains the model by itself.",
+    "train_delay_s": "Changes made within this many seconds of each other are trained together.",
+    "train_max_delay_s": "Even if changes keep coming, training starts after this long.",
+    "time_budget_s": "More time lets training try more kinds of model.",
+    "min_holdout_per_class": "Below this, the model is measured by cross-validation instead of set-aside examples.",
+    "gate_metric": "A new model replaces the one in service only if it is not worse at this.",
+    "gate_tolerance": "How much worse a new model may be and still replace the one in service.",
+    "gate_class_recall_tolerance": "How much worse at any one class a new model may be.",
+    "confidence_threshold": "Below this confidence the model answers “not sure” instead of guessing.",
+    "store_prediction_inputs": "Needed to look at predictions later and add them to the training examples.",
+    "prediction_retention_days": "Older inputs are deleted; the predictions themselves stay.",
+    "prediction_record_retention_days": "Leave empty to keep every prediction.",
+    "keep_model_versions": "Older versions are deleted, except those in service or still needed.",
+    "webhook_url": "Another system is told here when training finishes or a new model goes into service.",
+    "seed": "The same seed and data train the same model.",
+    "augmentation": "Varied copies (turned, shifted, brighter…) can help with few photos; kept only where they help.",
+    "augmentation_custom": "Only used when the setting above is “Custom”.",
+    "augmentation_copies": "How many varied copies to make of each photo.",
+    "balance_target_ratio": "Classes with fewer examples are topped up to this share of the largest.",
+    "gpu": "Only with a cluster that has a graphics card.",
+}
+
+#: Choices of the settings form in words (the stored value stays as it is).
+OPTION_WORDS = {
+    "macro_f1": "Balanced score (every class counts the same)", "accuracy": "Share of answers that are right",
+    "r2": "R² (share of the variation explained)", "mae": "Average error",
+    "auto": "Automatic: try them, keep what helps", "off": "Off", "light": "Light", "medium": "Medium",
+    "strong": "Strong", "custom": "Custom (the strengths below)",
+}
+
+
+def setting_value_words(value: Any) -> str:
+    """A setting's default as the form says it: on/off, none, or the option's words.
+
+    >>> setting_value_words(True), setting_value_words(None), setting_value_words("macro_f1"), setting_value_words(0.05)
+    ('on', 'none', 'Balanced score (every class counts the same)', '0.05')
+    """
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, (int, float)):
+        return number(value)
+    return OPTION_WORDS.get(str(value), str(value))
 
 SETTING_GROUPS = [
     ("Training", ["auto_train", "train_delay_s", "train_max_delay_s", "time_budget_s", "learners"]),
@@ -388,5 +665,5 @@ SETTING_GROUPS = [
     ("When a new model goes into service", ["gate_metric", "gate_tolerance", "gate_class_recall_tolerance"]),
     ("Predictions", ["confidence_threshold", "store_prediction_inputs", "prediction_retention_days",
                      "prediction_record_retention_days", "webhook_url"]),
-    ("Advanced", ["min_holdout_per_class", "seed", "keep_model_versions"]),
+    ("Advanced", ["min_holdout_per_class", "seed", "keep_model_versions", "gpu"]),
 ]

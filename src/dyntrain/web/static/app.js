@@ -6,6 +6,7 @@ const dyntrain = (window.dyntrain = window.dyntrain || {});
 dyntrain.progress = []; // every percentage received from the event stream (tests read it)
 dyntrain.events = []; // every event type received
 dyntrain.states = []; // every state the training panel showed
+dyntrain.etas = []; // every time left (seconds) the panel showed
 
 const API = "/api/v1";
 
@@ -53,7 +54,83 @@ function errorText(e) {
   return text;
 }
 
+// -- notification centre: pop-ups vanish, so every notice is also kept here (this browser,
+// newest first, the last 50); the bell in the top bar shows how many arrived since last opened.
+const notices = (() => {
+  const KEY = "dyntrain:notices", SEEN = "dyntrain:notices-seen", MAX = 50;
+  const read = (k, d) => { try { return JSON.parse(localStorage.getItem(k)) || d; } catch (e) { return d; } };
+  const write = (k, v) => { try { localStorage.setItem(k, JSON.stringify(v)); } catch (e) { /* private mode */ } };
+  function list() { return read(KEY, []); }
+  function render() {
+    const btn = q("#notices-btn"), panel = q("#notices-list"), count = q("#notices-count");
+    if (!btn) return;
+    const items = list(), seen = read(SEEN, "");
+    const unread = items.filter((n) => n.at > seen).length;
+    count.textContent = unread ? String(unread) : "";
+    count.hidden = !unread;
+    btn.setAttribute("aria-label", unread ? `Notifications, ${unread} new` : "Notifications");
+    panel.textContent = "";
+    if (!items.length) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "Nothing yet: notices about training, new models and your changes appear here.";
+      panel.appendChild(li);
+    }
+    items.forEach((n) => {
+      const li = document.createElement("li");
+      li.className = "notice " + n.kind;
+      const p = document.createElement("p");
+      p.textContent = n.text;
+      const meta = document.createElement("p");
+      meta.className = "small muted";
+      const t = document.createElement("time");
+      t.dateTime = n.at;
+      t.textContent = new Date(n.at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+      meta.append(t);
+      if (n.project) meta.append(` · ${n.project}`);
+      if (n.href) {
+        const a = document.createElement("a");
+        a.href = n.href;
+        a.textContent = n.link || "Show";
+        meta.append(" · ", a);
+      }
+      li.append(p, meta);
+      panel.appendChild(li);
+    });
+  }
+  function add(text, kind, opts) {
+    opts = opts || {};
+    const items = list();
+    if (opts.key && items.some((n) => n.key === opts.key)) return; // the same event seen in another tab
+    const live = q("#live");
+    items.unshift({ text, kind: kind || "info", href: opts.href || null, link: opts.link || null, key: opts.key || null,
+                    at: new Date().toISOString(), project: live ? live.dataset.project : null });
+    write(KEY, items.slice(0, MAX));
+    render();
+  }
+  function open(show) {
+    const panel = q("#notices-panel"), btn = q("#notices-btn");
+    panel.hidden = !show;
+    btn.setAttribute("aria-expanded", String(show));
+    if (show) { write(SEEN, new Date().toISOString()); render(); q("#notices-panel h2").focus(); }
+  }
+  function init() {
+    const btn = q("#notices-btn");
+    if (!btn) return;
+    btn.addEventListener("click", () => open(q("#notices-panel").hidden));
+    q("#notices-clear").addEventListener("click", () => { write(KEY, []); render(); });
+    q("#notices-close").addEventListener("click", () => { open(false); btn.focus(); });
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape" && !q("#notices-panel").hidden) { open(false); btn.focus(); }
+    });
+    window.addEventListener("storage", (ev) => { if (ev.key === KEY) render(); }); // other tabs
+    render();
+  }
+  return { add, list, render, init };
+})();
+
 function toast(text, kind, opts) {
+  notices.add(text, kind, opts);
   const box = q("#toasts");
   if (!box) return;
   const el = document.createElement("div");
@@ -78,11 +155,21 @@ function toast(text, kind, opts) {
   setTimeout(() => el.remove(), (opts && opts.ms) || 12000);
 }
 
+// How long a success message stays next to its form (errors stay until the next try); it is
+// also kept in the notification centre, so nothing is lost when it goes.
+dyntrain.okMessageMs = 8000;
+const msgTimers = new WeakMap();
 function showMsg(el, text, kind) {
   if (!el) return;
+  clearTimeout(msgTimers.get(el));
   el.hidden = !text;
   el.textContent = text || "";
   el.className = el.className.replace(/\b(ok|error|info)\b/g, "").trim() + " " + (kind || "info");
+  if (text && kind === "ok") {
+    notices.add(text, "ok");
+    msgTimers.set(el, setTimeout(() => { if (el.textContent === text) { el.hidden = true; el.textContent = ""; } },
+                                 dyntrain.okMessageMs));
+  }
 }
 
 // Refresh an element from its server-rendered fragment (data-fragment="/url").
@@ -126,36 +213,25 @@ function fmtSeconds(s) {
 
 // -- live training panel ------------------------------------------------------------------
 
-const STAGE_WORDS = {
-  features: "Reading the examples",
-  selection: "Trying different kinds of model",
-  evaluation: "Measuring the chosen model",
-  fit: "Training the final model",
-  export: "Packaging the model",
-  gate: "Comparing with the model in service",
-};
-const LEARNER_WORDS = {
-  "image.linear_probe": "pretrained image features + simple classifier",
-  "image.pixel_logreg": "raw pixels + simple classifier",
-  "image.small_cnn": "small neural network trained from scratch",
-  "image.finetune": "fine-tuned pretrained network",
-  "text.embedding_logreg": "pretrained sentence meaning + simple classifier",
-  "text.tfidf_logreg": "word counts + simple classifier",
-  "tabular.linear": "simple weighted sum of the columns",
-  "tabular.hgb": "many small decision trees",
-  "tabular.ridge": "simple weighted sum of the columns",
-  "tabular.hgb_regressor": "many small decision trees",
-};
+// Stages, learners and data recipes in words: the server's (views.ui_words), sent with the page.
+let WORDS = { stages: {}, learners: {}, recipes: {} };
 
 function learnerWords(candidate) {
   if (!candidate) return "";
   const name = candidate.split("(")[0];
-  return LEARNER_WORDS[name] || candidate;
+  const words = WORDS.learners[name] || WORDS.recipes[candidate] || WORDS.recipes[name];
+  return words ? words.charAt(0).toLowerCase() + words.slice(1) : candidate;
 }
 
 function sentence(s) { s = String(s); return s.charAt(0).toUpperCase() + s.slice(1); }
 
 function pct(x) { return x === null || x === undefined ? "—" : `${Math.round(x * 100)}%`; }
+
+// A number for people: about 6 significant digits, grouped, never in scientific notation.
+function fmtNumber(x) {
+  if (x === null || x === undefined || !isFinite(Number(x))) return "—";
+  return new Intl.NumberFormat(undefined, { maximumSignificantDigits: 6 }).format(Number(x));
+}
 
 function Live(el) {
   const name = el.dataset.project;
@@ -165,6 +241,8 @@ function Live(el) {
   const conn = q("#live-conn", el);
   let state = {};
   try { state = JSON.parse(el.dataset.state || "{}"); } catch (e) { state = { status: "idle" }; }
+  try { WORDS = Object.assign(WORDS, JSON.parse(el.dataset.words || "{}")); } catch (e) { /* plain names */ }
+  if (state.status === "running" && typeof state.eta_s === "number") state.eta_at = Date.now();
   let timer = null;
   let head = state.head || 0; // newest data version
   const serverNow = parseTime(state.now);
@@ -199,12 +277,14 @@ function Live(el) {
         break;
       case "running": {
         const p = state.percent || 0;
-        const stage = STAGE_WORDS[state.stage] || "Starting";
+        const stage = WORDS.stages[state.stage] || "Starting";
         text.textContent = `Training: ${stage}…`;
         bar.value = p;
         pctEl.textContent = `${Math.round(p)}%`;
         const bits = [];
-        if (state.eta_s !== null && state.eta_s !== undefined) bits.push(`about ${fmtSeconds(state.eta_s)} left`);
+        if (typeof state.eta_s === "number") {
+          bits.push(state.eta_s >= 1 ? `about ${fmtSeconds(state.eta_s)} left` : "almost done");
+        }
         if (state.candidate) bits.push(`trying: ${learnerWords(state.candidate)}`);
         if (state.dataset_version) bits.push(`data version ${state.dataset_version}`);
         detail.textContent = bits.join(" · ");
@@ -220,7 +300,7 @@ function Live(el) {
         if (state.model_version) {
           detail.textContent = state.promoted
             ? `Version ${state.model_version} went into service${runLink}.`
-            : `Version ${state.model_version} was kept back${state.gate_reason ? ": " + state.gate_reason : ""}${runLink}.`;
+            : `Version ${state.model_version} was kept back${state.gate_reason ? ": " + String(state.gate_reason).replace(/\.$/, "") : ""}${runLink}.`;
         }
         break;
       }
@@ -258,8 +338,12 @@ function Live(el) {
     dyntrain.events.push(e.type);
     if (e.type === "data.changed" && d.version) head = Math.max(head, d.version);
     const jobEvent = e.type.startsWith("job.");
-    // An older job's last words (e.g. "cancelled: superseded") must not hide the newer job.
-    if (jobEvent && state.job_id && d.job_id && d.job_id < state.job_id) return;
+    // An older job's last words (e.g. "cancelled: superseded") must not hide the newer job
+    // (the rest of the page still hears them: a run page of that job shows its end).
+    if (jobEvent && state.job_id && d.job_id && d.job_id < state.job_id) {
+      document.dispatchEvent(new CustomEvent("dyntrain:event", { detail: e }));
+      return;
+    }
     switch (e.type) {
       case "job.delayed":
         state = { status: "delayed", job_id: d.job_id, until: d.until, dataset_version: d.dataset_version };
@@ -270,11 +354,23 @@ function Live(el) {
       case "job.started":
         state = { status: "running", job_id: d.job_id, percent: 0, dataset_version: d.dataset_version };
         break;
-      case "job.progress":
-        if (typeof d.percent === "number") dyntrain.progress.push(d.percent);
+      case "job.progress": {
+        // Within one job the bar never moves back (a stage such as augmentation reports 0-100%
+        // once per recipe it tries) and the time left never grows: it counts down from the
+        // smallest estimate so far, so a stage slower than expected shows "almost done".
+        const same = state.status === "running" && state.job_id === d.job_id;
+        const percent = Math.max(typeof d.percent === "number" ? d.percent : 0, same ? state.percent || 0 : 0);
+        dyntrain.progress.push(percent);
+        let eta = typeof d.eta_s === "number" ? d.eta_s : null;
+        if (same && typeof state.eta_s === "number" && state.eta_at) {
+          const counted = Math.max(0, state.eta_s - (Date.now() - state.eta_at) / 1000);
+          eta = eta === null ? counted : Math.min(eta, counted);
+        }
+        if (eta !== null) dyntrain.etas.push(eta);
         state = { status: "running", job_id: d.job_id, dataset_version: d.dataset_version, stage: d.stage,
-                  percent: d.percent, eta_s: d.eta_s, candidate: d.candidate, run_id: d.run_id };
+                  percent, eta_s: eta, eta_at: Date.now(), candidate: d.candidate, run_id: d.run_id };
         break;
+      }
       case "job.finished":
         state = { status: "succeeded", job_id: d.job_id, dataset_version: d.dataset_version, run_id: d.run_id,
                   learner: d.learner, kpis: d.kpis,
@@ -283,7 +379,8 @@ function Live(el) {
       case "job.failed":
         state = { status: "failed", job_id: d.job_id, dataset_version: d.dataset_version, run_id: d.run_id,
                   reason: d.reason };
-        toast(`Training failed: ${d.reason || "no reason given"}`, "error");
+        toast(`Training failed: ${d.reason || "no reason given"}`, "error", { key: `${name}:${e.id}`,
+              href: d.run_id ? `/projects/${enc(name)}/runs/${d.run_id}` : null, link: "See the run" });
         break;
       case "job.cancelled":
         state = { status: "cancelled", job_id: d.job_id, dataset_version: d.dataset_version, reason: d.reason };
@@ -291,13 +388,13 @@ function Live(el) {
       case "model.promoted":
         toast(d.previous ? `Version ${d.version} is now in service (it replaces version ${d.previous}).`
                          : `Version ${d.version} is now in service: the project's first model.`, "ok",
-              { href: `/projects/${enc(name)}/try`, link: "Try it" });
+              { href: `/projects/${enc(name)}/try`, link: "Try it", key: `${name}:${e.id}` });
         updateInService();
         break;
       case "model.kept_back":
         state.gate_reason = d.reason;
         toast(`Version ${d.version} was trained but kept back: ${d.reason}`, "warn",
-              { href: `/projects/${enc(name)}/history`, link: "History" });
+              { href: `/projects/${enc(name)}/history`, link: "History", key: `${name}:${e.id}` });
         break;
     }
     render();
@@ -340,7 +437,7 @@ function Live(el) {
     es = new EventSource(`${API}/projects/${enc(name)}/events?after=${el.dataset.after || 0}`);
     types.forEach((t) => es.addEventListener(t, (ev) => {
       el.dataset.after = ev.lastEventId || el.dataset.after;
-      try { handle(JSON.parse(ev.data)); } catch (err) { console.error(err); }
+      try { handle(Object.assign(JSON.parse(ev.data), { id: ev.lastEventId })); } catch (err) { console.error(err); }
     }));
     es.onopen = () => { conn.textContent = "● live"; conn.className = "conn ok"; };
     es.onerror = () => { conn.textContent = "reconnecting…"; conn.className = "conn warn"; };
@@ -380,7 +477,25 @@ function Live(el) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  notices.init();
   localTimes(document);
+  // Copy buttons: data-copy="id of the element whose text is copied".
+  document.addEventListener("click", async (ev) => {
+    const btn = ev.target.closest("[data-copy]");
+    if (!btn) return;
+    const text = (q("#" + btn.dataset.copy) || {}).textContent || "";
+    try {
+      await navigator.clipboard.writeText(text);
+      btn.textContent = "Copied";
+    } catch (e) {
+      const range = document.createRange(); // no clipboard access: select it for Ctrl+C
+      range.selectNodeContents(q("#" + btn.dataset.copy));
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      btn.textContent = "Selected: press Ctrl+C";
+    }
+    setTimeout(() => { btn.textContent = "Copy"; }, 2500);
+  });
   const live = q("#live");
   if (live) Live(live);
   // Parts of a page that follow the event stream: data-refresh-on="event.type other.type"
@@ -410,4 +525,4 @@ function renderScores(list, scores) {
   });
 }
 
-Object.assign(dyntrain, { api, q, qa, enc, toast, showMsg, errorText, refreshFragment, localTimes, pct, renderScores });
+Object.assign(dyntrain, { api, q, qa, enc, toast, notices, fmtNumber, showMsg, errorText, refreshFragment, localTimes, pct, renderScores });

@@ -115,7 +115,7 @@
       const id = delSample.dataset.deleteSample;
       const li = delSample.closest("li[data-sample]");
       if (li) li.classList.add("removing");
-      act(api("DELETE", `/projects/${enc(name)}/samples/${id}`), `Deleted example ${id}.`);
+      act(api("DELETE", `/projects/${enc(name)}/samples/${id}`), `Deleted ${delSample.dataset.name || "it"}.`);
     }
   });
 
@@ -124,7 +124,7 @@
     const sel = ev.target.closest("select[data-relabel]");
     if (sel) {
       act(api("PATCH", `/projects/${enc(name)}/samples/${sel.dataset.relabel}`, { label: sel.value }),
-          `Moved example ${sel.dataset.relabel} to ${sel.value}.`);
+          `Moved ${sel.dataset.name || "it"} to ${sel.value}.`);
       return;
     }
     const input = ev.target.closest("input[type=file][data-upload-label]");
@@ -135,10 +135,12 @@
   });
 
   // Relabel by dragging a thumbnail onto another class
+  let dragged = "it"; // its name, for the message
   box.addEventListener("dragstart", (ev) => {
     const img = ev.target.closest && ev.target.closest("[data-drag-sample]");
     if (!img) return;
     ev.dataTransfer.setData("application/x-dyntrain-sample", img.dataset.dragSample);
+    dragged = img.dataset.name || "it";
     ev.dataTransfer.effectAllowed = "move";
   });
 
@@ -164,7 +166,7 @@
     const label = zone.dataset.label;
     const sample = ev.dataTransfer.getData("application/x-dyntrain-sample");
     if (sample) {
-      act(api("PATCH", `/projects/${enc(name)}/samples/${sample}`, { label }), `Moved example ${sample} to ${label}.`);
+      act(api("PATCH", `/projects/${enc(name)}/samples/${sample}`, { label }), `Moved ${dragged} to ${label}.`);
       return;
     }
     if (ev.dataTransfer.files && ev.dataTransfer.files.length) upload(label, ev.dataTransfer.files, zone);
@@ -260,8 +262,11 @@
     });
     dyntrain.health = report;
   }
-  box.addEventListener("dyntrain:refreshed", loadHealth);
-  loadHealth();
+  // Only modalities with a data check have its panel (texts and table rows have none).
+  if (health) {
+    box.addEventListener("dyntrain:refreshed", loadHealth);
+    loadHealth();
+  }
 
   // Changes made elsewhere (another tab, the API, the CLI) arrive as data.changed events:
   // app.js refreshes #data through data-refresh-on; skip while an upload is running.

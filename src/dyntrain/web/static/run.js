@@ -27,9 +27,19 @@
   });
   const rollback = q("[data-rollback]");
   if (rollback) rollback.addEventListener("click", () => {
-    if (!confirm("Serve the previous version again?")) return;
+    if (!confirm(`Serve version ${rollback.dataset.rollback} again?`)) return;
     go(rollback, () => api("POST", `/projects/${enc(name)}/rollback`), (r) => `Version ${r.production} is in service again.`);
   });
+  // A run still in progress when the page was opened: show its results as soon as it ends.
+  const head = q("#run-head");
+  if (head && ["running", "queued"].includes(head.dataset.status)) {
+    const runId = Number(head.dataset.runId), jobId = Number(head.dataset.jobId) || null;
+    document.addEventListener("dyntrain:event", (ev) => {
+      const e = ev.detail, d = e.data || {};
+      if (!["job.finished", "job.failed", "job.cancelled"].includes(e.type)) return;
+      if (d.run_id === runId || (jobId && d.job_id === jobId)) location.reload();
+    });
+  }
   // Open the examples of a selected confusion-matrix square in view.
   if (location.hash === "#examples") {
     const panel = q("#examples");

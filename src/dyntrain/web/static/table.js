@@ -84,7 +84,7 @@
     const b = document.createElement("strong");
     b.id = "try-predicted";
     if (regression) {
-      b.textContent = Number(p.value).toPrecision(6).replace(/\.?0+$/, "");
+      b.textContent = window.dyntrain.fmtNumber(p.value);
       label.append("Predicted value: ", b);
       q("#try-actual").value = "";
     } else if (p.label === null) {
@@ -94,7 +94,7 @@
       label.append("It is ", b, ` (${pct(p.confidence)} sure)`);
       renderScores(q("#try-scores"), p.scores);
     }
-    q("#try-meta").textContent = `Model version ${p.model_version} · prediction #${p.prediction_id}`;
+    q("#try-meta").textContent = `Answered by model version ${p.model_version}.`;
     showMsg(tmsg, "");
   }
 

@@ -14,19 +14,40 @@
       q("#new-token-secret").textContent = t.token;
       q("#new-token").hidden = false;
       showMsg(msg, `Token "${t.name}" created.`, "ok");
+      addRow(t);
       form.reset();
     } catch (e) {
       showMsg(msg, errorText(e), "error");
     }
   });
-  qa("[data-revoke]").forEach((btn) => btn.addEventListener("click", async () => {
+  // The new token joins the list at once, with its Revoke button (no reload needed).
+  function addRow(t) {
+    const tr = document.createElement("tr");
+    tr.dataset.token = t.id;
+    const cells = [t.name, t.role, t.projects && t.projects.length ? t.projects.join(", ") : "all", "never"];
+    cells.forEach((text) => { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); });
+    const td = document.createElement("td");
+    const btn = document.createElement("button");
+    btn.className = "btn danger small";
+    btn.dataset.revoke = t.id;
+    btn.dataset.name = t.name;
+    btn.textContent = "Revoke";
+    td.appendChild(btn);
+    tr.appendChild(td);
+    q("#tokens tbody").prepend(tr);
+  }
+  // One listener for every Revoke button, including those of tokens created on this page.
+  q("#tokens").addEventListener("click", async (ev) => {
+    const btn = ev.target.closest("[data-revoke]");
+    if (!btn) return;
     if (!confirm(`Revoke the token "${btn.dataset.name}"? Whatever uses it stops working at once.`)) return;
     try {
       await api("DELETE", `/tokens/${btn.dataset.revoke}`);
+      btn.closest("tr").classList.add("muted");
       btn.closest("td").textContent = "revoked";
       toast(`Token "${btn.dataset.name}" revoked.`, "info");
     } catch (e) {
       toast(errorText(e), "error");
     }
-  }));
+  });
 })();

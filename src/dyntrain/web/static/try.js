@@ -76,7 +76,7 @@
       b.id = "try-predicted";
       label.append(b, ` (${pct(p.confidence)} sure)`);
     }
-    q("#try-meta").textContent = `Model version ${p.model_version} · prediction #${p.prediction_id}`;
+    q("#try-meta").textContent = `Answered by model version ${p.model_version}.`;
     renderScores(q("#try-scores"), p.scores);
     const sel = q("#try-actual");
     const other = Array.from(sel.options).find((o) => o.value !== p.label);

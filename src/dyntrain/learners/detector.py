@@ -1,0 +1,199 @@
+"""The object-detection learner: the CenterNet-style head of :mod:`.detection_nets` on frozen Lite0
+feature maps, behind the one learner contract (contract ``detector``).
+
+``X`` is an object array of :class:`Photo` (pixels at most 640 px on the longer side, the scale
+from original pixels, and where the backbone files live); ``y`` an object array of
+``(boxes [k,4] x,y,w,h in ORIGINAL pixels, class indices [k])``. Predictions are per photo lists of
+``{label_index, confidence, x, y, w, h}`` in original pixels, as serving decodes them. The model
+file is one ONNX graph: ``image`` uint8 [N,S,S,3] letterboxed → ``boxes``, ``scores``, ``labels``.
+
+Cross-validation reuses one :class:`~.detection_train.Bank` (backbone maps of every augmented copy)
+for all folds: the backbone runs once per copy, each fold only trains a head (see
+:func:`cross_validate`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Learner, register
+
+__all__ = ["Photo", "CenterNetDetector", "PHOTO_KIND", "bank_for", "cross_validate", "to_original"]
+
+#: The feature kind of photos for detection (see tasks.boxes.PhotoModality.features).
+PHOTO_KIND = "image.photo"
+#: The model's own operating threshold, written into the file: boxes below it are never answered.
+OPERATING_THRESHOLD = 0.3
+#: Lowest score serving decodes (the project's confidence threshold may only raise it).
+DECODE_FLOOR = 0.05
+
+
+@dataclass(frozen=True, eq=False)
+class Photo:
+    """An image as detection trains on it: at most ``side`` px on its longer side."""
+
+    pixels: np.ndarray  # uint8 HxWx3
+    scale: float  # photo pixels per original pixel (1.0 when it was small enough)
+    cache_dir: str = ""  # where the exported backbone feature maps live
+
+    @property
+    def original_size(self) -> list[int]:
+        """[width, height] of the image it was made from."""
+        h, w = self.pixels.shape[:2]
+        return [round(w / self.scale), round(h / self.scale)]
+
+    @classmethod
+    def of(cls, image: np.ndarray, side: int, cache_dir: str = "") -> "Photo":
+        from PIL import Image
+
+        h, w = image.shape[:2]
+        scale = min(1.0, side / max(h, w))
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+        return cls(np.ascontiguousarray(image), scale, str(cache_dir))
+
+
+# The banks of the last runs' photos: selection, evaluation and the nested folds of one run train
+# many heads on the same photos; the backbone runs once per (photos, size, copies, seed). Holding
+# the photos keeps their ids from being reused while their bank is kept.
+_BANKS: "OrderedDict[tuple, tuple[list, Any]]" = OrderedDict()
+_BANKS_MAX = 3
+_banks_lock = threading.Lock()
+
+
+def bank_for(photos, y, size: int, copies: int, seed: int, check=None, *, cache: bool = True):
+    """The backbone maps of ``copies`` box-aware augmented copies of every photo (copy 0 as is)."""
+    from .detection_train import build_bank
+
+    photos, y = list(photos), list(y)
+    key = (tuple(id(p) for p in photos), tuple(id(t) for t in y), size, copies, seed)
+    with _banks_lock:
+        if cache and key in _BANKS:
+            _BANKS.move_to_end(key)
+            return _BANKS[key][1]
+    boxes = [np.asarray(b, np.float64).reshape(-1, 4) * p.scale for p, (b, _) in zip(photos, y)]
+    labels = [np.asarray(lab, np.int64) for _, lab in y]
+    bank = build_bank([p.pixels for p in photos], boxes, labels, size=size, copies=copies,
+                      cache_dir=photos[0].cache_dir, seed=seed, check=check)
+    if not cache:
+        return bank
+    with _banks_lock:
+        _BANKS[key] = ((photos, y), bank)
+        while len(_BANKS) > _BANKS_MAX:
+            _BANKS.popitem(last=False)
+    return bank
+
+
+def to_original(outputs, bank, index: int, photo: Photo, floor: float = DECODE_FLOOR) -> list[dict]:
+    """One photo's raw head outputs (model pixels) as boxes in its original pixels."""
+    from .detection import decode
+
+    h, w = photo.pixels.shape[:2]
+    boxes = decode(outputs, float(bank.scales[index]), bank.pads[index], floor, size=(w, h))
+    for b in boxes:
+        for k in ("x", "y", "w", "h"):
+            b[k] /= photo.scale
+    return boxes
+
+
+def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, seed: int,
+                   progress=None) -> list[list[dict]]:
+    """Out-of-fold predictions (original pixels) for every photo tested in ``folds``, one bank for
+    all of them: ``[(train, test)]`` index pairs; returns per fold the test photos' boxes."""
+    from .detection_train import predict_bank, train_head
+
+    learner = CenterNetDetector(**params)
+    photos = list(photos)
+    bank = bank_for(photos, y, learner.size, learner.copies, 0)  # one bank per run's photos, whatever the fold seed
+    out = []
+    for k, (train, test) in enumerate(folds):
+        head = train_head(bank, np.asarray(train), n_classes, seed=seed + k, passes=learner.passes)
+        raw = predict_bank(head, bank, np.asarray(test))
+        out.append([to_original(r, bank, int(i), photos[int(i)]) for r, i in zip(raw, test)])
+        if progress is not None:
+            progress((k + 1) / len(folds))
+    return out
+
+
+@register
+class CenterNetDetector(Learner):
+    """A detection head on frozen Lite0 maps at input ``size`` (letterboxed), trained on ``copies``
+    augmented copies of each photo for about ``passes`` copy-passes."""
+
+    name = "image.centernet"
+    input_kind = PHOTO_KIND
+    contract = "detector"
+
+    def __init__(self, *, size: int = 320, copies: int = 6, passes: int = 2400) -> None:
+        super().__init__()
+        self.size = size
+        self.copies = copies
+        self.passes = passes
+
+    def fit(self, X, y, *, n_classes: int, sample_weight=None, progress=None, seed: int = 0) -> "CenterNetDetector":
+        from .detection_train import train_head
+
+        if not len(X):
+            from ..errors import Invalid
+
+            raise Invalid("no images to train the detector on")
+        bank = bank_for(X, y, self.size, self.copies, seed)
+        self.head_ = train_head(bank, np.arange(len(X)), n_classes, seed=seed, passes=self.passes, progress=progress)
+        self.cache_dir_ = X[0].cache_dir
+        self.n_classes_ = n_classes
+        return self
+
+    def predict(self, X) -> list[list[dict]]:
+        """Boxes per photo, in original pixels, decoded as serving decodes the exported file."""
+        from .detection_train import predict_bank
+
+        self._check_fitted()
+        photos = list(X)
+        bank = bank_for(photos, [(np.zeros((0, 4)), np.zeros(0, np.int64))] * len(photos), self.size, 1, 0,
+                        cache=False)
+        raw = predict_bank(self.head_, bank, np.arange(len(photos)))
+        return [to_original(r, bank, i, p, OPERATING_THRESHOLD) for i, (r, p) in enumerate(zip(raw, photos))]
+
+    def predict_proba(self, X):  # the detector contract answers boxes
+        raise NotImplementedError("a detector answers boxes (predict)")
+
+    def export_onnx(self, path: str | Path, *, backbone_dir: str | Path) -> Path:
+        """One graph: letterboxed uint8 image → boxes, scores, labels; the input size and the
+        operating threshold in its metadata (serving reads them)."""
+        import onnx
+        import torch
+        from torch import nn
+
+        from ..storage.files import atomic_write
+        from . import _nets
+        from .detection_nets import ExportedDetector
+        from .feature_maps import torch_module
+
+        self._check_fitted()
+
+        class Whole(nn.Module):
+            def __init__(self, maps: nn.Module, head: nn.Module) -> None:
+                super().__init__()
+                self.maps, self.head = maps, head
+
+            def forward(self, image: torch.Tensor):
+                _, s8, s16, s32 = self.maps(image)
+                return self.head(s8, s16, s32)
+
+        module = Whole(torch_module(), ExportedDetector(self.head_)).eval()
+        example = torch.zeros(1, self.size, self.size, 3, dtype=torch.uint8)
+        model = onnx.load_from_string(_nets.onnx_bytes(module, example, input_name="image",
+                                                       output_names=["boxes", "scores", "labels"]))
+        for key, value in {"input_size": str(self.size), "threshold": str(OPERATING_THRESHOLD)}.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        path = Path(path)
+        atomic_write(path, model.SerializeToString())
+        return path

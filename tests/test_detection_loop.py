@@ -1,0 +1,96 @@
+"""Object detection through the whole loop, on SQLite and PostgreSQL: images with boxes in →
+automatic training → gate → hot swap → predictions with boxes → a corrected prediction back into
+training → retrain, compared with the model in service on its own file.
+
+The images are synthetic scenes built from real photos (dyntrain.scenes): objects cut from
+photos pasted on photo backgrounds, their boxes known exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import httpx
+import pytest
+from PIL import Image
+
+from dyntrain.scenes import make_scenes
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow
+FAST = {"train_delay_s": 0.3, "train_max_delay_s": 5, "time_budget_s": 20}
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _done(api, version):
+    return [j for j in api.get("/projects/shelf/jobs").json() if j["status"] in ("succeeded", "failed")
+            and j["dataset_version"] == version]
+
+
+def test_detection_goes_through_the_whole_loop(loop_server, core):
+    api = httpx.Client(base_url=loop_server.url + "/api/v1", timeout=120)
+    r = api.post("/projects", json={"name": "shelf", "task": "object-detection", "settings": FAST})
+    assert r.status_code == 201 and r.json()["settings"]["gate_metric"] in ("map50_95", "macro_f1")
+    scenes = make_scenes(14, classes=2, size=256, seed=1)
+    train, new = scenes[:12], scenes[12:]
+
+    # a box outside its image is refused, naming the box; nothing is written
+    bad = dict(train[0].boxes[0]) if train[0].boxes else {"label": "x", "x": 0, "y": 0, "w": 5, "h": 5}
+    bad["x"] = 250
+    r = api.post("/projects/shelf/samples", files=[("files", ("a.png", _png(train[0].image)))],
+                 data={"label": json.dumps([bad])})
+    assert r.status_code == 422 and "box 0" in r.text and "outside" in r.text, r.text
+    assert api.get("/projects/shelf/dataset-versions").json() == []
+
+    # images with their boxes: one version, the classes come from the boxes
+    r = api.post("/projects/shelf/samples", files=[("files", (f"s{i}.png", _png(s.image))) for i, s in enumerate(train)],
+                 data={"labels": [json.dumps(s.boxes) for s in train]})
+    assert r.status_code == 201, r.text
+    stored = r.json()["samples"]
+    assert [len(s["annotation"]) for s in stored] == [len(s.boxes) for s in train]
+    classes = {c["label"]: c["count"] for c in api.get("/projects/shelf/classes").json()}
+    assert set(classes) == set(train[0].class_names) and all(n >= 2 for n in classes.values()), classes
+
+    # automatic training, the gate, the first model in service
+    job = wait_for(lambda: _done(api, 1), timeout=600)[0]
+    assert job["status"] == "succeeded", job
+    run = api.get(f"/runs/{job['run_id']}").json()
+    result = run["result"]
+    assert result["chosen"]["learner"] == "image.centernet"
+    assert result["metrics"]["map50"] is not None and result["metrics"]["map50"] > 0.3, result["metrics"]
+    assert result["gate"]["promoted"], result["gate"]
+    model = api.get("/projects/shelf/models").json()[0]
+    assert model["aliases"] == ["production"] and model["card"]["output"]["name"] == "boxes"
+
+    # predictions: boxes in the original image's pixels, recorded whole
+    r = api.post("/projects/shelf/predict", files=[("files", (f"n{i}.png", _png(s.image))) for i, s in enumerate(new)])
+    assert r.status_code == 200, r.text
+    answers = r.json()["predictions"]
+    assert all("boxes" in a and a["model_version"] == 1 for a in answers)
+    drawn = [b for a in answers for b in a["boxes"]]
+    assert drawn and all(0 <= b["x"] <= 256 and b["w"] > 0 and b["label"] in classes for b in drawn), drawn
+    records = api.get("/projects/shelf/predictions").json()
+    assert records["total"] == 2 and records["items"][-1]["output"]["boxes"] == answers[0]["boxes"]
+
+    # a correction: the true boxes go back into training as a new version, which retrains
+    r = api.post(f"/projects/shelf/predictions/{answers[0]['prediction_id']}/feedback",
+                 json={"label": new[0].boxes, "add_to_training": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"]["number"] == 2 and len(r.json()["samples"][0]["annotation"]) == len(new[0].boxes)
+    job = wait_for(lambda: _done(api, 2), timeout=600)[0]
+    assert job["status"] == "succeeded", job
+    gate = api.get(f"/runs/{job['run_id']}").json()["result"]["gate"]
+    assert gate["against_version"] == 1 and gate["served"] is not None  # the served file was run on the same images
+
+    # the pages: the run report in boxes, the data and try pages of the photo modality
+    ui = loop_server.url + "/projects/shelf"
+    html = httpx.get(f"{ui}/runs/{job['run_id']}").text
+    assert "Class by class" in html and "mAP50" in html
+    for page in ("", "/history", "/predictions", "/try", "/settings"):
+        assert httpx.get(ui + page).status_code == 200, page
