@@ -44,6 +44,9 @@ class KeywordsTarget(ClassTarget):
     def label_classes(self, key: str, annotation: Any) -> set[str]:
         return {k["word"] for k in annotation}
 
+    def renamed(self, key: str, annotation: Any, old: str, new: str) -> tuple[str, Any]:
+        return self.read_label([{**k, "word": new if k["word"] == old else k["word"]} for k in annotation], {})
+
 
 @pytest.fixture
 def toy():
@@ -109,3 +112,19 @@ def test_a_correction_keeps_its_annotation_beside_its_key(client, core, toy):
     listed = client.get("/api/v1/projects/kw/predictions").json()["items"][0]
     assert (listed["feedback_label"], listed["feedback"]) == ("pear", [{"word": "pear", "weight": 1.0}])
     assert listed["output"]["scores"] == listed["scores"] == {"apple": 0.7}  # the old field, from the output
+
+
+def test_renaming_a_class_renames_it_inside_the_labels_held_whole(client, core, toy):
+    assert client.post("/api/v1/projects", json={"name": "kw", "task": toy}).status_code == 201
+    _add(client, [{"text": "apples", "label": json.dumps([{"word": "apple", "weight": 1}, {"word": "pear", "weight": 2}])}])
+    from sqlalchemy import text
+
+    assert client.post("/api/v1/projects", json={"name": "tc", "task": "text-classification"}).status_code == 201
+    assert client.post("/api/v1/projects/tc/samples/texts", json={"items": [{"text": "a", "label": "x"}]}).status_code == 201
+    with core.db.read() as s:  # a label without an annotation is SQL NULL, not JSON null (queries rely on it)
+        assert s.execute(text("SELECT count(*) FROM samples WHERE annotation IS NULL")).scalar() == 1
+    r = client.patch("/api/v1/projects/kw/classes/apple", json={"label": "malus"})
+    assert r.status_code == 200, r.text
+    sample = client.get("/api/v1/projects/kw/samples").json()["items"][0]
+    assert sample["label"] == "malus+pear" and sample["annotation"][0] == {"word": "malus", "weight": 1.0}
+    assert {c["label"] for c in client.get("/api/v1/projects/kw/classes").json()} == {"malus", "pear"}

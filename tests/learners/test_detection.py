@@ -144,6 +144,7 @@ def test_metrics_hand_checked():
     worse = [[perfect[0][0], _box("pen", 300, 300, 30, 30, 0.8)], []]
     m = D.detection_metrics(truth, worse, ["mug", "pen"], threshold=0.5)
     assert m["recall_at_threshold"] == pytest.approx(1 / 3) and m["false_box_rate"] == 0.5
+    assert m["errors"] == [{"image": 0, "missed": [1], "false": [1]}, {"image": 1, "missed": [0], "false": []}]
     assert m["per_class"]["pen"]["ap50"] == 0.0 and m["per_class"]["mug"]["ap50"] == pytest.approx(0.5, abs=0.01)
     assert m["per_class"]["mug"] | {"ap50": None, "ap": None} == {
         "ap50": None, "ap": None, "recall": 0.5, "precision": 1.0, "n": 2, "found": 1, "drawn": 1, "false": 0}

@@ -69,11 +69,45 @@ def non_image(extractor):
 
 
 @pytest.fixture(scope="module")
-def every(non_image, fitted, digits_small):
+def detector(extractor):
+    """The detector, fitted briefly on synthetic scenes (objects cut from photos on photo backgrounds)."""
+    import io
+
+    from PIL import Image
+
+    from dyntrain.scenes import make_scenes
+    from dyntrain.training.boxes import BOX_STAGES
+
+    out = {}
+    for name in NAMES:
+        cls = learners.get(name)
+        if cls.contract != "detector":
+            continue
+        task = _task_for(cls)
+        scenes = make_scenes(8, classes=2, size=256, seed=3)
+        blobs = {}
+        for i, sc in enumerate(scenes):
+            buf = io.BytesIO()
+            Image.fromarray(sc.image).save(buf, "PNG")
+            blobs[f"h{i}"] = buf.getvalue()
+        X = task.modality.features([cls.input_kind], list(blobs), blobs.get, extractor)[cls.input_kind]
+        names = scenes[0].class_names
+        y = np.empty(len(scenes), object)
+        for i, sc in enumerate(scenes):
+            y[i] = (np.array([[b[k] for k in ("x", "y", "w", "h")] for b in sc.boxes], float).reshape(-1, 4),
+                    np.array([names.index(b["label"]) for b in sc.boxes], np.int64))
+        learner = cls(size=256, copies=3, passes=600).fit(X, y, n_classes=len(names))
+        out[name] = {"task": task, "learner": learner, "X": X, "y": y, "stages": BOX_STAGES,
+                     "items": [task.modality.decode(b) for b in blobs.values()], "classes": names}
+    return out
+
+
+@pytest.fixture(scope="module")
+def every(non_image, fitted, digits_small, detector):
     image = {name: {"task": _task_for(learners.get(name)), "learner": learner, "y": digits_small["y"],
                     "X": digits_small["X"][learner.input_kind], "items": list(digits_small["images"])}
              for name, learner in fitted.items()}
-    return {**image, **non_image}
+    return {**image, **non_image, **detector}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -87,7 +121,16 @@ def test_every_learner_serves_a_registered_target(name):
 def test_answers_follow_the_contract(name, every):
     case = every[name]
     learner, X = case["learner"], case["X"]
-    if learner.contract == "classifier":
+    if learner.contract == "detector":
+        from dyntrain.learners.detection_metrics import iou_xywh
+
+        said = learner.predict(X)
+        assert len(said) == len(X) and all({"label_index", "confidence", "x", "y", "w", "h"} <= set(b)
+                                           for boxes in said for b in boxes)
+        hits = [iou_xywh(t, np.array([[b[k] for k in "xywh"] for b in boxes])).max() >= 0.5
+                for (truth, _), boxes in zip(case["y"], said) if len(boxes) for t in truth]
+        assert hits and np.mean(hits) > 0.3  # it learnt something: a third of the objects found on its own images
+    elif learner.contract == "classifier":
         n_classes = int(np.max(case["y"])) + 1
         proba = learner.predict_proba(X)
         assert proba.shape == (len(X), n_classes)
@@ -113,9 +156,13 @@ def test_the_served_file_reproduces_the_answers(name, every, cache_dir, tmp_path
     case = every[name]
     learner, task = case["learner"], case["task"]
     path = learner.export_onnx(tmp_path / "model.onnx", backbone_dir=cache_dir)
-    labels = [str(k) for k in range(int(np.max(case["y"])) + 1)] if learner.contract == "classifier" else []
+    labels = ([str(k) for k in range(int(np.max(case["y"])) + 1)] if learner.contract == "classifier"
+              else case.get("classes", []))
     served = load_model(path, 0, 0, labels, threads=1, task=task.name).predict_items(case["items"])
-    if learner.contract == "classifier":
+    if learner.contract == "detector":  # the same boxes, within the letterbox's pixel
+        assert case["stages"].agrees(served, learner.predict(case["X"])) is None
+        assert sum(len(b) for b in served) > 0
+    elif learner.contract == "classifier":
         np.testing.assert_allclose(served, learner.predict_proba(case["X"]), atol=1e-4, rtol=0)
     else:
         expected = np.asarray(learner.predict(case["X"]))

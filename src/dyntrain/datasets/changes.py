@@ -242,8 +242,14 @@ def update_class(core: Core, project: str, label: str, *, new_label: str | None 
             if s.scalar(select(ClassRow.id).where(ClassRow.project_id == row.id, ClassRow.label == new_label)):
                 raise Conflict(f"class {new_label!r} already exists; relabel samples into it instead of renaming")
             cls.label = new_label
-            s.execute(update(SampleRow).where(SampleRow.project_id == row.id, SampleRow.label == label)
-                      .values(label=new_label))
+            s.execute(update(SampleRow).where(SampleRow.project_id == row.id, SampleRow.label == label,
+                                              SampleRow.annotation.is_(None)).values(label=new_label))
+            # labels held whole (an image's boxes): the target renames the class inside them
+            target = tasks.get(row.task).target
+            for sample in s.scalars(select(SampleRow).where(SampleRow.project_id == row.id,
+                                                            SampleRow.annotation.is_not(None))):
+                if label in target.label_classes(sample.label, sample.annotation):
+                    sample.label, sample.annotation = target.renamed(sample.label, sample.annotation, label, new_label)
             version = snapshot(s, row, f"renamed class {label!r} to {new_label!r}")
         count = s.scalar(select(func.count()).select_from(SampleRow).where(
             SampleRow.project_id == row.id, SampleRow.label == cls.label, SampleRow.status == "active"))

@@ -124,7 +124,7 @@ class SampleRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     label: Mapped[str] = mapped_column(String(200))  # the key: a class, a number's text (see the target)
     # The whole label where the key does not say everything (boxes, a mask), as the target validated it.
-    annotation: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+    annotation: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     source: Mapped[str] = mapped_column(String(200), default="upload")
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # staged: uploaded inside a batch not yet committed; active: part of the project's data.
@@ -166,7 +166,7 @@ class VersionItemRow(Base):
     sample_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # no FK: the sample may be deleted
     content_hash: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(200))
-    annotation: Mapped[Any | None] = mapped_column(JSON, nullable=True)  # as the sample's
+    annotation: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # as the sample's
 
 
 class JobRow(Base):
@@ -282,7 +282,7 @@ class PredictionRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     client: Mapped[str] = mapped_column(String(100), default="")
     feedback_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    feedback: Mapped[Any | None] = mapped_column(JSON, nullable=True)  # the correction's annotation
+    feedback: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # the correction's annotation
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.Prediction:

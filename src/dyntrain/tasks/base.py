@@ -158,6 +158,10 @@ class Target(abc.ABC):
         """The classes a labelled sample names: the project's class list grows by them."""
         return {key} if self.has_classes else set()
 
+    def renamed(self, key: str, annotation: Any, old: str, new: str) -> tuple[str, Any]:
+        """A sample's (key, annotation) after the class ``old`` is renamed ``new``."""
+        return (new if key == old else key), annotation
+
     def label_from_cell(self, value: Any, column: str) -> str:
         """A label from a table cell (the target column of an uploaded row)."""
         return self.validate_label(value)

@@ -126,6 +126,11 @@ class BoxesTarget(Target):
     def label_classes(self, key: str, annotation: Any) -> set[str]:
         return {b["label"] for b in annotation or ()}
 
+    def renamed(self, key: str, annotation: Any, old: str, new: str) -> tuple[str, Any]:
+        boxes = sorted(({**b, "label": new if b["label"] == old else b["label"]} for b in annotation or ()),
+                       key=lambda b: (b["label"], b["x"], b["y"], b["w"], b["h"]))
+        return SEPARATOR.join(sorted({b["label"] for b in boxes}))[:200], boxes
+
     def training_stages(self):
         from ..training.boxes import BOX_STAGES
 
@@ -289,7 +294,11 @@ class PhotoModality(ImageModality):
     """Photos at their own size (boxes are in their pixels); the model letterboxes them."""
 
     augmentable = False  # the detector's own augmentation moves boxes with the pixels
+    health_checks = False  # the image checks compare classes of whole images; a box's class is not one
     data_template = "_data_boxes.html"
+    add_template = "_add_boxes.html"
+    help_template = "_help_boxes.html"
+    data_scripts = ("boxes.js",)
     try_template = "_try_boxes.html"
     try_script = "boxes.js"
     training_curves = False
