@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from . import tasks
-from .archive import iter_labelled_files, read_table, read_text_records
+from .archive import read_table, read_text_records
 from .client import ApiError, Client
 from .errors import DyntrainError
 
@@ -47,7 +47,7 @@ def _client(url: str) -> Client:
     return Client(url, token=_token())
 
 
-def _fail(exc: ApiError) -> None:
+def _fail(exc: DyntrainError) -> None:
     console.print(f"[red]error:[/red] {exc.message}")
     for d in exc.details[:20]:
         where = d.get("file") or d.get("field") or (f"row {d['row']}" if "row" in d else "")
@@ -165,13 +165,23 @@ def import_(
     label_column: str = typer.Option("label", "--label-column", help="Column / field holding the label."),
     target: Optional[str] = typer.Option(None, "--target", help="Tables: the column to predict (a class, or a "
                                          "number for tabular-regression); every other column is a feature."),
+    box_format: Optional[str] = typer.Option(None, "--format", help="Object detection: coco, voc or yolo "
+                                             "(detected from the files when left out)."),
     url: str = URL,
 ):
-    """Upload labelled examples as ONE new dataset version (or none if anything fails)."""
+    """Upload labelled examples as ONE new dataset version (or none if anything fails).
+
+    Object detection (--task object-detection): a folder or .zip of images with COCO JSON, Pascal
+    VOC XML or YOLO txt boxes; every bad box is named (file and box) before anything is sent."""
     client = _client(url)
     tabular = path.suffix.lower() in (".csv", ".jsonl")
     if task is None and tabular:
         try:  # an existing project decides what the file holds
+            task = client.get(f"/projects/{project}")["task"]
+        except ApiError:
+            pass
+    if task is None and not tabular:
+        try:  # an existing project decides what the files hold (class folders, box files …)
             task = client.get(f"/projects/{project}")["task"]
         except ApiError:
             pass
@@ -186,8 +196,9 @@ def import_(
     try:
         # Images are read one by one while uploading (a zip is never inflated whole into memory),
         # each checked against the server's per-file limit before it is sent.
+        # the task's target reads its labelled files (class folders; box files of COCO, VOC, YOLO …)
         records = (read_text_records(path, text_column, label_column, max_rows=_max_csv_rows()) if tabular
-                   else iter_labelled_files(path, max_bytes=_max_upload_bytes()))
+                   else tasks.get(task).target.read_files(path, max_bytes=_max_upload_bytes(), format=box_format))
     except Exception as exc:  # Invalid from the readers, OSError from the disk
         console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
         raise typer.Exit(1)
@@ -275,10 +286,10 @@ def _upload_as_one_version(client: Client, project: str, task: str, items: Itera
                     console.print(f"deleted project {project!r} again: the import failed before any data landed")
             except ApiError:
                 pass
-        if isinstance(exc, ApiError):
+        if isinstance(exc, DyntrainError):  # the server's refusal, or Invalid / TooLarge from the readers
             _fail(exc)
-        if isinstance(exc, (DyntrainError, OSError)):  # Invalid / TooLarge from the readers, the disk
-            console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+        if isinstance(exc, OSError):
+            console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
         raise
     version = result.get("version")
@@ -322,34 +333,42 @@ def _import_table(client: Client, path: Path, project: str, task: str, target: O
 @app.command()
 def export(
     project: str = typer.Argument(..., help="Project name."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder to write <label>/<file> into."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write into (<label>/<file>), or for object "
+                                 "detection a folder or a .zip of images with their box files."),
+    box_format: Optional[str] = typer.Option(None, "--format", help="Object detection: coco (default), voc or yolo."),
     url: str = URL,
 ):
-    """Download a project's images into the same layout import reads."""
-    from .archive import export_paths
-
+    """Download a project's examples into the layout import reads back."""
     client = _client(url)
     try:
+        info = client.get(f"/projects/{project}")
+        target = tasks.get(info["task"]).target
+        if box_format is not None and box_format not in target.file_formats:
+            console.print(f"[red]error:[/red] --format {box_format} does not apply to a {info['task']} project"
+                          + (f"; choose {', '.join(target.file_formats)}" if target.file_formats else ""))
+            raise typer.Exit(1)
         samples, offset = [], 0
         while True:  # list first: every path is decided (and checked) before anything is written
             page = client.get(f"/projects/{project}/samples", params={"offset": offset, "limit": 200})
-            samples += [(s["id"], s["label"], s["meta"].get("filename") or "") for s in page["items"]]
+            samples += page["items"]
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:
                 break
-        plan = export_paths(out_dir, samples)
         with _progress() as bar:
-            task = bar.add_task(f"downloading {len(plan)} images", total=len(plan))
-            for sample_id, target in plan:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(client.download(f"/projects/{project}/samples/{sample_id}/image"))
+            task = bar.add_task(f"downloading {len(samples)} examples", total=len(samples))
+
+            def content(sample: dict) -> bytes:
+                data = client.download(f"/projects/{project}/samples/{sample['id']}/image")
                 bar.advance(task)
-    except DyntrainError as exc:  # the server's (ApiError) and export_paths' refusals
+                return data
+
+            written = target.write_files(out_dir, samples, content, format=box_format)
+    except DyntrainError as exc:  # the server's (ApiError) and the writers' refusals
         _fail(exc)
     except OSError as exc:
         console.print(f"[red]error:[/red] cannot write into {out_dir}: {exc}")
         raise typer.Exit(1)
-    console.print(f"exported {len(plan)} images to {out_dir}")
+    console.print(f"exported {written} examples to {out_dir}")
 
 
 @app.command()

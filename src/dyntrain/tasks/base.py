@@ -158,6 +158,29 @@ class Target(abc.ABC):
         """The classes a labelled sample names: the project's class list grows by them."""
         return {key} if self.has_classes else set()
 
+    #: File formats of labelled data this target reads and writes besides the folder-per-class layout.
+    file_formats: tuple[str, ...] = ()
+
+    def read_files(self, path: Path, *, max_bytes: int | None = None, format: str | None = None):
+        """(label as sent, file name, bytes) of each labelled file under ``path`` (a folder or a zip):
+        by default the folder-per-class layout, ``<label>/<file>``."""
+        from ..archive import iter_labelled_files
+
+        return iter_labelled_files(path, max_bytes=max_bytes)
+
+    def write_files(self, out: Path, samples: list[dict], content: Callable[[dict], bytes], *,
+                    format: str | None = None) -> int:
+        """Write samples (the API's sample records) and their contents under ``out`` in a layout
+        :meth:`read_files` reads back; returns how many were written. By default ``<label>/<file>``."""
+        from ..archive import export_paths
+
+        plan = export_paths(out, [(s["id"], s["label"], s["meta"].get("filename") or "") for s in samples])
+        by_id = {s["id"]: s for s in samples}
+        for sample_id, target in plan:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content(by_id[sample_id]))
+        return len(plan)
+
     def renamed(self, key: str, annotation: Any, old: str, new: str) -> tuple[str, Any]:
         """A sample's (key, annotation) after the class ``old`` is renamed ``new``."""
         return (new if key == old else key), annotation

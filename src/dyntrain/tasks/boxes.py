@@ -131,6 +131,37 @@ class BoxesTarget(Target):
                        key=lambda b: (b["label"], b["x"], b["y"], b["w"], b["h"]))
         return SEPARATOR.join(sorted({b["label"] for b in boxes}))[:200], boxes
 
+    file_formats = ("coco", "voc", "yolo")
+
+    def read_files(self, path, *, max_bytes: int | None = None, format: str | None = None):
+        """Images and their boxes from COCO JSON, Pascal VOC XML or YOLO txt (a folder or a zip;
+        the format is detected unless named): every bad box is named, with its file, before any
+        image is yielded."""
+        from ..box_formats import iter_images, read_dataset
+
+        dataset = read_dataset(path, format=format, max_bytes=max_bytes)
+        for image, data in iter_images(path, dataset, max_bytes=max_bytes):
+            yield json.dumps(image.boxes), image.filename, data
+
+    def write_files(self, out, samples: list[dict], content, *, format: str | None = None) -> int:
+        """The photos and their boxes as a COCO (default), VOC or YOLO data set: a folder, or a zip
+        when ``out`` ends in .zip."""
+        from ..archive import _export_name, _fit_name
+        from ..box_formats import AnnotatedImage, write_dataset
+
+        names, taken = {}, set()
+        for s in samples:  # safe, unique file names (a clash gets the sample id in front)
+            name = _export_name(s["id"], s["meta"].get("filename") or "")
+            name = _fit_name(f"{s['id']}-{name}") if name in taken else name
+            names[s["id"]] = name
+            taken.add(name)
+        images = [AnnotatedImage(names[s["id"]], int(s["meta"].get("width") or 0), int(s["meta"].get("height") or 0),
+                                 list(s.get("annotation") or [])) for s in samples]
+        classes = sorted({b["label"] for s in samples for b in s.get("annotation") or ()})
+        by_name = {names[s["id"]]: s for s in samples}
+        write_dataset(out, images, classes, format or "coco", lambda name: content(by_name[name]))
+        return len(images)
+
     def training_stages(self):
         from ..training.boxes import BOX_STAGES
 
