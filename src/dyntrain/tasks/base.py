@@ -246,6 +246,32 @@ class Target(abc.ABC):
         and pictures; None: the run page's built-in class or number view."""
         return None
 
+    @staticmethod
+    def dropped(new: dict, old: dict, metric: str, tolerance: float) -> str | None:
+        """The common gate rule: a score may fall by ``tolerance`` at most (None: it did not)."""
+        from ..registry.gate import score_text
+
+        score, before = float(new[metric]), float(old[metric])
+        if score < before - tolerance:
+            return (f"{metric} would drop from {score_text(before)} to {score_text(score)} (more than the allowed "
+                    f"{tolerance:.3f})")
+        return None
+
+    @staticmethod
+    def class_drops(new: dict, old: dict, score: str, support: str, tolerance: float, min_support: int,
+                    what: str) -> str | None:
+        """Classes whose ``score`` (recall, AP …) falls by more than ``tolerance``, among those with at
+        least ``min_support`` examples (their ``support`` count), said as ``what`` would drop."""
+        drops = []
+        for label, stats in (old.get("per_class") or {}).items():
+            after = (new.get("per_class") or {}).get(label)
+            if after is None or stats.get(score) is None or after.get(score) is None \
+                    or stats.get(support, min_support) < min_support:
+                continue
+            if float(after[score]) < float(stats[score]) - tolerance:
+                drops.append(f"{label} {float(stats[score]):.2f}→{float(after[score]):.2f}")
+        return f"{what} would drop too much for: {', '.join(drops)} (allowed {tolerance:.2f})" if drops else None
+
     def promoted_tail(self) -> list[str]:
         """What else a promotion's reason says held."""
         return []

@@ -185,12 +185,10 @@ class BoxesTarget(Target):
         from ..errors import Invalid
 
         classes = {k: v for k, v in counts.items() if k != NOTHING}
-        images = max(classes.values(), default=0) + counts.get(NOTHING, 0)
         if not classes:
             raise Invalid("no image has a box yet: draw a box around each thing to find, on at least "
                           f"{MIN_IMAGES} images")
-        if sum(counts.values()) < MIN_IMAGES or images < MIN_IMAGES:
-            raise Invalid(f"training needs at least {MIN_IMAGES} images with boxes; add more images")
+        # (the counts are per class, so the run itself checks the number of images: see training.boxes)
         if len(classes) == len(self.waiting(counts)):
             raise Invalid(f"every class needs boxes on at least {MIN_EXAMPLES_PER_CLASS} images: "
                           + ", ".join(f"{k!r} has {v}" for k, v in classes.items()))
@@ -224,21 +222,9 @@ class BoxesTarget(Target):
                        "images")
 
     def worse(self, new: dict, old: dict, metric: str, settings, min_support: int) -> str | None:
-        from ..registry.gate import score_text
-
-        score, before, tol = float(new[metric]), float(old[metric]), settings.gate_tolerance
-        if score < before - tol:
-            return f"{metric} would drop from {score_text(before)} to {score_text(score)} (more than the allowed {tol:.3f})"
-        drops = []
-        for label, stats in (old.get("per_class") or {}).items():
-            after = (new.get("per_class") or {}).get(label)
-            if after is None or stats.get("ap") is None or after.get("ap") is None or stats.get("n", 0) < min_support:
-                continue
-            if float(after["ap"]) < float(stats["ap"]) - settings.gate_class_recall_tolerance:
-                drops.append(f"{label} {float(stats['ap']):.2f}→{float(after['ap']):.2f}")
-        if drops:
-            return f"average precision would drop too much for: {', '.join(drops)}"
-        return None
+        return (self.dropped(new, old, metric, settings.gate_tolerance)
+                or self.class_drops(new, old, "ap", "n", settings.gate_class_recall_tolerance, min_support,
+                                    "average precision"))
 
     def promoted_tail(self) -> list[str]:
         return ["no class got worse beyond tolerance"]

@@ -97,23 +97,9 @@ class ClassTarget(Target):
                        "add more or clearer examples")
 
     def worse(self, new: dict, old: dict, metric: str, settings, min_support: int) -> str | None:
-        from ..registry.gate import score_text
-
-        score, before, tol = float(new[metric]), float(old[metric]), settings.gate_tolerance
-        if score < before - tol:
-            return (f"{metric} would drop from {score_text(before)} to {score_text(score)} (more than the allowed "
-                    f"{tol:.3f})")
-        drops = []
-        for label, stats in (old.get("per_class") or {}).items():
-            after = (new.get("per_class") or {}).get(label)
-            if after is None or stats.get("support", min_support) < min_support:
-                continue
-            if float(after["recall"]) < float(stats["recall"]) - settings.gate_class_recall_tolerance:
-                drops.append(f"{label} {float(stats['recall']):.2f}→{float(after['recall']):.2f}")
-        if drops:
-            return (f"recall would drop too much for: {', '.join(drops)} (allowed "
-                    f"{settings.gate_class_recall_tolerance:.2f})")
-        return None
+        return (self.dropped(new, old, metric, settings.gate_tolerance)
+                or self.class_drops(new, old, "recall", "support", settings.gate_class_recall_tolerance, min_support,
+                                    "recall"))
 
     def promoted_tail(self) -> list[str]:
         return ["no class got worse beyond tolerance"]

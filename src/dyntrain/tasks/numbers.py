@@ -93,17 +93,14 @@ class NumberTarget(Target):
                        "add more rows or more informative columns")
 
     def worse(self, new: dict, old: dict, metric: str, settings, min_support: int) -> str | None:
-        from ..registry.gate import fmt, score_text
+        from ..registry.gate import fmt
 
         score, before, tol = float(new[metric]), float(old[metric]), settings.gate_tolerance
         if metric == "mae":  # an error: relative to the current one
             if score > before * (1 + tol):
                 return f"mae would rise from {fmt(before)} to {fmt(score)} (more than the allowed {tol:.1%})"
             return None
-        if score < before - tol:
-            return (f"{metric} would drop from {score_text(before)} to {score_text(score)} (more than the allowed "
-                    f"{tol:.3f})")
-        return None
+        return self.dropped(new, old, metric, tol)
 
     def served_summary(self, old: dict, new: dict, n: int, outcome: str) -> str:
         from ..registry.gate import score_text

@@ -27,10 +27,12 @@ import numpy as np
 
 from .. import tasks
 from ..entities import VersionItem
+from ..errors import Invalid
 from ..learners import selection
 from ..learners.metrics import INTERVAL_LEVEL
 from .spec import Prepared, TrainingSpec
 from .split import is_holdout
+from ..tasks.boxes import MIN_IMAGES
 
 __all__ = ["BOX_STAGES", "BoxStages"]
 
@@ -76,6 +78,9 @@ class BoxStages:
         target.check_trainable(counts)  # the scheduler's own rule: a job it queued is a job that can train
         waiting = target.waiting(counts)
         items = [i for i in items if not ({b["label"] for b in i.annotation or ()} & set(waiting))]
+        if len(items) < MIN_IMAGES:
+            raise Invalid(f"training needs at least {MIN_IMAGES} images with boxes (images showing a class that "
+                          f"still waits for examples are left out); this dataset has {len(items)}. Add images.")
         labels = sorted({b["label"] for i in items for b in i.annotation or ()})
         index = {lab: k for k, lab in enumerate(labels)}
         y = np.empty(len(items), object)
