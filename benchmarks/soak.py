@@ -32,10 +32,10 @@ from _results import table, write_section  # noqa: E402
 from serving import _free_port, pct, rss_mb, served_model  # noqa: E402
 from training_time import digits  # noqa: E402
 
-from dyntrain.config import Settings  # noqa: E402
-from dyntrain.core import Core  # noqa: E402
+from dyntrain.kernel.config import Settings  # noqa: E402
+from dyntrain.kernel.core import Core  # noqa: E402
 from dyntrain.datasets.changes import Upload, add_samples  # noqa: E402
-from dyntrain.projects import create_project  # noqa: E402
+from dyntrain.kernel.projects import create_project  # noqa: E402
 from dyntrain.scheduler import queue  # noqa: E402
 from dyntrain.storage.rows import PredictionRow  # noqa: E402
 from dyntrain.scheduler.jobs import run_job  # noqa: E402

@@ -24,7 +24,7 @@ Models:
   the gaps), then ``StandardScaler`` + ``LogisticRegression(max_iter=1000)`` for classes, or ordinary
   least squares ``LinearRegression`` for numbers; ``sex`` one-hot encoded where it is a word.
 
-Rows go through the platform's own path: canonical JSON blobs (:mod:`dyntrain.tables`), features
+Rows go through the platform's own path: canonical JSON blobs (:mod:`dyntrain.codecs.tables`), features
 inferred in ``train()``, one ONNX file per model; every pipeline model is scored from that file with
 dyntrain's serving code (``serving.live.load_model(..., task=…).predict_items``). Evaluation inside
 ``train()`` is forced to cross-validation (``min_holdout_per_class=10**6``) so each final model trains
@@ -52,11 +52,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import table, write_section  # noqa: E402
 
-from dyntrain.entities import VersionItem  # noqa: E402
+from dyntrain.kernel.entities import VersionItem  # noqa: E402
 from dyntrain.learners.features import FeatureExtractor  # noqa: E402
 from dyntrain.serving.live import load_model  # noqa: E402
 from dyntrain.storage import FileBlobStore  # noqa: E402
-from dyntrain.tables import decode_row, row_bytes, target_text  # noqa: E402
+from dyntrain.codecs.tables import decode_row, row_bytes, target_text  # noqa: E402
 from dyntrain.training.pipeline import TrainingSpec, train  # noqa: E402
 
 TEST_FRACTION = 0.25

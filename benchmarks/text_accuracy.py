@@ -60,8 +60,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import table, write_section  # noqa: E402
 
-from dyntrain import texts  # noqa: E402
-from dyntrain.entities import VersionItem  # noqa: E402
+from dyntrain.codecs import texts  # noqa: E402
+from dyntrain.kernel.entities import VersionItem  # noqa: E402
 from dyntrain.learners.features import FeatureExtractor  # noqa: E402
 from dyntrain.serving.live import load_model  # noqa: E402
 from dyntrain.storage import FileBlobStore  # noqa: E402

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dyntrain.config import Settings
-from dyntrain.core import Core
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
 
 # The CLI under test must not pick up the admin token of a developer's own ./dyntrain-data.
 os.environ["DYNTRAIN_TOKEN_FILE"] = os.devnull

@@ -10,12 +10,12 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
-from dyntrain import auth
+from dyntrain.access import auth
 from dyntrain.api import create_app
-from dyntrain.auth import ROLES, required_permission
-from dyntrain.config import Settings
-from dyntrain.core import Core
-from dyntrain.errors import Invalid
+from dyntrain.access.auth import ROLES, required_permission
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
+from dyntrain.kernel.errors import Invalid
 
 REMOTE = ("203.0.113.7", 40000)  # a client on another machine (TEST-NET-3)
 LOCAL = ("127.0.0.1", 40000)
@@ -28,7 +28,7 @@ def secured(tmp_path, database_url):
     core = Core.create(Settings(data_dir=tmp_path / "data", database_url=database_url, seed_demo=False,
                                 scheduler_enabled=False, auth="required"))
     app = create_app(core=core)
-    from dyntrain import projects
+    from dyntrain.kernel import projects
 
     projects.create_project(core, "p1", "image-classification", "", {})
     projects.create_project(core, "p2", "image-classification", "", {})

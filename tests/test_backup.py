@@ -9,13 +9,13 @@ import tarfile
 import pytest
 from typer.testing import CliRunner
 
-from dyntrain.backup import backup, read_manifest, restore
-from dyntrain.config import Settings
-from dyntrain.core import Core
+from dyntrain.ops.backup import backup, read_manifest, restore
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.demo import digit_images
-from dyntrain.errors import Conflict, Invalid
-from dyntrain.projects import create_project, project_row
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.errors import Conflict, Invalid
+from dyntrain.kernel.projects import create_project, project_row
 from dyntrain.registry.models import promote, register_model
 from dyntrain.serving.predict import predict_items
 
@@ -108,7 +108,7 @@ def test_restore_refuses_foreign_or_unsafe_archives(tmp_path):
         tar.addfile(info, io.BytesIO(b""))
     with pytest.raises(Invalid, match="not a dyntrain backup"):
         restore(target, not_a_backup)
-    from dyntrain.backup import FORMAT, FORMAT_VERSION, _known_revisions
+    from dyntrain.ops.backup import FORMAT, FORMAT_VERSION, _known_revisions
 
     evil = tmp_path / "evil.tar"
     with tarfile.open(evil, "w") as tar:

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from dyntrain import box_formats as B
-from dyntrain.box_formats import AnnotatedImage
-from dyntrain.errors import Invalid, TooLarge
+from dyntrain.codecs import box_formats as B
+from dyntrain.codecs.box_formats import AnnotatedImage
+from dyntrain.kernel.errors import Invalid, TooLarge
 
 W, H = 640, 427
 

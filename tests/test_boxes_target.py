@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from dyntrain import tasks
-from dyntrain.errors import Invalid
-from dyntrain.project_settings import ProjectSettings
+from dyntrain.kernel.errors import Invalid
+from dyntrain.kernel.project_settings import ProjectSettings
 
 BOXES = tasks.get("object-detection").target
 META = {"width": 100, "height": 80}
@@ -54,7 +54,7 @@ def test_counts_waiting_classes_and_what_can_train():
     BOXES.check_trainable(counts)  # cup and pen can be learnt; mug waits
     with pytest.raises(Invalid, match="no image has a box"):
         BOXES.check_trainable(BOXES.counts(["", ""]))
-    from dyntrain.entities import VersionItem
+    from dyntrain.kernel.entities import VersionItem
     from dyntrain.training.boxes import BOX_STAGES
     from dyntrain.training.spec import TrainingSpec
 

@@ -16,11 +16,11 @@ from urllib.parse import urlparse
 import pytest
 from sqlalchemy import func, select
 
-from dyntrain import audit
-from dyntrain.background import AsyncioThread
+from dyntrain.access import audit
+from dyntrain.ops.background import AsyncioThread
 from dyntrain.datasets import changes
-from dyntrain.events import EventDrain, publish
-from dyntrain.projects import create_project, delete_project, project_row
+from dyntrain.kernel.events import EventDrain, publish
+from dyntrain.kernel.projects import create_project, delete_project, project_row
 from dyntrain.storage.rows import DatasetVersionRow, EventRow, IngestedMessageRow, JobRow, SampleRow
 from tests.conftest import png_bytes, wait_for
 

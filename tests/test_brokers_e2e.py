@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dyntrain.datasets import changes
-from dyntrain.projects import create_project, project_row
+from dyntrain.kernel.projects import create_project, project_row
 from dyntrain.storage.rows import IngestedMessageRow
 from tests.conftest import png_bytes, wait_for
 from tests.test_brokers import (BROKERS, Collector, broker_url, cloudevent, counts, emit, forget,  # noqa: F401
@@ -149,8 +149,8 @@ import os, sys, time
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from dyntrain.brokers import ingest
-from dyntrain.config import Settings
-from dyntrain.core import Core
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
 
 @event.listens_for(Session, sys.argv[1])
 def die(session):  # the process dies here, while a message is being applied
@@ -198,7 +198,7 @@ def test_server_killed_between_receive_and_commit_applies_the_message_once(inges
     assert counts(core, "photos") == (2, 2)
     with core.db.read() as s:
         assert s.scalar(select(func.count()).select_from(IngestedMessageRow)) == 2
-    from dyntrain import audit
+    from dyntrain.access import audit
 
     assert [e.actor for e in audit.entries(core)] == ["urn:shop:catalogue"] * 2
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dyntrain.box_formats import AnnotatedImage, read_dataset, write_dataset
+from dyntrain.codecs.box_formats import AnnotatedImage, read_dataset, write_dataset
 from dyntrain.cli import app
 from dyntrain.scenes import make_scenes
 
@@ -75,7 +75,7 @@ def test_a_bad_box_is_named_and_nothing_lands(live_server, tmp_path, client):
     files = {"a.png": _png(scenes[0].image), "b.png": _png(scenes[1].image)}
     for name, data in files.items():
         (coco / name).write_bytes(data)
-    from dyntrain.box_formats import write_coco
+    from dyntrain.codecs.box_formats import write_coco
 
     data = json.loads(write_coco(images, classes))
     b_id = next(im["id"] for im in data["images"] if im["file_name"] == "b.png")

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dyntrain.cli import app
-from dyntrain.demo import digit_images
+from dyntrain.ops.demo import digit_images
 
 pytestmark = pytest.mark.slow
 runner = CliRunner(env={"COLUMNS": "200"})

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from dyntrain.demo import digit_images
+from dyntrain.ops.demo import digit_images
 from dyntrain.storage import Database
 from dyntrain.storage.rows import (
     AliasHistoryRow, AliasRow, ModelVersionRow, PredictionRow, SampleRow, VersionItemRow,
@@ -341,8 +341,8 @@ def _assert_clean_error(r: httpx.Response, status: int = 503) -> None:
 def sqlite_busy_server(tmp_path):
     """A live server on SQLite with a 1 s busy timeout (``?timeout=1``) and one project."""
     from dyntrain.api import create_app
-    from dyntrain.config import Settings
-    from dyntrain.core import Core
+    from dyntrain.kernel.config import Settings
+    from dyntrain.kernel.core import Core
 
     path = tmp_path / "busy.db"
     core = Core.create(Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{path}?timeout=1",
@@ -501,12 +501,12 @@ def test_postgres_refused_connection_is_retried_before_the_transaction(database_
 def test_an_unexpected_error_is_a_json_500_without_a_traceback(client, monkeypatch):
     from fastapi.testclient import TestClient
 
-    import dyntrain.projects
+    import dyntrain.kernel.projects
 
     def broken(*_a, **_k):
         raise RuntimeError("a bug with a secret detail")
 
-    monkeypatch.setattr(dyntrain.projects, "list_projects", broken)
+    monkeypatch.setattr(dyntrain.kernel.projects, "list_projects", broken)
     with TestClient(client.app, raise_server_exceptions=False, base_url="http://127.0.0.1",
                     client=("127.0.0.1", 50000)) as c:
         r = c.get("/api/v1/projects")

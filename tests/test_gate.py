@@ -6,7 +6,7 @@ import doctest
 
 import numpy as np
 
-from dyntrain.project_settings import ProjectSettings
+from dyntrain.kernel.project_settings import ProjectSettings
 from dyntrain.registry import gate
 from dyntrain.registry.gate import MIN_UNSEEN, decide, estimate_sentence, measure_served, summary
 

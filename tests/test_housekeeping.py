@@ -11,8 +11,8 @@ from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from dyntrain.datasets.changes import Upload, add_samples, delete_sample, open_batch
-from dyntrain.housekeeping import gc
-from dyntrain.projects import create_project, project_row
+from dyntrain.ops.housekeeping import gc
+from dyntrain.kernel.projects import create_project, project_row
 from dyntrain.registry.models import promote, register_model
 from dyntrain.storage import sha256_hex
 from dyntrain.storage.rows import ModelVersionRow, PredictionRow, RunRow, utcnow

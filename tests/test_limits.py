@@ -9,9 +9,9 @@ import zlib
 import pytest
 from typer.testing import CliRunner
 
-from dyntrain.archive import read_text_records
+from dyntrain.codecs.archive import read_text_records
 from dyntrain.cli import app as cli
-from dyntrain.errors import TooLarge
+from dyntrain.kernel.errors import TooLarge
 from tests.conftest import png_bytes
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dyntrain.demo import digit_images
+from dyntrain.ops.demo import digit_images
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow

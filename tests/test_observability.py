@@ -9,8 +9,8 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dyntrain.demo import digit_images
-from dyntrain.observability import ContextFilter, JsonFormatter, Metrics, configure_logging, job_context
+from dyntrain.ops.demo import digit_images
+from dyntrain.ops.observability import ContextFilter, JsonFormatter, Metrics, configure_logging, job_context
 from dyntrain.scheduler import queue
 from dyntrain.scheduler.jobs import run_job
 

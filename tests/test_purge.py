@@ -7,7 +7,7 @@ from sqlalchemy import select
 from dyntrain.datasets.changes import Upload, add_samples, delete_sample, list_samples
 from dyntrain.datasets.purge import purge
 from dyntrain.datasets.versions import list_versions, version_items
-from dyntrain.projects import create_project, project_row
+from dyntrain.kernel.projects import create_project, project_row
 from dyntrain.registry.models import get_model, register_model
 from dyntrain.storage import sha256_hex
 from dyntrain.storage.rows import DatasetVersionRow, JobRow, PredictionRow, RunRow
@@ -75,7 +75,7 @@ def test_purge_removes_the_content_everywhere_and_marks_what_used_it(core, make_
     assert not core.blobs.exists(digest) and core.blobs.exists(sha256_hex(other))
     assert not any(p.exists() for p in cache) and kept_cache.exists()
     # Recorded in the audit log with what was done.
-    from dyntrain import audit
+    from dyntrain.access import audit
 
     entry = audit.entries(core, "p")[0]
     assert entry.action == "purge" and entry.actor == "alice" and entry.details["content_hash"] == digest
@@ -104,7 +104,7 @@ def test_purge_over_the_api(core, client, make_png):
     create_project(core, "p", settings={"auto_train": False})
     samples, _ = add_samples(core, "p", [Upload("x.png", make_png(8)), Upload("y.png", make_png(9))], ["a", "b"])
     delete_sample(core, "p", samples[0].id)  # only version 1 still holds it: purge by id still works
-    from dyntrain.auth import create_token
+    from dyntrain.access.auth import create_token
 
     trainer = {"Authorization": f"Bearer {create_token(core, 'trainer', 'trainer')[1]}"}
     r = client.post(f"/api/v1/projects/p/samples/{samples[0].id}/purge", headers=trainer)

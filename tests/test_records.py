@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dyntrain import tasks
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 from dyntrain.serving.predict import set_feedback
 from dyntrain.storage.rows import PredictionRow
 from dyntrain.tasks.classes import ClassTarget

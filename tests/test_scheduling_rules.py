@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import delete, select
 
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.entities import VersionItem
-from dyntrain.errors import Cancelled, Invalid
+from dyntrain.kernel.entities import VersionItem
+from dyntrain.kernel.errors import Cancelled, Invalid
 from dyntrain.learners.features import FeatureExtractor
-from dyntrain.projects import create_project, delete_project, project_row, update_project
-from dyntrain.project_settings import ProjectSettings
+from dyntrain.kernel.projects import create_project, delete_project, project_row, update_project
+from dyntrain.kernel.project_settings import ProjectSettings
 from dyntrain.registry.models import alias_history, promote, register_model, rollback
 from dyntrain.scheduler import queue
 from dyntrain.storage.rows import JobRow, ModelVersionRow, ProjectRow, RunRow
@@ -208,7 +208,7 @@ def test_rollback_skips_versions_deleted_by_housekeeping(core, tmp_path):
 
 
 def test_housekeeping_keeps_the_version_rollback_would_restore(core, tmp_path):
-    from dyntrain.housekeeping import needed_versions
+    from dyntrain.ops.housekeeping import needed_versions
 
     create_project(core, "p", settings={"auto_train": False})
     for _ in range(3):
@@ -294,7 +294,7 @@ def test_a_new_class_with_one_example_waits_and_the_rest_retrains(core, client):
 
 
 def test_a_run_leaves_waiting_classes_out_and_records_them(tmp_path):
-    from dyntrain.demo import digit_images
+    from dyntrain.ops.demo import digit_images
     from dyntrain.storage import FileBlobStore
 
     blobs = FileBlobStore(tmp_path / "blobs")

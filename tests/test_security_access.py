@@ -10,12 +10,13 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from dyntrain import audit, auth, projects
+from dyntrain.access import audit, auth
+from dyntrain.kernel import projects
 from dyntrain.api import create_app
-from dyntrain.auth import ROLES, required_permission
+from dyntrain.access.auth import ROLES, required_permission
 from dyntrain.client import Client
-from dyntrain.config import Settings
-from dyntrain.core import Core
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
 from dyntrain.datasets import changes
 from dyntrain.storage.rows import PredictionRow, ProjectRow
 from tests.conftest import LiveServer, png_bytes

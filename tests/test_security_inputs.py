@@ -14,10 +14,10 @@ import onnx.helper as oh
 import pytest
 from typer.testing import CliRunner
 
-from dyntrain.archive import read_text_records
+from dyntrain.codecs.archive import read_text_records
 from dyntrain.cli import app as cli
-from dyntrain.errors import Invalid, TooLarge
-from dyntrain.projects import create_project
+from dyntrain.kernel.errors import Invalid, TooLarge
+from dyntrain.kernel.projects import create_project
 from dyntrain.registry.external import upload_model
 from tests.conftest import png_bytes
 

@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from dyntrain.backup import backup, restore
-from dyntrain.config import Settings
-from dyntrain.core import Core, hold_data_dir
+from dyntrain.ops.backup import backup, restore
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core, hold_data_dir
 from dyntrain.datasets.changes import Upload, add_samples, validate_label
-from dyntrain.errors import Conflict, Invalid
-from dyntrain.housekeeping import gc
-from dyntrain.projects import create_project, project_row
+from dyntrain.kernel.errors import Conflict, Invalid
+from dyntrain.ops.housekeeping import gc
+from dyntrain.kernel.projects import create_project, project_row
 from dyntrain.registry.models import register_model
 from dyntrain.storage.files import UnsafePath, path_inside
 from dyntrain.storage.rows import ModelVersionRow, SampleRow

@@ -9,8 +9,8 @@ from html import unescape
 import pytest
 
 from dyntrain.datasets.changes import Upload, add_rows, add_samples, update_class
-from dyntrain.demo import digit_images
-from dyntrain.projects import create_project
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.projects import create_project
 from dyntrain.registry.external import upload_model
 from dyntrain.registry.models import list_models, promote
 from dyntrain.scheduler import queue

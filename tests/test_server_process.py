@@ -12,11 +12,11 @@ import httpx
 import numpy as np
 import pytest
 
-from dyntrain.config import Settings
-from dyntrain.core import Core
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.demo import digit_images
-from dyntrain.projects import create_project
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.projects import create_project
 from dyntrain.scheduler import queue
 from tests.conftest import wait_for
 from tests.scale.servers import ServerProcess

@@ -104,7 +104,7 @@ def _other_trunk_weights(source: Path, path: Path) -> Path:
 
 @pytest.mark.slow
 def test_backbone_models_share_one_trunk_and_predict_like_their_whole_files(core, tmp_path):
-    from dyntrain.projects import create_project
+    from dyntrain.kernel.projects import create_project
     from dyntrain.registry.models import promote, register_model
 
     backbone_dir = core.settings.data_dir / "cache"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dyntrain.errors import Invalid
-from dyntrain.project_settings import ProjectSettings, merge_settings
+from dyntrain.kernel.errors import Invalid
+from dyntrain.kernel.project_settings import ProjectSettings, merge_settings
 from dyntrain.registry.gate import decide
-from dyntrain.tables import (canonical_row, class_text, decode_row, read_csv_rows, row_bytes, split_target,
+from dyntrain.codecs.tables import (canonical_row, class_text, decode_row, read_csv_rows, row_bytes, split_target,
                              target_histogram, target_text)
 
 

@@ -70,7 +70,7 @@ def test_text_project_through_the_loop(loop_server, tmp_path, core):
     # serving text needs no torch: an inference-only process on the same data
     probe = (
         "import sys\n"
-        "from dyntrain.config import Settings\nfrom dyntrain.core import Core\n"
+        "from dyntrain.kernel.config import Settings\nfrom dyntrain.kernel.core import Core\n"
         "from dyntrain.serving.predict import predict_items\n"
         f"core = Core.create(Settings(data_dir={str(core.settings.data_dir)!r}, database_url={core.settings.database_url!r}), migrate=False)\n"
         "p = predict_items(core, 'reviews', [('t', 'A superb, moving story'.encode())])\n"

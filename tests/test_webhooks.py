@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 
-from dyntrain.events import publish
-from dyntrain.projects import create_project, project_row, update_project
-from dyntrain.errors import Invalid
-from dyntrain.webhooks import WebhookSender, check_destination, sign, webhook_secret
+from dyntrain.kernel.events import publish
+from dyntrain.kernel.projects import create_project, project_row, update_project
+from dyntrain.kernel.errors import Invalid
+from dyntrain.ops.webhooks import WebhookSender, check_destination, sign, webhook_secret
 from tests.conftest import wait_for
 
 

@@ -17,9 +17,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from . import tasks
-from .archive import read_table, read_text_records
+from .codecs.archive import read_table, read_text_records
 from .client import ApiError, Client
-from .errors import DyntrainError
+from .kernel.errors import DyntrainError
 
 app = typer.Typer(help="dyntrain: train small image classifiers that retrain themselves when the data changes.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -56,13 +56,13 @@ def _fail(exc: DyntrainError) -> None:
 
 
 def _max_csv_rows() -> int:
-    from .config import Settings
+    from .kernel.config import Settings
 
     return Settings().max_csv_rows  # env DYNTRAIN_MAX_CSV_ROWS, as on the server
 
 
 def _max_upload_bytes() -> int:
-    from .config import Settings
+    from .kernel.config import Settings
 
     return Settings().max_upload_bytes  # env DYNTRAIN_MAX_UPLOAD_BYTES, as on the server
 
@@ -95,7 +95,7 @@ def serve(
     import uvicorn
 
     from .api import create_app
-    from .config import Settings
+    from .kernel.config import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir, "role": role,
                                    "ray_address": ray_address, "log_format": log_format, "auth": auth}.items()
@@ -103,7 +103,7 @@ def serve(
     if no_demo:
         overrides["seed_demo"] = False
     settings = Settings(**overrides)
-    from .observability import configure_logging
+    from .ops.observability import configure_logging
 
     fmt = configure_logging(settings.log_format, settings.log_level.upper())
     banner = (f"dyntrain ({settings.role}): data in {settings.data_dir}, database "
@@ -114,7 +114,7 @@ def serve(
         console.print(banner)
     else:
         logging.getLogger("dyntrain").info(banner)
-    from .core import hold_data_dir
+    from .kernel.core import hold_data_dir
 
     try:
         data_dir_lock = hold_data_dir(settings)  # first: a refused second server touches nothing

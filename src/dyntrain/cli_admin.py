@@ -14,8 +14,8 @@ import typer
 
 from .cli import URL, _client, _fail, _progress, app, console, out
 from .client import ApiError
-from .errors import DyntrainError
-from .housekeeping import human_bytes, report_lines
+from .kernel.errors import DyntrainError
+from .ops.housekeeping import human_bytes, report_lines
 
 _DATA_DIR = typer.Option(None, "--data-dir",
                          help="The data dir (default: env DYNTRAIN_DATA_DIR, else ./dyntrain-data); "
@@ -40,7 +40,7 @@ def gc(dry_run: bool = typer.Option(False, "--dry-run", help="Report what would 
 
 
 def _settings(data_dir: Optional[Path]):
-    from .config import Settings
+    from .kernel.config import Settings
 
     return Settings(**({"data_dir": data_dir} if data_dir is not None else {}))
 
@@ -81,7 +81,7 @@ def backup(out_file: Path = typer.Option(..., "--out", help="The archive to writ
 
 
 def _backup(settings, out_file, progress):
-    from .backup import backup as run
+    from .ops.backup import backup as run
 
     return run(settings, out_file, progress)
 
@@ -90,7 +90,7 @@ def _backup(settings, out_file, progress):
 def restore(archive: Path = typer.Argument(..., help="A file written by `dyntrain backup`."),
             data_dir: Optional[Path] = _DATA_DIR):
     """Restore a backup into an EMPTY data dir, then start the server on it (`dyntrain serve --data-dir …`)."""
-    from .backup import restore as run
+    from .ops.backup import restore as run
 
     settings = _settings(data_dir)
     manifest = _run_with_bar(f"restoring into {settings.data_dir}", lambda progress: run(settings, archive, progress))

@@ -35,7 +35,7 @@ def tail(
     """Follow the events the server publishes (training, promotions, new dataset versions) as they happen."""
     from .brokers.clients import open_client
     from .brokers.publisher import event_subject
-    from .errors import DyntrainError
+    from .kernel.errors import DyntrainError
 
     try:
         client = open_client(url)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import DyntrainError
+from .kernel.errors import DyntrainError
 
 # httpx is imported where it is used: `dyntrain serve` imports this module through the CLI and
 # never needs it (importing httpx costs ~0.1-0.2 s of an inference replica's start-up).

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from dyntrain.demo import digit_images
+from dyntrain.ops.demo import digit_images
 
 
 class BrightnessModel(torch.nn.Module):

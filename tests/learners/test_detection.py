@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from dyntrain import scenes
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 from dyntrain.learners import detection as D
 from dyntrain.learners import feature_maps as fm
 from dyntrain.learners.detection_fit import Candidate
@@ -181,6 +181,7 @@ def test_serving_side_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_budget_cuts_between_candidates_and_says_so(cache_dir):
     tiny = scenes.scenes_per_class(3, classes=2, size=192, seed=2)
     # 192 px: the graph the fixture above exported already; b-160 is never built (cut before it).
@@ -192,3 +193,15 @@ def test_budget_cuts_between_candidates_and_says_so(cache_dir):
     assert sel["cut_at"] == {"round": 0, "candidate": "b-160"} and sel["repeats"] == 0
     assert list(sel["scores"]) == ["a-192"] and model.candidate.name == "a-192"
     assert "only candidate" in sel["reason"]
+
+
+def test_selection_prefers_the_cheaper_candidate_within_one_standard_error():
+    from dyntrain.learners.detection_fit import _choose
+
+    big, small = Candidate("head-320", 320), Candidate("head-256", 256)
+    clear = {"head-320": [0.50, 0.52, 0.51], "head-256": [0.45, 0.44, 0.46]}
+    assert _choose([big, small], clear)[0] is big
+    noisy = {"head-320": [0.50, 0.40, 0.51], "head-256": [0.45, 0.44, 0.46]}  # lead 0.02, SE 0.03
+    chosen, reason = _choose([big, small], noisy)
+    assert chosen is small and "within one standard error" in reason
+    assert _choose([big, small], {"head-320": [0.4, 0.42], "head-256": [0.45, 0.46]})[0] is small

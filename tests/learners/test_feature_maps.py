@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_sample_images
 
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 from dyntrain.learners import _nets
 from dyntrain.learners import feature_maps as fm
 

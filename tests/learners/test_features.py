@@ -7,8 +7,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from dyntrain import imaging, learners
-from dyntrain.errors import Invalid
+from dyntrain.codecs import imaging
+from dyntrain import learners
+from dyntrain.kernel.errors import Invalid
 from dyntrain.learners import _nets
 from dyntrain.learners import backbone as bb
 

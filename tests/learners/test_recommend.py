@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 from dyntrain.learners.recommend import (
     Interactions,
     RecCandidate,
@@ -192,7 +192,7 @@ def test_one_se_rule_prefers_the_simpler_learner_on_ties(implicit_set):
 
 
 def test_progress_is_reported_and_can_cancel(implicit_set):
-    from dyntrain.errors import Cancelled
+    from dyntrain.kernel.errors import Cancelled
 
     data, _, _ = implicit_set
     seen = []

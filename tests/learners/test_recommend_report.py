@@ -35,5 +35,8 @@ def test_retrain_verdict_follows_the_time_and_scale():
     assert "**met**" in bench.retrain_sentence([_retrain(12.0)], at_scale=True)
     missed = bench.retrain_sentence([_retrain(31.0)], at_scale=True)
     assert "**MISSED**" in missed and "31.0 s" in missed
+    assert "warm-started" in bench.retrain_sentence([_retrain(12.0)], at_scale=True)
+    knn = dict(_retrain(12.0), learner="item_knn")
+    assert "from scratch" in bench.retrain_sentence([knn], at_scale=True)
     small = bench.retrain_sentence([_retrain(1.0)], at_scale=False)
     assert "**met**" not in small and "not judged" in small

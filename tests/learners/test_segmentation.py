@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 from dyntrain.learners import feature_maps as fm
 from dyntrain.learners import segmentation as seg
 from dyntrain.learners.segmentation_metrics import boundary_counts, segmentation_metrics
@@ -163,8 +163,9 @@ def test_loss_points_never_land_on_unlabelled_pixels():
     masks[1, 12, 12] = 1
     grid, labels = _sample_points(masks, np.array([0, 1]), 500, np.random.default_rng(0))
     assert set(labels[0].tolist()) == {2} and set(labels[1].tolist()) <= {0, 1}
-    # The balanced share reaches the one-pixel class although it is 1% of the labelled pixels.
-    assert (labels[1] == 1).sum() > 0.1 * 500
+    # The balanced share reaches the one-pixel class (1% of the labelled pixels) far more often
+    # than uniform points would (~5 of 500).
+    assert (labels[1] == 1).sum() > 15
     x = (grid[0, 0, :, 0].numpy() + 1) / 2 * 32 - 0.5
     y = (grid[0, 0, :, 1].numpy() + 1) / 2 * 32 - 0.5
     assert np.allclose(x, 4) and np.allclose(y, 3)

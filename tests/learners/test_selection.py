@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dyntrain import learners
-from dyntrain.errors import Cancelled, Invalid
+from dyntrain.kernel.errors import Cancelled, Invalid
 from dyntrain.learners import Candidate, select
 from dyntrain.learners.selection import choose_one_se
 

@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_diabetes, load_wine
 
 from dyntrain import learners
-from dyntrain.errors import Invalid, NotReady
+from dyntrain.kernel.errors import Invalid, NotReady
 from dyntrain.learners import tabular as tb
 from dyntrain.learners.candidates import Candidate
 

@@ -16,7 +16,7 @@ from learner_data import FAST_PARAMS
 
 from dyntrain import learners, tasks
 from dyntrain.serving.live import load_model
-from dyntrain.tables import row_bytes
+from dyntrain.codecs.tables import row_bytes
 
 NAMES = learners.names()
 CONTRACTS = {tasks.get(n).target.contract for n in tasks.names()}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dyntrain import learners
-from dyntrain.errors import Invalid
+from dyntrain.kernel.errors import Invalid
 from dyntrain.learners.text import TEXT_EMBED, TEXT_RAW, TextEncoder
 from dyntrain.serving.live import load_model
 
@@ -50,7 +50,7 @@ LONG = [FILLER + "In the end I loved this film: wonderful, moving, brilliant.",
 
 
 def test_long_texts_are_embedded_whole_in_pooled_chunks(features):
-    from dyntrain import texts
+    from dyntrain.codecs import texts
 
     cache, _ = features
     ids, mask = texts.tokenize_chunks(LONG[:1] + ["short"])

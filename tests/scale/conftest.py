@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dyntrain.demo import digit_images
+from dyntrain.ops.demo import digit_images
 from tests.conftest import require_postgres
 from tests.scale.servers import fresh_pg_database, pg_available
 

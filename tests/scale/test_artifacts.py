@@ -10,13 +10,13 @@ import httpx
 import numpy as np
 import pytest
 
-from dyntrain import imaging
-from dyntrain.config import Settings
-from dyntrain.core import Core
+from dyntrain.codecs import imaging
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.demo import digit_images
-from dyntrain.errors import NotFound
-from dyntrain.projects import create_project
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.errors import NotFound
+from dyntrain.kernel.projects import create_project
 from dyntrain.scheduler import queue
 from dyntrain.storage.artifacts import PathArtifacts, S3Artifacts, open_artifacts
 from dyntrain.storage.blobs import sha256_hex

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dyntrain.config import Settings
-from dyntrain.core import Core
-from dyntrain.demo import digit_images
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
+from dyntrain.ops.demo import digit_images
 from dyntrain.storage.rows import EventRow, JobRow, RunRow
 from tests.conftest import require_postgres, wait_for
 from tests.scale.cluster import RayCluster

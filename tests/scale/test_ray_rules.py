@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.demo import digit_images
-from dyntrain.projects import create_project
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.projects import create_project
 from dyntrain.scheduler import queue
 from dyntrain.scheduler.ray_executor import RayExecutor, begin_attempt, close_if_ours, job_resources
 from dyntrain.storage.rows import EventRow, JobRow, RunRow

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dyntrain.config import Settings
-from dyntrain.core import Core
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.demo import digit_images
-from dyntrain.projects import create_project
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.projects import create_project
 from dyntrain.registry.models import register_model
 from dyntrain.scheduler import queue
 from dyntrain.storage.rows import ModelVersionRow

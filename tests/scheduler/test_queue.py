@@ -7,8 +7,8 @@ import time
 import pytest
 
 from dyntrain.datasets.changes import Upload, add_samples
-from dyntrain.errors import Invalid
-from dyntrain.projects import create_project
+from dyntrain.kernel.errors import Invalid
+from dyntrain.kernel.projects import create_project
 from dyntrain.scheduler import queue
 from tests.conftest import png_bytes
 
@@ -148,8 +148,8 @@ def test_untrainable_data_schedules_nothing(core):
 
 
 def _events(core, project):
-    from dyntrain.events import events_after
-    from dyntrain.projects import project_row
+    from dyntrain.kernel.events import events_after
+    from dyntrain.kernel.projects import project_row
 
     with core.db.read() as s:
         return [{"type": e.type, **e.data} for e in events_after(s, project_row(s, project).id, 0, 1000)]

@@ -71,10 +71,10 @@ def test_no_scored_sample_reaches_the_inner_selection(monkeypatch):
 
 
 def test_small_regression_runs_show_a_nested_estimate_with_intervals(tmp_path):
-    from dyntrain.entities import VersionItem
+    from dyntrain.kernel.entities import VersionItem
     from dyntrain.learners.features import FeatureExtractor
     from dyntrain.storage import FileBlobStore
-    from dyntrain.tables import row_bytes, target_text
+    from dyntrain.codecs.tables import row_bytes, target_text
     from dyntrain.training.pipeline import train
 
     rng = np.random.default_rng(0)

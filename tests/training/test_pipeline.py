@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from dyntrain import imaging
-from dyntrain.demo import digit_images
-from dyntrain.entities import VersionItem
-from dyntrain.errors import Cancelled, Invalid
+from dyntrain.codecs import imaging
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.entities import VersionItem
+from dyntrain.kernel.errors import Cancelled, Invalid
 from dyntrain.learners.features import FeatureExtractor
 from dyntrain.storage import FileBlobStore
 from dyntrain.training.pipeline import TrainingSpec, train
@@ -87,7 +87,7 @@ def test_replaying_a_recorded_spec_in_a_fresh_process_reproduces_metrics(tmp_pat
     script = (
         "import json,sys\n"
         "from pathlib import Path\n"
-        "from dyntrain.entities import VersionItem\n"
+        "from dyntrain.kernel.entities import VersionItem\n"
         "from dyntrain.learners.features import FeatureExtractor\n"
         "from dyntrain.storage import FileBlobStore\n"
         "from dyntrain.training.pipeline import TrainingSpec, train\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dyntrain.config import Settings
+from dyntrain.kernel.config import Settings
 
 CHROMIUM = os.environ.get("DYNTRAIN_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

@@ -10,7 +10,7 @@ import re
 import httpx
 import pytest
 
-from dyntrain.demo import digit_images
+from dyntrain.ops.demo import digit_images
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def _shot(page, folder, name: str) -> None:
 
 def _register_copy_and_serve_it(core, base: str) -> None:
     """Version 2 = version 1's file registered again (as an external model) and served."""
-    from dyntrain.projects import get_project
+    from dyntrain.kernel.projects import get_project
     from dyntrain.registry.models import get_model, register_model
 
     v1 = get_model(core, "digits", 1)
@@ -246,7 +246,7 @@ def test_manage_classes_and_examples(live_server, core, browser):
     """Create, rename and delete classes; relabel by select and by drag; delete; bad uploads
     are refused with the reason (no training: auto-train is off)."""
     from dyntrain.datasets.changes import Upload, add_samples
-    from dyntrain.projects import create_project
+    from dyntrain.kernel.projects import create_project
 
     from ..conftest import png_bytes
 

@@ -33,7 +33,7 @@ def _done(api, version):
             and j["dataset_version"] == version]
 
 
-def test_detection_goes_through_the_whole_loop(loop_server, core):
+def test_detection_goes_through_the_whole_loop(loop_server, core, browser):
     api = httpx.Client(base_url=loop_server.url + "/api/v1", timeout=120)
     r = api.post("/projects", json={"name": "shelf", "task": "object-detection", "settings": FAST})
     assert r.status_code == 201 and r.json()["settings"]["gate_metric"] in ("map50_95", "macro_f1")
@@ -76,7 +76,22 @@ def test_detection_goes_through_the_whole_loop(loop_server, core):
     drawn = [b for a in answers for b in a["boxes"]]
     assert drawn and all(0 <= b["x"] <= 256 and b["w"] > 0 and b["label"] in classes for b in drawn), drawn
     records = api.get("/projects/shelf/predictions").json()
-    assert records["total"] == 2 and records["items"][-1]["output"]["boxes"] == answers[0]["boxes"]
+    top = answers[0]["boxes"][0]["label"] if answers[0]["boxes"] else None  # the surest box's class: the list filters on it
+    assert records["total"] == 2 and records["items"][-1]["label"] == top and records["items"][-1]["output"]["boxes"] == answers[0]["boxes"]
+
+    # the Try page in a real browser: a photo in, the model's boxes drawn over it, no console error
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{loop_server.url}/projects/shelf/try")
+    page.set_input_files("#try-file", files=[{"name": "new.png", "mimeType": "image/png", "buffer": _png(new[1].image)}])
+    page.wait_for_selector("#try-answer:not([hidden])", timeout=30_000)
+    assert "version 1" in page.inner_text("#try-meta")
+    drawn_ui = page.locator("#try-frame [data-box], #try-frame .bx-box, #try-frame rect").count()
+    listed = page.locator("#try-found li").count()
+    assert listed >= 1 and drawn_ui >= 1, page.inner_html("#try-answer")
+    assert not errors, errors
+    page.close()
 
     # a correction: the true boxes go back into training as a new version, which retrains
     r = api.post(f"/projects/shelf/predictions/{answers[0]['prediction_id']}/feedback",

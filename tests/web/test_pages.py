@@ -13,7 +13,7 @@ from dyntrain.api.deps import caller
 from dyntrain.datasets.changes import Upload, add_samples
 from dyntrain import tasks
 from dyntrain.learners.metrics import classification_metrics
-from dyntrain.projects import create_project, get_project
+from dyntrain.kernel.projects import create_project, get_project
 from dyntrain.training import records
 from dyntrain.web import views
 

@@ -15,11 +15,11 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from dyntrain.config import Settings
-from dyntrain.core import Core
+from dyntrain.kernel.config import Settings
+from dyntrain.kernel.core import Core
 from dyntrain.datasets.changes import Upload, add_rows, add_samples
-from dyntrain.demo import digit_images
-from dyntrain.projects import create_project, get_project
+from dyntrain.ops.demo import digit_images
+from dyntrain.kernel.projects import create_project, get_project
 from dyntrain.scheduler import queue
 from dyntrain.scheduler.jobs import run_job
 from dyntrain.training import records
@@ -409,7 +409,7 @@ def test_file_inputs_are_styled(env, watched):
 @pytest.mark.parametrize("project", ["prices", "fruit"])
 def test_use_this_model_snippets_work_as_pasted(env, project):
     """The curl and Python snippets on the Try page, run as they are, get an answer."""
-    from dyntrain.auth import create_token
+    from dyntrain.access.auth import create_token
 
     _, secret = create_token(env.core, f"snippets-{project}", "predictor", [project])
     page = unescape(httpx.get(f"{env.url}/projects/{project}/try").text)

@@ -8,9 +8,9 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import audit, auth
-from .. import projects as svc
-from ..core import Core
+from ..access import audit, auth
+from ..kernel import projects as svc
+from ..kernel.core import Core
 from .deps import API_PREFIX, get_core
 
 router = APIRouter(prefix=API_PREFIX, tags=["access"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import housekeeping
-from ..core import Core
+from ..ops import housekeeping
+from ..kernel.core import Core
 from ..datasets import purge as purging
 from .deps import API_PREFIX, get_core
 

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import text
 
 from .. import __version__
-from ..config import Settings
-from ..core import Core
-from ..audit import AuditMiddleware
-from ..auth import ensure_admin_token, is_loopback
-from ..errors import Invalid
+from ..kernel.config import Settings
+from ..kernel.core import Core
+from ..access.audit import AuditMiddleware
+from ..access.auth import ensure_admin_token, is_loopback
+from ..kernel.errors import Invalid
 from .deps import API_PREFIX, caller
 from .errors import install_error_handlers
 from .middleware import install_observability
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
                       "allowed on a loopback address; use auth=auto or auth=required (DYNTRAIN_AUTH)")
     first_admin_token = ensure_admin_token(core) if role != "inference" else None
     if core.settings.seed_demo and role != "inference":
-        from ..demo import seed_demo
+        from ..ops.demo import seed_demo
 
         seed_demo(core)
 

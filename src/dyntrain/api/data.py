@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core import Core
+from ..kernel.core import Core
 from ..datasets import changes, versions
 from .. import tasks
-from ..imaging import decode_image, model_input, thumbnail_bytes
-from ..projects import project_row
+from ..codecs.imaging import decode_image, model_input, thumbnail_bytes
+from ..kernel.projects import project_row
 from .deps import API_PREFIX, get_core
 from .schemas import (
     BatchPublic, ChangeResult, ClassCreate, ClassPatch, ClassPublic, JsonObject, SamplePatch, SamplePublic,
@@ -91,12 +91,12 @@ def add_csv(name: str, file: UploadFile = File(..., description="A CSV file with
             core: Core = Depends(get_core)):
     """Add the rows of a CSV file (header row first) to a tabular project as ONE dataset version.
     Column types are inferred at training time; the target column must be in the header."""
-    from ..tables import read_csv_rows
+    from ..codecs.tables import read_csv_rows
 
     header, rows = read_csv_rows(file.file.read(), name=file.filename or "the file",
                                  max_rows=getattr(core.settings, "max_csv_rows", None))
     if target not in header:
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         raise Invalid(f"the target column {target!r} is not in {file.filename or 'the file'} "
                       f"(its columns: {', '.join(header)})")

@@ -3,7 +3,7 @@
 Every route (API and HTML) resolves its caller through :func:`caller`, applied once at the
 app level: it identifies the caller (bearer token, UI session cookie, or a trusted local
 request), refuses a browser's change that lacks the CSRF token (:func:`needs_csrf`) and checks the
-route's permission from :func:`dyntrain.auth.required_permission`.
+route's permission from :func:`dyntrain.access.auth.required_permission`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import secrets
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from ..auth import (EVERY_PROJECT, LOCAL_ADMIN, Caller, authenticate, caller_by_session, is_loopback,
+from ..access.auth import (EVERY_PROJECT, LOCAL_ADMIN, Caller, authenticate, caller_by_session, is_loopback,
                     required_permission, start_session)
-from ..core import Core
-from ..errors import Forbidden, Unauthorized
+from ..kernel.core import Core
+from ..kernel.errors import Forbidden, Unauthorized
 from ..storage.files import stored_secret
 
 __all__ = ["API_PREFIX", "Caller", "caller", "get_core", "SESSION_COOKIE", "CSRF_COOKIE", "CSRF_HEADER",

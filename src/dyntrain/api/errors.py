@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from ..errors import DyntrainError
+from ..kernel.errors import DyntrainError
 
 log = logging.getLogger(__name__)
 # Seconds a client should wait before retrying after a 503 (the database was busy or unreachable).

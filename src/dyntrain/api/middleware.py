@@ -18,9 +18,9 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..core import Core
-from ..limits import exceeded
-from ..observability import request_id_var
+from ..kernel.core import Core
+from ..kernel.limits import exceeded
+from ..ops.observability import request_id_var
 from .deps import CSRF_COOKIE
 
 __all__ = ["install_observability", "ObservabilityMiddleware", "BodyLimitMiddleware", "HostGuardMiddleware",

@@ -13,12 +13,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from ..core import Core
-from ..errors import Invalid, NotFound, TooLarge
-from ..limits import exceeded
-from ..imaging import decode_image, thumbnail_bytes
-from ..events import events_after
-from ..projects import project_row
+from ..kernel.core import Core
+from ..kernel.errors import Invalid, NotFound, TooLarge
+from ..kernel.limits import exceeded
+from ..codecs.imaging import decode_image, thumbnail_bytes
+from ..kernel.events import events_after
+from ..kernel.projects import project_row
 from ..registry import models as registry
 from ..serving import predict as serving
 from .deps import API_PREFIX, authorize, get_core
@@ -241,7 +241,7 @@ def _add_to_training(core: Core, name: str, prediction_id: int, label: str | Non
             label = row.feedback if row.feedback is not None else (row.feedback_label or row.label)
         stored, digest = row.input_stored, row.input_hash
     if not stored or not core.blobs.exists(digest):
-        from ..errors import Conflict
+        from ..kernel.errors import Conflict
 
         raise Conflict("this prediction's image was not kept (store_prediction_inputs is off or retention "
                        "expired); upload the image as a sample instead")

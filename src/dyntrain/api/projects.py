@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from .. import projects as svc
-from ..core import Core
-from ..project_settings import settings_schema
+from ..kernel import projects as svc
+from ..kernel.core import Core
+from ..kernel.project_settings import settings_schema
 from .deps import API_PREFIX, get_core
 from .schemas import ProjectCreate, ProjectPatch, ProjectPublic, public
 

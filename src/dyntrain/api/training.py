@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ..core import Core
-from ..errors import NotFound
+from ..kernel.core import Core
+from ..kernel.errors import NotFound
 from ..scheduler import queue
 from ..training import records
 from .deps import API_PREFIX, authorize, get_core

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlparse
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 
 __all__ = ["BrokerClient", "open_client", "CONTENT_TYPE", "EVENTS_PREFIX", "REASON_HEADER"]
 

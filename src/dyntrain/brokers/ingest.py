@@ -29,9 +29,9 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..background import AsyncioThread
+from ..ops.background import AsyncioThread
 from ..datasets import changes
-from ..errors import DyntrainError, Invalid
+from ..kernel.errors import DyntrainError, Invalid
 from ..storage.rows import AuditRow, IngestedMessageRow
 from .clients import open_client
 

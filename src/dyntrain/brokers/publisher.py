@@ -14,9 +14,9 @@ import logging
 import socket
 from collections.abc import Callable
 
-from ..background import AsyncioThread, Periodic
-from ..config import Settings
-from ..events import EventDrain, ProjectEvent
+from ..ops.background import AsyncioThread, Periodic
+from ..kernel.config import Settings
+from ..kernel.events import EventDrain, ProjectEvent
 from .clients import EVENTS_PREFIX, open_client
 
 __all__ = ["BrokerPublisher", "event_subject", "cloudevent_body", "events_source", "public_type"]

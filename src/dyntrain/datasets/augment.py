@@ -39,7 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 
 __all__ = [
     "AUGMENT_VERSION",

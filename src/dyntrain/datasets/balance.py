@@ -28,7 +28,7 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 
 __all__ = [
     "AugmentedCopy",

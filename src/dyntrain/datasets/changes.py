@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ..archive import validate_label  # one check for labels everywhere; export needs it without a database
-from ..core import Core
+from ..codecs.archive import validate_label  # one check for labels everywhere; export needs it without a database
+from ..kernel.core import Core
 from .. import tasks
-from ..entities import ClassInfo, DatasetVersion, Sample
-from ..errors import Conflict, Invalid, NotFound, TooLarge
-from ..limits import exceeded
-from ..projects import project_row
+from ..kernel.entities import ClassInfo, DatasetVersion, Sample
+from ..kernel.errors import Conflict, Invalid, NotFound, TooLarge
+from ..kernel.limits import exceeded
+from ..kernel.projects import project_row
 from ..storage.rows import BatchRow, ClassRow, ProjectRow, SampleRow
 from .versions import snapshot, version_items
 
@@ -128,7 +128,7 @@ def add_rows(core: Core, project: str, rows: list[dict], target: str, *, batch: 
 
     >>> add_rows(core, "houses", [{"rooms": 3, "city": "Oslo", "price": 310000}], "price")  # doctest: +SKIP
     """
-    from ..tables import split_target
+    from ..codecs.tables import split_target
 
     task = project_task(core, project)
     if tasks.get(task).modality.upload_format != "rows":

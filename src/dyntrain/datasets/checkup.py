@@ -8,9 +8,9 @@ from typing import Any
 
 from PIL import Image
 
-from ..core import Core
-from ..errors import DyntrainError, Invalid
-from ..imaging import decode_image, model_input, thumbnail_bytes
+from ..kernel.core import Core
+from ..kernel.errors import DyntrainError, Invalid
+from ..codecs.imaging import decode_image, model_input, thumbnail_bytes
 from .. import tasks
 from .changes import list_samples, project_task
 from .health import HealthSample, check_health

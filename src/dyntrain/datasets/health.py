@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 
 __all__ = ["HealthSample", "Finding", "KINDS", "check_health", "phash", "hash_distance"]
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from ..core import Core
-from ..errors import Invalid, NotFound
-from ..projects import project_row
+from ..kernel.core import Core
+from ..kernel.errors import Invalid, NotFound
+from ..kernel.projects import project_row
 from ..storage.blobs import FileBlobStore
 from ..storage.rows import (
     DatasetVersionRow, JobRow, ModelVersionRow, PredictionRow, RunRow, SampleRow, VersionItemRow,
@@ -113,7 +113,7 @@ def purge(core: Core, project: str, content_hash: str, actor: str = "") -> dict[
                   "items": sum(numbers.values()), "runs": sorted(r.id for r in runs),
                   "models": sorted(m.version for m in models), "predictions": predictions,
                   "jobs_cancelled": cancelled, "new_version": new_version.number if new_version else None}
-        from .. import audit
+        from ..access import audit
 
         audit.record(s, actor or "unknown", "purge", project, **report)
     _rewrite_cards(core, models)
@@ -136,7 +136,7 @@ def _rewrite_cards(core: Core, models: list[ModelVersionRow]) -> None:
 
 def _delete_if_unused(core: Core, content_hash: str, since: float) -> dict[str, Any]:
     """Delete the blob and its cached features unless any project still references the content."""
-    from ..housekeeping import collect_blob, delete_feature_cache
+    from ..ops.housekeeping import collect_blob, delete_feature_cache
 
     with core.db.read() as s:
         still = (s.scalar(select(SampleRow.id).where(SampleRow.content_hash == content_hash).limit(1))

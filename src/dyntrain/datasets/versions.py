@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import tasks
-from ..core import Core
-from ..entities import DatasetVersion, VersionItem
-from ..errors import NotFound
-from ..events import publish
-from ..projects import project_row
+from ..kernel.core import Core
+from ..kernel.entities import DatasetVersion, VersionItem
+from ..kernel.errors import NotFound
+from ..kernel.events import publish
+from ..kernel.projects import project_row
 from ..storage.rows import DatasetVersionRow, ProjectRow, SampleRow, VersionItemRow
 
 __all__ = ["snapshot", "list_versions", "get_version", "version_items", "diff_versions", "version_hash",

@@ -22,7 +22,7 @@ from ..storage.files import atomic_write
 from torch import nn
 from torch.nn import functional as F
 
-from .. import imaging
+from ..codecs import imaging
 from . import backbone as bb
 
 __all__ = [
@@ -81,7 +81,7 @@ def load_lite0() -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:  # pragma: no cover - depends on the install
-        from ..errors import MissingExtra
+        from ..kernel.errors import MissingExtra
 
         raise MissingExtra("the EfficientNet-Lite0 backbone", "train") from None
     model = EfficientNet.from_name("efficientnet-lite0")

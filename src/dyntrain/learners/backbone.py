@@ -6,7 +6,7 @@ content id (weights hash + export version), so a new wheel or a graph change giv
 and old feature caches are never mixed with new ones.
 
 The exported graph takes the uint8 NHWC [N,224,224,3] batch of
-:func:`dyntrain.imaging.model_input` (normalisation is inside) and has two outputs:
+:func:`dyntrain.codecs.imaging.model_input` (normalisation is inside) and has two outputs:
 
 * ``pooled`` [N,1280]: globally pooled features (linear probe),
 * ``block15_in`` [N,192,7,7]: the activation entering the last MBConv block (fine-tuning
@@ -27,8 +27,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from ..errors import MissingExtra
-from ..onnx_session import session_options
+from ..kernel.errors import MissingExtra
+from ..kernel.onnx_session import session_options
 from ..storage.files import atomic_write
 
 __all__ = [

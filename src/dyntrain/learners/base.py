@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
-from ..errors import Invalid, NotFound, NotReady
+from ..kernel.errors import Invalid, NotFound, NotReady
 
 __all__ = [
     "Learner",
@@ -33,7 +33,7 @@ __all__ = [
     "check_predict_input",
 ]
 
-# ``progress(fraction)`` with 0 <= fraction <= 1. It may raise ``dyntrain.errors.Cancelled``;
+# ``progress(fraction)`` with 0 <= fraction <= 1. It may raise ``dyntrain.kernel.errors.Cancelled``;
 # learners never catch it, so a cancelled job stops at the next callback (cooperative).
 ProgressFn = Callable[[float], None]
 
@@ -88,7 +88,7 @@ class Learner(abc.ABC):
     attribute name, unchanged. Fitted state lives in attributes ending in ``_``.
 
     The exported ONNX file always has one uint8 input ``image`` [N, 224, 224, 3] (the output
-    of :func:`dyntrain.imaging.model_input`) and one float output ``probabilities``
+    of :func:`dyntrain.codecs.imaging.model_input`) and one float output ``probabilities``
     [N, n_classes]; everything else (normalisation, backbone, head, softmax) is inside.
     """
 

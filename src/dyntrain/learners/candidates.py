@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 from . import base
 from .base import Learner
 

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 from . import feature_maps as fm
 from .detection_metrics import detection_metrics, iou_xywh
 
@@ -121,7 +121,7 @@ class Detector:
     def __init__(self, path: str | os.PathLike, threads: int = 2) -> None:
         import onnxruntime as ort
 
-        from ..onnx_session import session_options
+        from ..kernel.onnx_session import session_options
 
         self.session = ort.InferenceSession(str(path), sess_options=session_options(threads),
                                             providers=["CPUExecutionProvider"])

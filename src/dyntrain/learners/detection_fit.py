@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 from ..storage.files import atomic_write
 from . import feature_maps as fm
 from .detection import decode, validate
@@ -115,13 +115,17 @@ def choose_threshold(truth: list[list[dict]], predictions: list[list[dict]], cla
 
 def select_detector(bank_for: Callable[[Candidate], Bank], candidates: list[Candidate], truth: list[list[dict]],
                     class_names: list[str], *, folds: int, seed: int, deadline: float, max_repeats: int = 3,
-                    progress: Callable[[float], None] | None = None) -> dict:
+                    workers: int = 2, progress: Callable[[float], None] | None = None) -> dict:
     """Repeated K-fold CV of ``candidates`` on images; returns scores, the choice and OOF predictions.
 
     ``bank_for(candidate)`` returns (building on first use) the candidate's cached feature maps,
     so a candidate the budget never reaches costs no feature extraction either.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from sklearn.model_selection import KFold
+
+    from ._training import torch_threads
 
     n = len(truth)
     k = min(folds, n)
@@ -147,10 +151,16 @@ def select_detector(bank_for: Callable[[Candidate], Bank], candidates: list[Cand
             t0 = time.perf_counter()
             bank = bank_for(cand)
             t_bank = time.perf_counter() - t0
-            for f, (tr, te) in enumerate(splits):
+
+            def fold(f: int, tr: np.ndarray, te: np.ndarray, bank=bank, cand=cand, r=r) -> list[list[dict]]:
                 head = train_head(bank, tr, len(class_names), seed=seed + 1000 * r + f, passes=cand.passes,
                                   width=cand.width, stride=cand.stride, convs=cand.convs)
-                preds = _predict(head, bank, te, class_names)
+                return _predict(head, bank, te, class_names)
+
+            # Each head trains on one thread (see train_head); two folds at once can use both cores.
+            with torch_threads(1), ThreadPoolExecutor(max(1, int(workers))) as pool:
+                fold_preds = list(pool.map(lambda a: fold(*a), [(f, tr, te) for f, (tr, te) in enumerate(splits)]))
+            for (tr, te), preds in zip(splits, fold_preds):
                 fold_truth = [truth[i] for i in te]
                 m = detection_metrics(fold_truth, preds, class_names)
                 if m["map50_95"] is not None:  # a fold whose images hold no box says nothing
@@ -201,7 +211,10 @@ def _choose(scored: list[Candidate], scores: dict[str, list[float]]) -> tuple[Ca
             return c, (f"{c.name}: {best.name}'s lead of {lead:+.3f} mAP50:95 is within one standard error "
                        f"({se:.3f}) of the folds, and {c.name} is cheaper to run")
     others = ", ".join(f"{c.name} {np.mean(scores[c.name]):.3f}" for c in scored if c is not best)
-    return best, f"{best.name}: best mAP50:95 {np.mean(scores[best.name]):.3f} (vs {others}), beyond one standard error"
+    if all(_cost(c) >= _cost(best) for c in scored):
+        return best, f"{best.name}: best mAP50:95 {np.mean(scores[best.name]):.3f} (vs {others}) and the cheapest"
+    return best, (f"{best.name}: best mAP50:95 {np.mean(scores[best.name]):.3f} (vs {others}), ahead of every "
+                  "cheaper candidate by more than one standard error")
 
 
 def _cost(c: Candidate) -> float:
@@ -217,8 +230,9 @@ def fit_detector(images: list[np.ndarray], annotations: list[list[dict]], class_
 
     ``images``: uint8 HxWx3 of any sizes; ``annotations``: per image a list of
     ``{label, x, y, w, h}`` in original pixels (empty lists allowed). ``cross_validate=False``
-    (or a single candidate and fewer than 4 images) fits the first candidate without scoring it
-    and uses the default confidence threshold. ``progress`` gets 0..1; whatever it raises
+    (or fewer than 4 images) fits the first candidate without scoring it and uses the default
+    confidence threshold. ``report["timings"]``: ``features`` (backbone on every copy, all
+    candidates), ``selection`` (cross-validation, including the features it built), ``fit``. ``progress`` gets 0..1; whatever it raises
     (a cancellation) propagates.
     """
     start = time.perf_counter()
@@ -277,7 +291,8 @@ def fit_detector(images: list[np.ndarray], annotations: list[list[dict]], class_
         "selection": selection,
         "cv": cv_metrics,
         "n_images": n, "n_boxes": n_boxes, "class_counts": class_counts, "copies": copies,
-        "timings": {"features": round(sum(b.seconds for b in banks.values()), 2), "selection": selection["seconds"] if selection else 0.0,
+        "timings": {"features": round(sum(b.seconds for b in banks.values()), 2),
+                    "selection": selection["seconds"] if selection else 0.0,
                     "fit": round(t_fit, 2), "total": round(time.perf_counter() - start, 2)},
     }
     if progress is not None:

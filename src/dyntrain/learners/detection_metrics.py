@@ -143,10 +143,13 @@ def detection_metrics(truth: list[list[dict]], predictions: list[list[dict]], cl
         ap[n_objects > 0] = 0.0
         ap50[n_objects > 0] = 0.0
     totals = {key: np.zeros(c, int) for key in ("found", "n", "drawn", "false")}
-    for boxes, preds in zip(truth, predictions):
+    errors = []
+    for i, (boxes, preds) in enumerate(zip(truth, predictions)):
         m = match(boxes, preds, class_names, threshold)
         for key in totals:
             totals[key] += m[key]
+        if m["missed"] or m["false_boxes"]:
+            errors.append({"image": i, "missed": m["missed"], "false": m["false_boxes"]})
     per_class = {}
     for k, name in enumerate(class_names):
         per_class[name] = {
@@ -168,4 +171,5 @@ def detection_metrics(truth: list[list[dict]], predictions: list[list[dict]], cl
         "threshold": float(threshold),
         "n_images": len(truth),
         "n_objects": n_all,
+        "errors": errors,
     }

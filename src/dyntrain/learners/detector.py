@@ -141,7 +141,7 @@ class CenterNetDetector(Learner):
         from .detection_train import train_head
 
         if not len(X):
-            from ..errors import Invalid
+            from ..kernel.errors import Invalid
 
             raise Invalid("no images to train the detector on")
         bank = bank_for(X, y, self.size, self.copies, seed)

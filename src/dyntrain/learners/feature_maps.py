@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import Invalid, MissingExtra
+from ..kernel.errors import Invalid, MissingExtra
 from ..storage.files import atomic_write
 from . import backbone as bb
 

@@ -8,7 +8,7 @@ A *kind* names what a learner consumes:
 * ``"pixels.gray32"`` — float32 [32,32] in 0..1, greyscale box-downsampled pixels (small
   CNN, pixel logistic regression); pure numpy, no backbone.
 
-Features are cached per (key, kind, backbone id, :data:`dyntrain.imaging.PREPROCESSING`) as
+Features are cached per (key, kind, backbone id, :data:`dyntrain.codecs.imaging.PREPROCESSING`) as
 one ``.npy`` file. ``key`` is opaque to us: the caller passes a blob sha256, or
 ``sha256 + augmentation id`` for an augmented copy. A cache file that cannot be read or has
 the wrong shape/dtype/non-finite values is recomputed and overwritten, never returned.
@@ -30,8 +30,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .. import imaging
-from ..errors import Invalid
+from ..codecs import imaging
+from ..kernel.errors import Invalid
 from ..storage.files import atomic_write
 from . import backbone as bb
 

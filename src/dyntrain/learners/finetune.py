@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 from . import _onnx
 from . import backbone as bb
 from .base import Learner, ProgressFn, check_fit_inputs, check_predict_input, register

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 from . import _onnx
 from . import backbone as bb
 from .base import Learner, ProgressFn, check_fit_inputs, check_predict_input, register

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 
 __all__ = ["classification_metrics", "macro_f1", "majority_baseline", "wilson_interval", "bootstrap_interval",
            "classification_intervals", "INTERVAL_LEVEL", "regression_metrics"]

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import Cancelled, Invalid
+from ..kernel.errors import Cancelled, Invalid
 from .base import Learner
 from .candidates import Candidate, default_candidates, estimated_cv_seconds, required_kinds
 from .metrics import macro_f1

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import Invalid
+from ..kernel.errors import Invalid
 from . import _onnx
 from .base import Learner, ProgressFn, check_fit_inputs, check_predict_input, register
 from .features import GRAY32

@@ -1,7 +1,7 @@
 """Tabular learners: samples are rows (CSV lines or JSON objects), columns are numeric or
 categorical, the target is a class or a number.
 
-Rows → features (:mod:`dyntrain.table_features`, NumPy only: serving shares it)
+Rows → features (:mod:`dyntrain.codecs.table_features`, NumPy only: serving shares it)
     :func:`infer_schema` decides each column's type from JSON-like rows (strings from a CSV,
     numbers, ``None``); :func:`to_matrix` turns rows into the feature kind ``table.rows``: a
     NumPy *structured* array of shape (n,), one field per column — ``float64`` for numeric
@@ -40,7 +40,7 @@ ONNX file
     ensemble, linear layer, softmax) is written as plain ONNX nodes here. Tree thresholds are
     kept in float64, so a served tree model takes exactly the branches scikit-learn took.
 
->>> X = to_matrix(rows, schema)  # doctest: +SKIP  (dyntrain.table_features: the row codec)
+>>> X = to_matrix(rows, schema)  # doctest: +SKIP  (dyntrain.codecs.table_features: the row codec)
 >>> model = TabularHGB().fit(X, [1, 0], n_classes=2)  # doctest: +SKIP
 >>> model.export_onnx("model.onnx")  # doctest: +SKIP
 >>> session.run(["probabilities"], row_feed(schema, [{"age": 40, "city": "Oslo"}]))  # doctest: +SKIP
@@ -56,9 +56,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import Invalid, NotReady
+from ..kernel.errors import Invalid, NotReady
 # the row codec and regression metrics: their own modules (serving reads rows without learners)
-from ..table_features import (CATEGORICAL, NUMERIC, TABLE, infer_schema, parse_number, row_feed,  # noqa: F401
+from ..codecs.table_features import (CATEGORICAL, NUMERIC, TABLE, infer_schema, parse_number, row_feed,  # noqa: F401
                               schema_of, to_matrix)
 from .base import Learner, ProgressFn, check_fit_inputs, register
 from .metrics import regression_metrics  # noqa: F401

@@ -20,9 +20,9 @@ import numpy as np
 
 from ..storage.files import atomic_write
 
-from .. import texts
-from ..errors import Invalid
-from ..onnx_session import session_options
+from ..codecs import texts
+from ..kernel.errors import Invalid
+from ..kernel.onnx_session import session_options
 from . import _onnx
 from .base import Learner, ProgressFn, register
 from .linear import fit_logreg
@@ -44,7 +44,7 @@ def _encoder_id() -> str:
 def encoder_path(cache_dir: str | os.PathLike) -> Path:
     """MiniLM exported to ONNX once per cache dir: (chunk_ids, chunk_mask) → embedding.
 
-    The inputs are :func:`dyntrain.texts.tokenize_chunks`' [N, C × 256]: the graph runs MiniLM
+    The inputs are :func:`dyntrain.codecs.texts.tokenize_chunks`' [N, C × 256]: the graph runs MiniLM
     on each 256-token chunk and mean-pools over every real token of every chunk (so a chunk
     counts by its length), then L2-normalises — the whole text, however long, in one vector.
     """

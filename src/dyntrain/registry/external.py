@@ -17,12 +17,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..core import Core
+from ..kernel.core import Core
 from .. import tasks
-from ..entities import ModelVersion
-from ..errors import Invalid
-from ..limits import exceeded
-from ..projects import project_row
+from ..kernel.entities import ModelVersion
+from ..kernel.errors import Invalid
+from ..kernel.limits import exceeded
+from ..kernel.projects import project_row
 from ..training.split import is_holdout
 from .models import register_model
 

@@ -22,7 +22,7 @@ from typing import Any
 
 
 from .. import tasks
-from ..project_settings import ProjectSettings
+from ..kernel.project_settings import ProjectSettings
 
 __all__ = ["decide", "measure_served", "summary", "estimate_sentence", "MIN_UNSEEN", "fmt", "score_text"]
 

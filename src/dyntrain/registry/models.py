@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..core import Core
-from ..entities import ModelVersion
-from ..errors import Cancelled, Invalid, NotFound, NotReady
-from ..events import publish
-from ..projects import project_row
+from ..kernel.core import Core
+from ..kernel.entities import ModelVersion
+from ..kernel.errors import Cancelled, Invalid, NotFound, NotReady
+from ..kernel.events import publish
+from ..kernel.projects import project_row
 from ..storage.files import atomic_write
 from ..storage.rows import AliasHistoryRow, AliasRow, ModelVersionRow, ProjectRow
 

@@ -10,8 +10,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-from ..core import Core
-from ..entities import Job
+from ..kernel.core import Core
+from ..kernel.entities import Job
 
 __all__ = ["Executor", "LocalExecutor"]
 

@@ -14,17 +14,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from ..audit import record as record_audit
-from ..background import Periodic
+from ..access.audit import record as record_audit
+from ..ops.background import Periodic
 from .. import tasks
-from ..core import Core
-from ..entities import Job
-from ..errors import Cancelled, DyntrainError
-from ..events import publish
+from ..kernel.core import Core
+from ..kernel.entities import Job
+from ..kernel.errors import Cancelled, DyntrainError
+from ..kernel.events import publish
 from ..learners.features import FeatureExtractor
 from ..learners.selection import Candidate
-from ..observability import add_log_context, job_context
-from ..project_settings import ProjectSettings
+from ..ops.observability import add_log_context, job_context
+from ..kernel.project_settings import ProjectSettings
 from ..registry import gate
 from ..registry.models import alias_version, production_model, register_model, set_alias
 from ..storage.rows import JobRow, ProjectRow, RunRow

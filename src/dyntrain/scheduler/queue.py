@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import tasks
-from ..core import Core
+from ..kernel.core import Core
 from ..datasets.versions import subscribe
-from ..entities import Job
-from ..errors import Invalid, NotFound
-from ..events import publish
-from ..project_settings import ProjectSettings
-from ..projects import project_row
+from ..kernel.entities import Job
+from ..kernel.errors import Invalid, NotFound
+from ..kernel.events import publish
+from ..kernel.project_settings import ProjectSettings
+from ..kernel.projects import project_row
 from ..storage.rows import PENDING_JOB_STATES, DatasetVersionRow, JobRow, ProjectRow, RunRow, utcnow
 
 __all__ = [

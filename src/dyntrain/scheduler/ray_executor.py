@@ -47,11 +47,11 @@ from datetime import timedelta
 from typing import Any
 
 from .. import __version__
-from ..config import Settings
-from ..core import Core
-from ..entities import Job
-from ..errors import MissingExtra
-from ..events import publish
+from ..kernel.config import Settings
+from ..kernel.core import Core
+from ..kernel.entities import Job
+from ..kernel.errors import MissingExtra
+from ..kernel.events import publish
 from ..storage.rows import JobRow, ProjectRow, RunRow, utcnow
 
 __all__ = ["NAMESPACE", "RayExecutor", "connect", "job_resources", "begin_attempt", "train_task", "actor_name"]

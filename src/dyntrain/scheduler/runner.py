@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..background import Periodic
-from ..core import Core
+from ..ops.background import Periodic
+from ..kernel.core import Core
 from .executors import Executor, LocalExecutor
 from .queue import claim_next, recover_expired
 
@@ -77,8 +77,8 @@ class LeaderDuties:
         self.parts: list = []
 
     def _start_parts(self) -> list:
-        from ..housekeeping import gc
-        from ..webhooks import WebhookSender
+        from ..ops.housekeeping import gc
+        from ..ops.webhooks import WebhookSender
 
         parts = [Periodic("housekeeping", lambda: gc(self.core), self.core.settings.gc_interval_s).start(),
                  WebhookSender(self.core).start()]

@@ -5,15 +5,15 @@ the text and table formats' own details live here.
 Image models take ``image`` (uint8 NHWC 224); text models take either ``text`` (strings,
 TF-IDF graphs), ``chunk_ids`` + ``chunk_mask`` (MiniLM graphs embedding whole texts in chunks) or
 ``input_ids`` + ``attention_mask`` (older MiniLM graphs, truncated texts); table models take one
-input per column (float32 or string [N, 1], see :func:`dyntrain.table_features.row_feed`).
+input per column (float32 or string [N, 1], see :func:`dyntrain.codecs.table_features.row_feed`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import texts
-from ..errors import Invalid
+from ..codecs import texts
+from ..kernel.errors import Invalid
 
 __all__ = ["model_feed", "table_schema"]
 
@@ -37,7 +37,7 @@ def table_schema(session) -> list[dict[str, str]]:
 
     The file itself says what it takes, so serving never depends on a card being in step.
     """
-    from ..table_features import CATEGORICAL, NUMERIC
+    from ..codecs.table_features import CATEGORICAL, NUMERIC
 
     schema = []
     for i in session.get_inputs():

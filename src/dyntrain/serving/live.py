@@ -18,8 +18,8 @@ import numpy as np
 import onnxruntime as ort
 from sqlalchemy import select
 
-from ..errors import NotFound, NotReady
-from ..onnx_session import session_options
+from ..kernel.errors import NotFound, NotReady
+from ..kernel.onnx_session import session_options
 from ..storage import Database
 from ..storage.rows import AliasRow, ModelVersionRow, ProjectRow
 from .trunks import TrunkCache, split_composed

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 
-from ..background import Periodic
+from ..ops.background import Periodic
 from ..storage import pg
 
 __all__ = ["CHANNEL", "AliasListener"]

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import select
 
 from .. import tasks
-from ..core import Core
-from ..errors import DyntrainError, Invalid, NotFound
-from ..project_settings import ProjectSettings
-from ..limits import exceeded
-from ..projects import project_row
+from ..kernel.core import Core
+from ..kernel.errors import DyntrainError, Invalid, NotFound
+from ..kernel.project_settings import ProjectSettings
+from ..kernel.limits import exceeded
+from ..kernel.projects import project_row
 from ..storage import sha256_hex
 from ..storage.rows import PredictionRow
 
@@ -91,7 +91,7 @@ def predict_rows(core: Core, project: str, rows: list[dict[str, Any]], *, versio
     [{'value': 305112.5, 'model_version': 2, 'prediction_id': 41}]
     """
     from ..datasets.changes import project_task
-    from ..tables import row_bytes
+    from ..codecs.tables import row_bytes
 
     if tasks.get(project_task(core, project)).modality.upload_format != "rows":
         raise Invalid(f"project {project!r} does not take table rows; use /predict (images) or /predict/texts")

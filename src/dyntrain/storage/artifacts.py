@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from ..config import Settings
-from ..errors import MissingExtra, NotFound
+from ..kernel.config import Settings
+from ..kernel.errors import MissingExtra, NotFound
 from .blobs import BlobStore, FileBlobStore, sha256_hex
 from .files import UnsafePath, atomic_write, path_inside
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import NotFound
+from ..kernel.errors import NotFound
 from .files import atomic_write, path_inside
 
 __all__ = ["BlobStore", "FileBlobStore", "sha256_hex"]

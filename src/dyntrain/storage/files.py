@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import Conflict, NotFound
+from ..kernel.errors import Conflict, NotFound
 
 __all__ = ["atomic_write", "stored_secret", "path_inside", "UnsafePath", "hold_server_lock", "SERVER_LOCK"]
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .. import entities as e
+from ..kernel import entities as e
 
 __all__ = [
     "Base",

@@ -45,11 +45,11 @@ def unregister(name: str) -> None:
 
 
 def get(name: str | None) -> Task:
-    """The registered task ``name``; :class:`~dyntrain.errors.Invalid` names the supported ones."""
+    """The registered task ``name``; :class:`~dyntrain.kernel.errors.Invalid` names the supported ones."""
     try:
         return _TASKS[name or ""]
     except KeyError:
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         raise Invalid(f"unknown task {name!r}; supported: {', '.join(_TASKS)}") from None
 

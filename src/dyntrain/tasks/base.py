@@ -87,7 +87,7 @@ class Modality(abc.ABC):
 
     def external_input(self, model, task: str) -> str:
         """Check an uploaded ONNX graph's input; return the name serving feeds it under."""
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         raise Invalid(f"uploading models trained elsewhere is not supported for {task} projects yet")
 
@@ -164,7 +164,7 @@ class Target(abc.ABC):
     def read_files(self, path: Path, *, max_bytes: int | None = None, format: str | None = None):
         """(label as sent, file name, bytes) of each labelled file under ``path`` (a folder or a zip):
         by default the folder-per-class layout, ``<label>/<file>``."""
-        from ..archive import iter_labelled_files
+        from ..codecs.archive import iter_labelled_files
 
         return iter_labelled_files(path, max_bytes=max_bytes)
 
@@ -172,7 +172,7 @@ class Target(abc.ABC):
                     format: str | None = None) -> int:
         """Write samples (the API's sample records) and their contents under ``out`` in a layout
         :meth:`read_files` reads back; returns how many were written. By default ``<label>/<file>``."""
-        from ..archive import export_paths
+        from ..codecs.archive import export_paths
 
         plan = export_paths(out, [(s["id"], s["label"], s["meta"].get("filename") or "") for s in samples])
         by_id = {s["id"]: s for s in samples}
@@ -200,7 +200,7 @@ class Target(abc.ABC):
     def problem(self, label_counts: dict[str, int]) -> str | None:
         """Why training would refuse the current samples ({label: samples}), in the scheduler's words
         (or None)."""
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         try:
             self.check_trainable(self.counts([label for label, n in label_counts.items() for _ in range(n)]))

@@ -57,7 +57,7 @@ class BoxesTarget(Target):
     # -- labels ----------------------------------------------------------------------------
     def validate_label(self, label: Any) -> str:
         """A class name (the boxes' labels and the class list)."""
-        from ..archive import validate_label
+        from ..codecs.archive import validate_label
 
         return validate_label(label)
 
@@ -68,7 +68,7 @@ class BoxesTarget(Target):
         >>> BoxesTarget().read_label('[{"label": "pen", "x": 1, "y": 2, "w": 3.333, "h": 4}]', {"width": 10, "height": 10})
         ('pen', [{'label': 'pen', 'x': 1.0, 'y': 2.0, 'w': 3.33, 'h': 4.0}])
         """
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         if isinstance(raw, str):
             text = raw.strip()
@@ -100,7 +100,7 @@ class BoxesTarget(Target):
         return SEPARATOR.join(sorted({b["label"] for b in boxes}))[:200], boxes
 
     def _box(self, box: Any, width: int | None, height: int | None) -> dict[str, Any]:
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         if not isinstance(box, dict):
             raise Invalid('a box is an object {"label", "x", "y", "w", "h"}')
@@ -137,7 +137,7 @@ class BoxesTarget(Target):
         """Images and their boxes from COCO JSON, Pascal VOC XML or YOLO txt (a folder or a zip;
         the format is detected unless named): every bad box is named, with its file, before any
         image is yielded."""
-        from ..box_formats import iter_images, read_dataset
+        from ..codecs.box_formats import iter_images, read_dataset
 
         dataset = read_dataset(path, format=format, max_bytes=max_bytes)
         for image, data in iter_images(path, dataset, max_bytes=max_bytes):
@@ -146,8 +146,8 @@ class BoxesTarget(Target):
     def write_files(self, out, samples: list[dict], content, *, format: str | None = None) -> int:
         """The photos and their boxes as a COCO (default), VOC or YOLO data set: a folder, or a zip
         when ``out`` ends in .zip."""
-        from ..archive import _export_name, _fit_name
-        from ..box_formats import AnnotatedImage, write_dataset
+        from ..codecs.archive import _export_name, _fit_name
+        from ..codecs.box_formats import AnnotatedImage, write_dataset
 
         names, taken = {}, set()
         for s in samples:  # safe, unique file names (a clash gets the sample id in front)
@@ -182,7 +182,7 @@ class BoxesTarget(Target):
 
     def check_trainable(self, counts: dict[str, int]) -> None:
         from ..datasets.versions import MIN_EXAMPLES_PER_CLASS
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         classes = {k: v for k, v in counts.items() if k != NOTHING}
         if not classes:
@@ -321,7 +321,7 @@ class PhotoModality(ImageModality):
     training_curves = False
 
     def decode(self, data: bytes, *, max_pixels: int = 40_000_000):
-        from .. import imaging
+        from ..codecs import imaging
 
         return np.asarray(imaging.decode_image(data, max_pixels=max_pixels).convert("RGB"), np.uint8)
 

@@ -25,7 +25,7 @@ class ClassTarget(Target):
     goal = "recognise which class each one belongs to"
 
     def validate_label(self, label: Any) -> str:
-        from ..archive import validate_label
+        from ..codecs.archive import validate_label
 
         return validate_label(label)
 
@@ -35,7 +35,7 @@ class ClassTarget(Target):
         return CLASS_STAGES
 
     def label_from_cell(self, value: Any, column: str) -> str:
-        from ..tables import class_text
+        from ..codecs.tables import class_text
 
         return class_text(value, column)
 
@@ -51,7 +51,7 @@ class ClassTarget(Target):
 
     def check_trainable(self, counts: dict[str, int]) -> None:
         from ..datasets.versions import MIN_EXAMPLES_PER_CLASS, waiting_sentence
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         if len([c for c in counts.values() if c > 0]) < 2:
             raise Invalid(f"training needs at least 2 classes with examples; this dataset has "

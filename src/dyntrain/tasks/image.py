@@ -27,8 +27,8 @@ class ImageModality(Modality):
 
     def content_meta(self, settings, filename: str, data: bytes) -> dict[str, Any]:
         from ..datasets.health import phash
-        from ..imaging import decode_image, image_info
-        from ..limits import exceeded
+        from ..codecs.imaging import decode_image, image_info
+        from ..kernel.limits import exceeded
 
         if len(data) > settings.max_upload_bytes:
             raise exceeded(f"file is {len(data)} bytes", settings.max_upload_bytes, "max_upload_bytes")
@@ -37,7 +37,7 @@ class ImageModality(Modality):
         return {"filename": filename, **image_info(img), "phash": phash(img)}
 
     def decode(self, data: bytes, *, max_pixels: int = 40_000_000):
-        from .. import imaging
+        from ..codecs import imaging
 
         return imaging.model_input(imaging.decode_image(data, max_pixels=max_pixels))
 
@@ -56,7 +56,7 @@ class ImageModality(Modality):
     def warmup_item(self):
         import numpy as np
 
-        from ..imaging import INPUT_SIZE
+        from ..codecs.imaging import INPUT_SIZE
 
         return np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
 
@@ -75,7 +75,7 @@ class ImageModality(Modality):
         return extractor.features_by_kind(kinds, hashes, lambda h: self.decode(load_blob(h)), progress=progress)
 
     def input_contract(self, onnx_path) -> dict[str, Any]:
-        from .. import imaging
+        from ..codecs import imaging
 
         return {"preprocessing": imaging.PREPROCESSING,
                 "input": {"name": "image", "dtype": "uint8",
@@ -91,7 +91,7 @@ def _one_input(model, task: str, name: str, expected: str, dtype: str, shape_ok)
     """Check that an uploaded graph has one input of ``dtype`` whose dims pass ``shape_ok``."""
     import onnx
 
-    from ..errors import Invalid
+    from ..kernel.errors import Invalid
 
     initializers = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]

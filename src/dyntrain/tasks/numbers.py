@@ -1,6 +1,6 @@
 """The number target: a value per sample (regression); the model answers ``value``.
 
-A label is the number as canonical text ("151", "0.25", see :func:`dyntrain.tables.target_text`),
+A label is the number as canonical text ("151", "0.25", see :func:`dyntrain.codecs.tables.target_text`),
 so a dataset version stays exact (content hash, label) pairs.
 """
 
@@ -26,7 +26,7 @@ class NumberTarget(Target):
     goal = "predict a number"
 
     def validate_label(self, label: Any) -> str:
-        from ..tables import target_text
+        from ..codecs.tables import target_text
 
         return target_text(label)
 
@@ -40,12 +40,12 @@ class NumberTarget(Target):
 
     def counts(self, labels: list[str]) -> dict[str, int]:
         # rows per target range: the scheduler reads these like class counts
-        from ..tables import target_histogram
+        from ..codecs.tables import target_histogram
 
         return target_histogram(labels)
 
     def check_trainable(self, counts: dict[str, int]) -> None:
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         rows = sum(counts.values())
         if rows < 4:

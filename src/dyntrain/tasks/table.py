@@ -1,4 +1,4 @@
-"""The table-row modality: a row of named cells, stored as canonical JSON (see :mod:`dyntrain.tables`)."""
+"""The table-row modality: a row of named cells, stored as canonical JSON (see :mod:`dyntrain.codecs.tables`)."""
 
 from __future__ import annotations
 
@@ -46,18 +46,18 @@ class RowModality(Modality):
 
     def canonical(self, data: bytes) -> bytes:
         # The same row always has the same bytes, so the same hash and holdout side.
-        from ..tables import row_bytes
+        from ..codecs.tables import row_bytes
 
         return row_bytes(self.decode(data))
 
     def content_meta(self, settings, filename: str, data: bytes) -> dict[str, Any]:
-        from ..tables import row_preview
+        from ..codecs.tables import row_preview
 
         row = self.decode(data)
         return {"filename": filename, "columns": len(row), "preview": row_preview(row)}
 
     def decode(self, data: bytes, *, max_pixels: int = 40_000_000) -> dict:
-        from ..tables import decode_row
+        from ..codecs.tables import decode_row
 
         return decode_row(data)
 
@@ -77,13 +77,13 @@ class RowModality(Modality):
         return tuple(table_schema(session))
 
     def feed(self, input_names: list[str], columns, items: list) -> dict[str, Any]:
-        from ..table_features import row_feed
+        from ..codecs.table_features import row_feed
 
         return row_feed(list(columns), items)
 
     def item_problems(self, columns, index: int, item: dict) -> list[dict[str, Any]]:
         """Unknown and missing columns of one row; a bad value in a numeric column raises."""
-        from ..tables import check_row
+        from ..codecs.tables import check_row
 
         known = [c["name"] for c in columns or ()]
         problems = [{"row": index + 1, "column": k, "reason": f"unknown column {k!r}"} for k in item if k not in known]
@@ -100,7 +100,7 @@ class RowModality(Modality):
         """The ``table.rows`` array of stored rows; each column's type is inferred from all of them.
 
         Reading rows is cheap (small JSON blobs), so nothing is cached."""
-        from ..table_features import infer_schema, to_matrix
+        from ..codecs.table_features import infer_schema, to_matrix
 
         rows = []
         for k, h in enumerate(hashes):
@@ -123,7 +123,7 @@ class RowModality(Modality):
                           "dtype": {"numeric": "float32 [N, 1] (NaN = missing)", "categorical": "string [N, 1]"}}}
 
     def external_input(self, model, task: str) -> str:
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         raise Invalid(f"uploading models trained elsewhere is not supported for {task} projects yet; "
                       "add the rows and let the platform train")
@@ -148,7 +148,7 @@ class RowModality(Modality):
                 "n_columns": n_columns, "shown_rows": shown}
 
     def previews(self, blobs, hashes: list[str]) -> dict[str, str]:
-        from ..tables import row_preview
+        from ..codecs.tables import row_preview
 
         return {h: row_preview(row, 300) for h, row in self.rows(blobs, hashes).items()}
 

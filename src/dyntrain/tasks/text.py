@@ -36,7 +36,7 @@ class TextModality(Modality):
     shows_text = True
 
     def content_meta(self, settings, filename: str, data: bytes) -> dict[str, Any]:
-        from ..limits import exceeded
+        from ..kernel.limits import exceeded
 
         text = self.decode(data)
         if len(text) > settings.max_text_chars:
@@ -45,7 +45,7 @@ class TextModality(Modality):
         return {"filename": filename, "chars": len(text), "preview": text[:120]}
 
     def decode(self, data: bytes, *, max_pixels: int = 40_000_000) -> str:
-        from ..errors import Invalid
+        from ..kernel.errors import Invalid
 
         try:
             text = data.decode("utf-8")
@@ -86,7 +86,7 @@ class TextModality(Modality):
     def input_contract(self, onnx_path) -> dict[str, Any]:
         import onnx
 
-        from .. import texts
+        from ..codecs import texts
 
         names = [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input]
         if names == ["text"]:

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import imaging
-from ..core import Core
+from ..codecs import imaging
+from ..kernel.core import Core
 from ..datasets.augment import AugmentConfig, augment, augmentation_id, get_preset
 from ..datasets.balance import class_weights, copies_report, plan_augmented_copies, weights_report
 from ..learners.features import FeatureExtractor
@@ -91,8 +91,8 @@ def recipes_to_try(augmentation: str, custom: dict | None, copies: int, target_r
 
 def project_augment_config(core: Core, project: str, preset: str | None = None) -> AugmentConfig:
     """The augmentation a project's setting stands for (``auto`` previews ``medium``)."""
-    from ..project_settings import ProjectSettings
-    from ..projects import get_project
+    from ..kernel.project_settings import ProjectSettings
+    from ..kernel.projects import get_project
 
     settings = ProjectSettings(**get_project(core, project).settings)
     name = preset or settings.augmentation

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from .. import tasks
-from ..entities import VersionItem
-from ..errors import Invalid
+from ..kernel.entities import VersionItem
+from ..kernel.errors import Invalid
 from ..learners import selection
 from ..learners.metrics import INTERVAL_LEVEL
 from .spec import Prepared, TrainingSpec

@@ -17,7 +17,7 @@ import numpy as np
 from .. import tasks
 from ..datasets.balance import class_weights
 from ..datasets.versions import waiting_classes
-from ..entities import VersionItem
+from ..kernel.entities import VersionItem
 from ..learners import selection
 from ..learners.metrics import INTERVAL_LEVEL, classification_intervals, classification_metrics, majority_baseline
 from .augmentation import NO_RECIPE, Copies, Recipe, extend_folds, recipes_to_try, training_arrays

@@ -4,7 +4,7 @@ selection under the one-standard-error rule, the training mean as baseline.
 The one training run (:mod:`dyntrain.training.pipeline`) calls these through
 :data:`NUMBER_STAGES`; the class target's counterparts are in :mod:`dyntrain.training.classes`.
 
-* **Labels** are the targets as canonical number text (see :func:`dyntrain.tables.target_text`),
+* **Labels** are the targets as canonical number text (see :func:`dyntrain.codecs.tables.target_text`),
   so a dataset version's (content hash, label) pairs are exact.
 * **Evaluation**: the holdout is chosen by content hash as for classification, and used when
   it holds at least ``2 × min_holdout_per_class`` rows (a two-class problem's minimum);
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..entities import VersionItem
-from ..errors import Invalid
+from ..kernel.entities import VersionItem
+from ..kernel.errors import Invalid
 from ..learners import selection
 from ..learners.metrics import INTERVAL_LEVEL, bootstrap_interval
 from ..learners.metrics import regression_metrics
@@ -178,7 +178,7 @@ def select_regression(candidates: list[selection.Candidate], X: dict[str, np.nda
                       n_splits: int, time_budget_s: float | None,
                       progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
     """Cross-validate ``candidates`` on the same folds; the best pooled R² wins."""
-    from ..errors import Cancelled
+    from ..kernel.errors import Cancelled
 
     folds = _folds(len(y), n_splits, seed)
     start = time.perf_counter()

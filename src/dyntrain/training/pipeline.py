@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, tasks
-from ..entities import VersionItem
-from ..errors import Invalid
+from ..kernel.entities import VersionItem
+from ..kernel.errors import Invalid
 from ..learners import selection
 from ..learners.features import FeatureExtractor
 from .augmentation import Copies, Recipe, make_copies, training_arrays

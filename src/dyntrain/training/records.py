@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..core import Core
-from ..errors import NotFound
-from ..projects import project_row
+from ..kernel.core import Core
+from ..kernel.errors import NotFound
+from ..kernel.projects import project_row
 from ..storage.rows import ProjectRow, RunRow, utcnow
 
 __all__ = ["start_run", "finish_run", "list_runs", "run_detail", "run_summary"]

@@ -13,9 +13,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ..auth import authenticate, end_sessions
-from ..core import Core
-from ..errors import Forbidden
+from ..access.auth import authenticate, end_sessions
+from ..kernel.core import Core
+from ..kernel.errors import Forbidden
 from ..api.deps import SESSION_COOKIE, SESSION_MAX_AGE_S, check_csrf, get_core, new_session
 from .pages import templates
 
@@ -73,8 +73,8 @@ def login_url(path: str) -> str:
 
 @router.get("/tokens")
 def tokens_page(request: Request, core: Core = Depends(get_core)):
-    from ..auth import ROLES, list_tokens
-    from ..projects import list_projects
+    from ..access.auth import ROLES, list_tokens
+    from ..kernel.projects import list_projects
 
     who = request.state.caller
     return templates.TemplateResponse(request, "tokens.html", {
@@ -85,7 +85,7 @@ def tokens_page(request: Request, core: Core = Depends(get_core)):
 @router.get("/audit")
 def audit_page(request: Request, project: str | None = None, before: int | None = None,
                core: Core = Depends(get_core)):
-    from ..audit import entries
+    from ..access.audit import entries
 
     items = entries(core, project or None, 100, before, projects=request.state.caller.projects)
     return templates.TemplateResponse(request, "audit.html", {

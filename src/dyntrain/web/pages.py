@@ -17,13 +17,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__, tasks
-from .. import projects as svc
+from ..kernel import projects as svc
 from ..api.deps import page_csrf, trusts_local
-from ..core import Core
+from ..kernel.core import Core
 from ..datasets import changes
-from ..errors import NotFound
-from ..project_settings import ProjectSettings, gate_metrics, settings_schema
-from ..projects import project_row
+from ..kernel.errors import NotFound
+from ..kernel.project_settings import ProjectSettings, gate_metrics, settings_schema
+from ..kernel.projects import project_row
 from ..registry import models as registry
 from ..scheduler import queue
 from ..serving import predict as serving
@@ -374,7 +374,7 @@ def _number(value: str | None, kind, lo, hi):
 @router.get("/projects/{name}/activity")
 @html
 def activity_page(name: str, request: Request, before: int | None = None, core: Core = Depends(get_core)):
-    from ..audit import entries
+    from ..access.audit import entries
 
     ctx = _project_context(core, name, "activity")
     items = entries(core, name, 100, before)

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ..core import Core
+from ..kernel.core import Core
 from ..datasets import changes
 from ..datasets.versions import waiting_classes, waiting_sentence
-from ..entities import ClassInfo, Sample
-from ..projects import project_row
+from ..kernel.entities import ClassInfo, Sample
+from ..kernel.projects import project_row
 from ..registry import models as registry
 from ..scheduler import queue
 from ..storage.rows import EventRow

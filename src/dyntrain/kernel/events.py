@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .entities import Event
-from .storage.rows import EventCursorRow, EventRow, ProjectRow, utcnow
+from ..storage.rows import EventCursorRow, EventRow, ProjectRow, utcnow
 
 __all__ = ["EVENT_TYPES", "publish", "events_after", "ProjectEvent", "EventDrain"]
 

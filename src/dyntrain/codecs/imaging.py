@@ -17,8 +17,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import Invalid
-from .limits import exceeded
+from ..kernel.errors import Invalid
+from ..kernel.limits import exceeded
 
 __all__ = [
     "INPUT_SIZE",

@@ -1,7 +1,7 @@
 """Size limits: one wording for every refusal — what was sent, the limit, and the setting that changes it.
 
 Every limit is a server setting (``config.Settings``, env ``DYNTRAIN_*``); a refusal is a
-:class:`~dyntrain.errors.TooLarge` (HTTP 413) — or, for one bad file among several, a
+:class:`~dyntrain.kernel.errors.TooLarge` (HTTP 413) — or, for one bad file among several, a
 per-file reason inside the 422 that rejects the batch.
 
 >>> exceeded("the CSV has more than 10 rows", 10, "max_csv_rows").message

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .config import Settings
-from .storage import BlobStore, Database
+from ..storage import BlobStore, Database
 
 __all__ = ["Core", "hold_data_dir"]
 
@@ -32,18 +32,18 @@ class Core:
 
     def __post_init__(self) -> None:
         # The loop's wiring: the scheduler subscribes to new dataset versions (each may retrain).
-        from .scheduler import queue  # noqa: F401
+        from ..scheduler import queue  # noqa: F401
 
         if self.metrics is None:
-            from .observability import Metrics
+            from ..ops.observability import Metrics
 
             self.metrics = Metrics(self.db)
 
     @property
     def live(self):
         if self._live is None:
-            from .serving.live import LiveModels
-            from .storage.artifacts import open_artifacts
+            from ..serving.live import LiveModels
+            from ..storage.artifacts import open_artifacts
 
             # Through the store, always: it keeps each stored path inside it (storage.files.path_inside).
             fetch = (self.artifacts or open_artifacts(self.settings)).model_file
@@ -52,7 +52,7 @@ class Core:
         return self._live
 
     def _swapped(self, project_id: int, version: int) -> None:
-        from .storage.rows import ProjectRow
+        from ..storage.rows import ProjectRow
 
         with self.db.read() as s:
             project = s.get(ProjectRow, project_id)
@@ -65,7 +65,7 @@ class Core:
         db = Database(settings.database_url)
         if migrate:
             db.upgrade()
-        from .storage.artifacts import open_artifacts
+        from ..storage.artifacts import open_artifacts
 
         artifacts = open_artifacts(settings)
         return cls(settings=settings, db=db, blobs=artifacts.blobs, artifacts=artifacts)
@@ -82,7 +82,7 @@ def hold_data_dir(settings: Settings) -> IO | None:
     """
     from sqlalchemy.engine import make_url
 
-    from .storage.files import hold_server_lock
+    from ..storage.files import hold_server_lock
 
     url = make_url(settings.database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":

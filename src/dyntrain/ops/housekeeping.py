@@ -34,12 +34,12 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, not_, select, update
 
-from .core import Core
-from .errors import Conflict
-from .project_settings import ProjectSettings
-from .storage.blobs import FileBlobStore
-from .storage.files import UnsafePath, path_inside
-from .storage.rows import (
+from ..kernel.core import Core
+from ..kernel.errors import Conflict
+from ..kernel.project_settings import ProjectSettings
+from ..storage.blobs import FileBlobStore
+from ..storage.files import UnsafePath, path_inside
+from ..storage.rows import (
     AliasRow, ModelVersionRow, PredictionRow, ProjectRow, RunRow, SampleRow, VersionItemRow, utcnow,
 )
 
@@ -167,7 +167,7 @@ def gc(core: Core, *, dry_run: bool = False, actor: str = "housekeeping", now: d
         _work_dirs(core, report, dry_run, cutoff_ts)
         report.seconds = round(time.monotonic() - started, 3)
         if not dry_run and report.anything:
-            from . import audit
+            from ..access import audit
 
             log.info("housekeeping freed %s: %s", human_bytes(report.total_bytes),
                      ", ".join(f"{c} {getattr(report, c).count}" for c in report.CATEGORIES
@@ -240,7 +240,7 @@ def content_in_use(core: Core) -> set[str]:
 
 def needed_versions(s, project_id: int) -> set[int]:
     """Versions an alias points at, the one each alias would roll back to, and running runs' models."""
-    from .registry.models import rollback_target
+    from ..registry.models import rollback_target
 
     needed: set[int] = set()
     for alias, version in s.execute(select(AliasRow.name, AliasRow.version).where(AliasRow.project_id == project_id)):
@@ -298,7 +298,7 @@ def _model_bytes(core: Core, key: str) -> int:
 def _delete_model(core: Core, key: str) -> int:
     if core.artifacts is not None:
         return core.artifacts.delete_model(key)
-    from .storage.artifacts import PathArtifacts
+    from ..storage.artifacts import PathArtifacts
 
     return PathArtifacts(core.settings.blob_dir, core.settings.model_dir).delete_model(key)
 

@@ -2,9 +2,9 @@
 
 Every reader returns :class:`AnnotatedImage` records whose boxes are dyntrain's canonical boxes
 ``{"label", "x", "y", "w", "h"}`` in pixels of the image as it is shown upright (EXIF orientation
-applied, as browsers, OpenCV and :func:`dyntrain.imaging.decode_image` show it), x/y the top-left
+applied, as browsers, OpenCV and :func:`dyntrain.codecs.imaging.decode_image` show it), x/y the top-left
 corner. Every writer takes the same records. Problems are collected over the whole input and
-raised once as :class:`~dyntrain.errors.Invalid` (HTTP 422), each detail naming the file and the
+raised once as :class:`~dyntrain.kernel.errors.Invalid` (HTTP 422), each detail naming the file and the
 box (its index and values): a box outside the image (up to :data:`TOLERANCE_PX` of rounding is
 accepted, nothing is clipped), a box without area, an unknown class, an image listed but missing,
 a malformed file.
@@ -48,7 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from .archive import IMAGE_SUFFIXES, validate_label
-from .errors import Invalid, TooLarge
+from ..kernel.errors import Invalid, TooLarge
 
 __all__ = [
     "FORMATS",
@@ -203,7 +203,7 @@ def check_images(images: Iterable[AnnotatedImage], classes: Sequence[str] | None
     >>> check_images([AnnotatedImage("a.jpg", 10, 10, [{"label": "mug", "x": 5, "y": 5, "w": 9, "h": 2}])])
     ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    dyntrain.errors.Invalid: 1 problem in the boxes; first: a.jpg: box 0 (mug at x=5, y=5, w=9, h=2): ...4 px outside...
+    dyntrain.kernel.errors.Invalid: 1 problem in the boxes; first: a.jpg: box 0 (mug at x=5, y=5, w=9, h=2): ...4 px outside...
     """
     problems = _Problems()
     for img in images:
@@ -740,7 +740,7 @@ class _Source:
 
         member = self.members[name]
         if self.zip is None:
-            from .storage.files import path_inside
+            from ..storage.files import path_inside
 
             path = path_inside(self.path, member, "file")  # a symlink leading out of the folder is refused
             size = path.stat().st_size
@@ -837,7 +837,7 @@ def read_dataset(path: Path, *, format: str | None = None, image_size: SizeSourc
     ``image_size`` when given. Zip entries with absolute or ``..`` paths are refused before
     anything is read, as are more than ``max_files`` entries, more than ``max_total_bytes``
     inflated, or a member inflating over :data:`MAX_ZIP_RATIO` times its compressed size; a file
-    over ``max_bytes`` (setting ``max_upload_bytes``) is a :class:`~dyntrain.errors.TooLarge`.
+    over ``max_bytes`` (setting ``max_upload_bytes``) is a :class:`~dyntrain.kernel.errors.TooLarge`.
     Every problem is raised at once.
     """
     source = _Source(path, max_bytes=max_bytes, max_files=max_files, max_total_bytes=max_total_bytes)
@@ -1085,7 +1085,7 @@ def write_dataset(out: Path, images: Sequence[AnnotatedImage], classes: Sequence
     ``.zip``: the annotation files and, when ``image_bytes`` gives them, the images. Every path
     lies inside ``out``. Returns ``out``.
     """
-    from .storage.files import path_inside
+    from ..storage.files import path_inside
 
     files, places = annotation_files(images, classes, fmt)
     get = (image_bytes.__getitem__ if isinstance(image_bytes, Mapping) else image_bytes)

@@ -1,5 +1,5 @@
 """Torch-free table-row handling shared by data import, training and serving (like
-:mod:`dyntrain.imaging` and :mod:`dyntrain.texts`).
+:mod:`dyntrain.codecs.imaging` and :mod:`dyntrain.codecs.texts`).
 
 A tabular sample's content is its feature cells as **canonical JSON**: keys sorted, every
 present value written as the canonical string the learners see (3, 3.0 and "3.0" → "3",
@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import Invalid, TooLarge
+from ..kernel.errors import Invalid, TooLarge
 
 __all__ = [
     "MAX_COLUMNS", "MAX_ROW_BYTES", "canonical_row", "row_bytes", "decode_row", "target_text", "class_text",
@@ -184,7 +184,7 @@ def split_target(rows: Sequence[Mapping[str, Any]], target: str, task: str) -> t
     >>> split_target([{"x": 1, "y": "2.0"}], "y", "tabular-regression")
     ([b'{"x":"1"}'], ['2'])
     """
-    from . import tasks
+    from .. import tasks
 
     kind = tasks.get(task).target  # its label format, and the model output no column may be named
     if not isinstance(target, str) or not target.strip():
@@ -219,7 +219,7 @@ def check_row(schema: Sequence[Mapping[str, str]], row: Mapping[str, Any]) -> No
     >>> check_row([{"name": "n", "type": "numeric"}], {"n": "abc"})
     Traceback (most recent call last):
     ...
-    dyntrain.errors.Invalid: column 'n' is numeric but holds 'abc'
+    dyntrain.kernel.errors.Invalid: column 'n' is numeric but holds 'abc'
     """
     from .table_features import NUMERIC, _number
 
@@ -270,7 +270,7 @@ def read_csv_rows(source: str | bytes | io.TextIOBase, *, name: str = "the file"
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise Invalid(f"{name}: the header names these columns more than once: {', '.join(dupes)}")
-    from .limits import limit_rows
+    from ..kernel.limits import limit_rows
 
     rows = []
     lines = ((n, cells) for n, cells in enumerate(reader, 2) if cells and any(c.strip() for c in cells))

@@ -16,7 +16,7 @@ def gate_metrics(task: str) -> tuple[str, ...]:
     >>> gate_metrics("tabular-regression")
     ('r2', 'mae')
     """
-    from . import tasks
+    from .. import tasks
 
     return tasks.get(task).target.gate_metrics
 
@@ -51,7 +51,7 @@ class ProjectSettings(BaseModel):
     @field_validator("gate_metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        from . import tasks
+        from .. import tasks
 
         known = list(dict.fromkeys(m for n in tasks.names() for m in tasks.get(n).target.gate_metrics))
         if value not in known:
@@ -63,7 +63,7 @@ class ProjectSettings(BaseModel):
     def _known_learners(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        from .learners import names
+        from ..learners import names
 
         unknown = sorted(set(value) - set(names()))
         if unknown or not value:
@@ -75,7 +75,7 @@ class ProjectSettings(BaseModel):
     @classmethod
     def _augment_config(cls, value: dict | None) -> dict | None:
         if value is not None:
-            from .datasets.augment import AugmentConfig
+            from ..datasets.augment import AugmentConfig
 
             AugmentConfig.from_dict(value)  # raises Invalid naming the bad key or value
         return value
@@ -123,7 +123,7 @@ def check_webhook_destination(patch: dict[str, Any] | None, allow_private: bool)
     url = (patch or {}).get("webhook_url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         return  # empty, or a wrong type/scheme that merge_settings names
-    from .webhooks import check_destination
+    from ..ops.webhooks import check_destination
 
     reason = check_destination(url, allow_private)
     if reason:

@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .core import Core
-from . import tasks
+from .. import tasks
 from .entities import Project
 from .errors import Conflict, Invalid, NotFound
 from .project_settings import check_webhook_destination, merge_settings
-from .storage.rows import AliasRow, JobRow, ModelVersionRow, ProjectRow, SampleRow
+from ..storage.rows import AliasRow, JobRow, ModelVersionRow, ProjectRow, SampleRow
 
 __all__ = ["create_project", "get_project", "project_row", "list_projects", "update_project",
            "delete_project", "project_status"]

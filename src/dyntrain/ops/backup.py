@@ -39,10 +39,10 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from . import __version__
-from .config import Settings
-from .errors import Conflict, Invalid, NotFound
-from .storage.files import SERVER_LOCK, UnsafePath, path_inside
+from .. import __version__
+from ..kernel.config import Settings
+from ..kernel.errors import Conflict, Invalid, NotFound
+from ..storage.files import SERVER_LOCK, UnsafePath, path_inside
 
 __all__ = ["backup", "restore", "read_manifest", "FORMAT", "FORMAT_VERSION"]
 
@@ -210,7 +210,7 @@ def _known_revisions() -> set[str]:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from .storage.db import _MIGRATIONS
+    from ..storage.db import _MIGRATIONS
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
@@ -256,7 +256,7 @@ def restore(settings: Settings, archive: Path, progress: ProgressFn | None = Non
         if not staged_db.is_file():
             raise Invalid(f"the backup {archive} holds no database")
         _check_models(settings, staged_db, model_hashes)
-        from .storage.db import Database
+        from ..storage.db import Database
 
         db = Database(f"sqlite:///{staged_db}")
         try:

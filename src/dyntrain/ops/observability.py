@@ -1,6 +1,6 @@
 """Observability: Prometheus metrics and structured (JSON) logs with request and job ids.
 
-Metrics live in one :class:`Metrics` object per :class:`~dyntrain.core.Core`, each with its
+Metrics live in one :class:`Metrics` object per :class:`~dyntrain.kernel.core.Core`, each with its
 own ``CollectorRegistry`` (tests build many apps in one process; the global registry would
 refuse the second one). Hooks elsewhere are one call on ``core.metrics``. The queue depth is
 read from the jobs table when scraped, so every API process reports the same, true figure.
@@ -54,7 +54,7 @@ class _QueueDepth:
     def collect(self):
         from sqlalchemy import func, select
 
-        from .storage.rows import JobRow
+        from ..storage.rows import JobRow
 
         family = GaugeMetricFamily("dyntrain_queue_depth", "Training jobs per state (delayed, queued, running).",
                                    labels=["status"])

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from .core import Core
-from .storage.rows import AuditRow
+from ..kernel.core import Core
+from ..storage.rows import AuditRow
 
 __all__ = ["AuditEntry", "record", "entries", "AuditMiddleware"]
 

@@ -8,10 +8,10 @@ import logging
 import numpy as np
 from PIL import Image
 
-from .core import Core
-from .datasets.changes import Upload, add_samples
-from .errors import Conflict
-from .projects import create_project
+from ..kernel.core import Core
+from ..datasets.changes import Upload, add_samples
+from ..kernel.errors import Conflict
+from ..kernel.projects import create_project
 
 __all__ = ["seed_demo", "digit_images"]
 

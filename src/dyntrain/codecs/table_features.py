@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import Invalid
+from ..kernel.errors import Invalid
 
 __all__ = ["TABLE", "NUMERIC", "CATEGORICAL", "MISSING_CATEGORY", "infer_schema", "to_matrix", "schema_of",
            "row_feed", "parse_number"]

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from .core import Core
-from .errors import Forbidden, Invalid, NotFound
-from .storage.files import atomic_write
-from .storage.rows import TokenRow, utcnow
+from ..kernel.core import Core
+from ..kernel.errors import Forbidden, Invalid, NotFound
+from ..storage.files import atomic_write
+from ..storage.rows import TokenRow, utcnow
 
 __all__ = ["ROLES", "PERMISSIONS", "EVERY_PROJECT", "Caller", "LOCAL_ADMIN", "TokenInfo",
            "required_permission", "create_token", "list_tokens", "revoke_token", "authenticate", "ensure_admin_token",
@@ -195,7 +195,7 @@ def create_token(core: Core, name: str, role: str, projects: list[str] | None = 
                         f"own, limited to its projects ({', '.join(sorted(by.projects)) or 'all'}): pass "
                         "--project for each of them, or ask an admin of every project")
     if names:
-        from .storage.rows import ProjectRow
+        from ..storage.rows import ProjectRow
 
         with core.db.read() as s:
             known = set(s.scalars(select(ProjectRow.name).where(ProjectRow.name.in_(names))))

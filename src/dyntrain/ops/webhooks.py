@@ -23,11 +23,11 @@ import httpx
 from sqlalchemy import select
 
 from .background import Periodic
-from .core import Core
-from .events import EventDrain, ProjectEvent
-from .project_settings import ProjectSettings
-from .storage.files import stored_secret
-from .storage.rows import ProjectRow
+from ..kernel.core import Core
+from ..kernel.events import EventDrain, ProjectEvent
+from ..kernel.project_settings import ProjectSettings
+from ..storage.files import stored_secret
+from ..storage.rows import ProjectRow
 
 __all__ = ["WEBHOOK_EVENTS", "sign", "check_destination", "resolve_destination", "WebhookSender", "webhook_secret"]
 

@@ -8,8 +8,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from .errors import Invalid
-from .limits import limit_rows
+from ..kernel.errors import Invalid
+from ..kernel.limits import limit_rows
 
 __all__ = ["iter_labelled_files", "read_text_records", "read_table", "IMAGE_SUFFIXES", "validate_label",
            "export_paths"]
@@ -59,7 +59,7 @@ def export_paths(out_dir: Path, samples: list[tuple[int, str, str]]) -> list[tup
     >>> export_paths(Path("/tmp/out"), [(7, "mug", "a.png")])
     [(7, PosixPath('/tmp/out/mug/a.png'))]
     """
-    from .storage.files import path_inside
+    from ..storage.files import path_inside
 
     bad: dict[str, str] = {}
     for _, label, _ in samples:
@@ -151,7 +151,7 @@ _READ_CHUNK = 1024 * 1024
 def _check_file_size(size: int, max_bytes: int | None, what: str) -> None:
     """:class:`TooLarge` when ``size`` is over ``max_bytes``; ``what`` says what was found."""
     if max_bytes is not None and size > max_bytes:
-        from .limits import exceeded
+        from ..kernel.limits import exceeded
 
         raise exceeded(what, max_bytes, "max_upload_bytes", "leave that file out or make it smaller")
 
@@ -201,7 +201,7 @@ def read_text_records(path: Path, text_column: str = "text", label_column: str =
     """(label, text) pairs from a .csv (with a header row) or a .jsonl file (one object per line).
 
     More than ``max_rows`` records (setting ``max_csv_rows``) is a :class:`TooLarge`, raised
-    while reading (see :func:`dyntrain.limits.limit_rows`).
+    while reading (see :func:`dyntrain.kernel.limits.limit_rows`).
 
     >>> read_text_records(Path("reviews.csv"))  # doctest: +SKIP
     [('positive', 'A wonderful film'), ...]

@@ -1,0 +1,1 @@
+"""Who may do what: tokens, sessions, permissions, and the audit log."""

@@ -1,0 +1,1 @@
+"""The kernel: settings, the core object, errors, entities, events, limits, projects."""

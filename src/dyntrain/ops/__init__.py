@@ -1,0 +1,1 @@
+"""Operations: metrics and logs, housekeeping, backup, the background timer, webhooks, demo data."""
