@@ -167,6 +167,10 @@ def import_(
                                          "number for tabular-regression); every other column is a feature."),
     box_format: Optional[str] = typer.Option(None, "--format", help="Object detection: coco, voc or yolo "
                                              "(detected from the files when left out)."),
+    unlabelled: bool = typer.Option(False, "--unlabelled", help="Items WITHOUT labels into the labelling queue: "
+                                    "images (a folder or .zip of files, no class folders), texts (.csv/.jsonl, "
+                                    "--text-column) or table rows (.csv/.jsonl; --target names a column to leave "
+                                    "out). Label them on the project's Unlabelled page."),
     url: str = URL,
 ):
     """Upload labelled examples as ONE new dataset version (or none if anything fails).
@@ -174,6 +178,10 @@ def import_(
     Object detection (--task object-detection): a folder or .zip of images with COCO JSON, Pascal
     VOC XML or YOLO txt boxes; every bad box is named (file and box) before anything is sent."""
     client = _client(url)
+    if unlabelled:
+        from .cli_unlabelled import import_unlabelled
+
+        return import_unlabelled(client, path, project, task, text_column, target)
     tabular = path.suffix.lower() in (".csv", ".jsonl")
     if task is None and tabular:
         try:  # an existing project decides what the file holds

@@ -10,6 +10,7 @@ from dyntrain import scenes
 from dyntrain.kernel.errors import Invalid
 from dyntrain.learners import detection as D
 from dyntrain.learners import feature_maps as fm
+from dyntrain.codecs import detections, letterbox as lb
 from dyntrain.learners.detection_fit import Candidate
 
 # Small on purpose (a shared fixture trains once, in seconds): two classes, 8 images per class,
@@ -75,7 +76,7 @@ def test_export_is_one_file_matching_torch(fitted, exported, train_scenes):
     assert [o.name for o in graph.graph.output] == ["boxes", "scores", "labels"]
     meta = {p.key: p.value for p in graph.metadata_props}
     assert meta["format"] == "dyntrain-detector-v1" and int(meta["input_size"]) == model.candidate.size
-    batch, _, _ = fm.letterbox_many([s.image for s in train_scenes[:4]], model.candidate.size)
+    batch, _, _ = lb.letterbox_many([s.image for s in train_scenes[:4]], model.candidate.size)
     sess = fm.session(exported)
     boxes, scores, labels = sess.run(["boxes", "scores", "labels"], {"image": batch})
     t_boxes, t_scores, t_labels = model.torch_outputs(batch)
@@ -100,7 +101,7 @@ def test_boxes_come_back_in_original_pixels(exported):
         for b in s.boxes:
             same = [p for p in preds if p["label"] == b["label"]]
             if same:
-                ious = D.iou_xywh([[b["x"], b["y"], b["w"], b["h"]]], [[p["x"], p["y"], p["w"], p["h"]] for p in same])
+                ious = detections.iou_xywh([[b["x"], b["y"], b["w"], b["h"]]], [[p["x"], p["y"], p["w"], p["h"]] for p in same])
                 found += ious.max() >= 0.5
     assert found >= 0.6 * sum(len(s.boxes) for s in wide)
 
@@ -111,14 +112,14 @@ def test_decode_maps_back_thresholds_and_suppresses():
                        [0.0, 0.0, 10.0, 10.0]]])
     scores = np.array([[0.9, 0.8, 0.7, 0.6]])
     labels = np.array([[0, 0, 1, 2]], np.int64)
-    out = D.decode((boxes, scores, labels), 0.5, (0, 60), 0.5, size=(640, 400), class_names=["a", "b", "c"])
+    out = detections.decode((boxes, scores, labels), 0.5, (0, 60), 0.5, size=(640, 400), class_names=["a", "b", "c"])
     # The second box is the first one again (same class, IoU > 0.6); the third is another class;
     # the fourth lies wholly in the padding.
     assert [(d["label"], d["label_index"]) for d in out] == [("a", 0), ("b", 1)]
     assert out[0] == {"label": "a", "label_index": 0, "confidence": 0.9, "x": 100.0, "y": 40.0, "w": 200.0, "h": 80.0}
-    assert D.decode((boxes, scores, labels), 0.5, (0, 60), 0.95) == []
+    assert detections.decode((boxes, scores, labels), 0.5, (0, 60), 0.95) == []
     with pytest.raises(ValueError, match="one image"):
-        D.decode((np.zeros((2, 3, 4)), np.zeros((2, 3)), np.zeros((2, 3))), 1.0, (0, 0), 0.5)
+        detections.decode((np.zeros((2, 3, 4)), np.zeros((2, 3)), np.zeros((2, 3))), 1.0, (0, 0), 0.5)
 
 
 def _box(label, x, y, w, h, confidence=None):

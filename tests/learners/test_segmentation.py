@@ -11,6 +11,7 @@ import pytest
 
 from dyntrain.kernel.errors import Invalid
 from dyntrain.learners import feature_maps as fm
+from dyntrain.codecs import letterbox as lb
 from dyntrain.learners import segmentation as seg
 from dyntrain.learners.segmentation_metrics import boundary_counts, segmentation_metrics
 from dyntrain.masks import UNLABELLED
@@ -132,7 +133,7 @@ def test_letterboxed_mask_sits_where_the_image_does(scene):
     assert (px, py) == (0, 40)
     assert (lm[:py] == UNLABELLED).all() and (lm[py + 240:] == UNLABELLED).all()
     assert np.array_equal(lm[py:py + 240], scene.mask)
-    assert (batch[0, :py] == fm.PAD_VALUE).all()
+    assert (batch[0, :py] == lb.PAD_VALUE).all()
 
 
 def test_decode_undoes_the_letterbox():

@@ -122,7 +122,7 @@ def test_answers_follow_the_contract(name, every):
     case = every[name]
     learner, X = case["learner"], case["X"]
     if learner.contract == "detector":
-        from dyntrain.learners.detection_metrics import iou_xywh
+        from dyntrain.codecs.detections import iou_xywh
 
         said = learner.predict(X)
         assert len(said) == len(X) and all({"label_index", "confidence", "x", "y", "w", "h"} <= set(b)

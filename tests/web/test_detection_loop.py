@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -33,7 +35,7 @@ def _done(api, version):
             and j["dataset_version"] == version]
 
 
-def test_detection_goes_through_the_whole_loop(loop_server, core, browser):
+def test_detection_goes_through_the_whole_loop(loop_server, core, browser, tmp_path):
     api = httpx.Client(base_url=loop_server.url + "/api/v1", timeout=120)
     r = api.post("/projects", json={"name": "shelf", "task": "object-detection", "settings": FAST})
     assert r.status_code == 201 and r.json()["settings"]["gate_metric"] in ("map50_95", "macro_f1")
@@ -78,6 +80,21 @@ def test_detection_goes_through_the_whole_loop(loop_server, core, browser):
     records = api.get("/projects/shelf/predictions").json()
     top = answers[0]["boxes"][0]["label"] if answers[0]["boxes"] else None  # the surest box's class: the list filters on it
     assert records["total"] == 2 and records["items"][-1]["label"] == top and records["items"][-1]["output"]["boxes"] == answers[0]["boxes"]
+
+    # serving boxes needs neither torch nor the training stack: an inference-only process on the same data
+    probe = (
+        "import sys\n"
+        "from dyntrain.kernel.config import Settings\nfrom dyntrain.kernel.core import Core\n"
+        "from dyntrain.serving.predict import predict_items\n"
+        f"core = Core.create(Settings(data_dir={str(core.settings.data_dir)!r}, database_url={core.settings.database_url!r}), migrate=False)\n"
+        f"p = predict_items(core, 'shelf', [('n.png', open({str(tmp_path / 'n.png')!r}, 'rb').read())])\n"
+        "print(len(p[0]['boxes']), 'torch' in sys.modules, sorted(m for m in sys.modules if m.startswith('dyntrain.learners')))\n"
+    )
+    (tmp_path / "n.png").write_bytes(_png(new[0].image))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[1:] == ["False", "[]"], out.stdout
+    assert int(out.stdout.split()[0]) == len(answers[0]["boxes"])
 
     # the Try page in a real browser: a photo in, the model's boxes drawn over it, no console error
     page = browser.new_page(viewport={"width": 1366, "height": 900})

@@ -92,9 +92,9 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
     if role == "inference":
         modules = (access, projects, models)
     else:
-        from . import admin, data, training
+        from . import admin, data, training, unlabelled
 
-        modules = (access, projects, data, training, models, admin)
+        modules = (access, projects, data, unlabelled, training, models, admin)
     for module in modules:
         app.include_router(module.router)
 

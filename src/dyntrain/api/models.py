@@ -137,15 +137,33 @@ def alias_history(name: str, core: Core = Depends(get_core)):
     return registry.alias_history(core, name)
 
 
+_EXPLAIN_IMAGES = ("Add an ``explanation`` heatmap to each prediction: ``cam`` (exact class activation map, linear "
+                   "probe models, a few ms), ``occlusion`` (any image model; queued, rate-limited per caller, "
+                   "cached per model version and image) or ``auto`` (cam where the model has one, else "
+                   "occlusion). A refused explanation never fails the prediction.")
+
+
 @router.post("/projects/{name}/predict")
 def predict(name: str, request: Request, files: list[UploadFile] = File(..., description="One or many images."),
             version: int | None = Query(None, description="A specific model version instead of production."),
+            explain: str | None = Query(None, pattern="^(auto|cam|occlusion)$", description=_EXPLAIN_IMAGES),
             core: Core = Depends(get_core)):
     """Classify images with the model in service. Each bad image gets its own ``error`` entry."""
     client = request.client.host if request.client else ""
-    results = serving.predict_items(core, name, [(f.filename or "upload", f.file.read()) for f in files],
-                                     version=version, client=client)
+    sent = [(f.filename or "upload", f.file.read()) for f in files]
+    results = serving.predict_items(core, name, sent, version=version, client=client)
+    if explain:
+        _explain(core, name, results, sent, explain, request)
     return {"predictions": results}
+
+
+def _explain(core: Core, name: str, results: list, sent: list, method: str, request: Request) -> None:
+    from ..serving import explain as explaining  # here: only requests that ask for one load it
+
+    who = getattr(request.state, "caller", None)
+    caller = (f"token:{who.token_id}" if who is not None and who.token_id is not None
+              else f"client:{request.client.host if request.client else ''}")
+    explaining.attach(core, name, results, sent, method, caller)
 
 
 class TextsIn(BaseModel):
@@ -155,11 +173,16 @@ class TextsIn(BaseModel):
 @router.post("/projects/{name}/predict/texts")
 def predict_texts(name: str, body: TextsIn, request: Request,
                   version: int | None = Query(None, description="A specific model version instead of production."),
+                  explain: str | None = Query(None, pattern="^words$", description=(
+                      "``words``: weigh each word (sentence, in long texts) by how much leaving it out lowers "
+                      "the answer's score; queued, rate-limited and cached like image occlusion.")),
                   core: Core = Depends(get_core)):
     """Classify texts (text-classification projects); same answer shape as ``/predict``."""
     client = request.client.host if request.client else ""
-    results = serving.predict_items(core, name, [(f"text-{i}", t.encode("utf-8")) for i, t in enumerate(body.texts)],
-                                     version=version, client=client)
+    sent = [(f"text-{i}", t.encode("utf-8")) for i, t in enumerate(body.texts)]
+    results = serving.predict_items(core, name, sent, version=version, client=client)
+    if explain:
+        _explain(core, name, results, sent, explain, request)
     return {"predictions": results}
 
 
@@ -184,15 +207,23 @@ def list_predictions(name: str, label: str | None = None, min_confidence: float 
                      max_confidence: float | None = Query(None, ge=0, le=1), version: int | None = None,
                      order: str = Query("newest", pattern="^(newest|least_confident)$"),
                      offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+                     cursor: str | None = Query(None, description="The previous page's next_cursor: the page after "
+                                                "it (keyset pagination, fast at any depth; offset is then ignored)."),
                      core: Core = Depends(get_core)):
-    """Every prediction recorded, filterable; ``order=least_confident`` shows doubtful ones first."""
+    """Every prediction recorded, filterable; ``order=least_confident`` shows doubtful ones first.
+
+    ``total`` counts the matching records up to 10,000 (``total_exact`` false beyond: counting
+    a million records would slow every page); page through any number with ``next_cursor``."""
     items, total = serving.list_predictions(core, name, label=label, min_confidence=min_confidence,
                                             max_confidence=max_confidence, version=version, order=order,
-                                            offset=offset, limit=limit)
+                                            offset=offset, limit=limit, cursor=cursor, count_limit=_COUNT_LIMIT)
     # scores and value: the fields of earlier releases, beside the whole output
     return {"items": [{**p.__dict__, "scores": p.scores, "value": p.value, "created_at": p.created_at.isoformat()}
-                      for p in items], "total": total,
-            "offset": offset, "limit": limit}
+                      for p in items], "total": min(total, _COUNT_LIMIT), "total_exact": total <= _COUNT_LIMIT,
+            "offset": offset, "limit": limit, "next_cursor": serving.next_cursor(items, order, limit)}
+
+
+_COUNT_LIMIT = 10_000
 
 
 @router.get("/projects/{name}/predictions/{prediction_id}/image", response_class=Response)

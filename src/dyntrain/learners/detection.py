@@ -6,7 +6,7 @@ Public API (what the task plug-in calls):
   by COCO mAP50:95 on repeated K-fold over images within a time budget, fit the chosen one on
   everything, pick the confidence threshold; returns ``(DetectorModel, report)``.
 * :func:`export_detector` — ONE ONNX file: ``image`` uint8 [N,S,S,3] (letterboxed, see
-  :func:`dyntrain.learners.feature_maps.letterbox`) -> ``boxes`` [N,K,4] (x, y, w, h in model-input
+  :func:`dyntrain.learners.lb.letterbox`) -> ``boxes`` [N,K,4] (x, y, w, h in model-input
   pixels), ``scores`` [N,K], ``labels`` [N,K] int64; peaks and top-K inside the graph.
 * :func:`decode` — numpy only: threshold, per-class NMS, back to original pixels.
 * :class:`Detector` — serving helper (ONNX Runtime + numpy, no torch): image -> boxes.
@@ -29,12 +29,12 @@ import numpy as np
 
 from ..kernel.errors import Invalid
 from . import feature_maps as fm
-from .detection_metrics import detection_metrics, iou_xywh
+from ..codecs import letterbox as lb
+from ..codecs.detections import decode
+from .detection_metrics import detection_metrics
 
-__all__ = ["fit_detector", "export_detector", "decode", "Detector", "detection_metrics", "validate",
-           "DetectorModel", "NMS_IOU"]
+__all__ = ["fit_detector", "export_detector", "Detector", "detection_metrics", "validate", "DetectorModel"]
 
-NMS_IOU = 0.6  # same-class boxes overlapping more than this are one object (keep the surer one)
 
 
 def validate(images: list[np.ndarray], annotations: list[list[dict]], class_names: list[str]) -> tuple[list, list]:
@@ -76,42 +76,6 @@ def validate(images: list[np.ndarray], annotations: list[list[dict]], class_name
     return boxes, labels
 
 
-def decode(outputs, scale: float, pads, threshold: float, *, size: tuple[int, int] | None = None,
-           class_names: list[str] | None = None, nms_iou: float = NMS_IOU) -> list[dict]:
-    """One image's graph outputs -> ``[{label_index, confidence, x, y, w, h}]`` in original pixels.
-
-    ``outputs`` is ``(boxes, scores, labels)`` as the session returns them for a batch of one
-    (or already indexed to one image); ``scale`` and ``pads`` = (pad_x, pad_y) come from
-    :func:`~dyntrain.learners.feature_maps.letterbox`; ``size`` = (width, height) of the original
-    clips the boxes to it. Boxes scoring below ``threshold`` are dropped, then same-class boxes
-    overlapping more than ``nms_iou`` (keeping the surer one). Sorted by confidence.
-    """
-    boxes, scores, labels = (np.asarray(o) for o in outputs[:3])
-    if scores.ndim == 2:
-        if scores.shape[0] != 1:
-            raise ValueError(f"decode takes one image's outputs; got a batch of {scores.shape[0]}")
-        boxes, scores, labels = boxes[0], scores[0], labels[0]
-    keep = np.flatnonzero(scores >= threshold)
-    keep = keep[np.argsort(-scores[keep], kind="stable")]
-    width, height = size if size is not None else (None, None)
-    orig = fm.boxes_to_original(boxes[keep], scale, pads[0], pads[1], width, height)
-    out: list[dict] = []
-    chosen: list[int] = []
-    for n, j in enumerate(keep):
-        if orig[n, 2] <= 0 or orig[n, 3] <= 0:
-            continue  # entirely in the letterbox padding
-        same = [m for m in chosen if labels[keep[m]] == labels[j]]
-        if same and iou_xywh(orig[n], orig[same]).max() > nms_iou:
-            continue
-        chosen.append(n)
-        d = {"label_index": int(labels[j]), "confidence": float(scores[j]),
-             "x": float(orig[n, 0]), "y": float(orig[n, 1]), "w": float(orig[n, 2]), "h": float(orig[n, 3])}
-        if class_names is not None:
-            d = {"label": class_names[int(labels[j])], **d}
-        out.append(d)
-    return out
-
-
 class Detector:
     """A served detector: the exported file run by ONNX Runtime, with letterbox and decode.
 
@@ -139,7 +103,7 @@ class Detector:
     def predict_many(self, images: list[np.ndarray], threshold: float | None = None) -> list[list[dict]]:
         if not images:
             return []
-        batch, scales, pads = fm.letterbox_many(images, self.size)
+        batch, scales, pads = lb.letterbox_many(images, self.size)
         outs = self.session.run(["boxes", "scores", "labels"], {"image": batch})
         t = self.threshold if threshold is None else float(threshold)
         return [decode([o[i] for o in outs], scales[i], pads[i], t, size=(im.shape[1], im.shape[0]),

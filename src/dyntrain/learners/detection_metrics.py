@@ -17,22 +17,11 @@ import io
 
 import numpy as np
 
-__all__ = ["detection_metrics", "iou_xywh", "match"]
+from ..codecs.detections import iou_xywh
+
+__all__ = ["detection_metrics", "match"]
 
 IOU_MATCH = 0.5  # a prediction "finds" an object at IoU >= 0.5 (mAP50's criterion)
-
-
-def iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [len(a), len(b)] of boxes given as (x, y, w, h)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
-                 - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
-                 - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    union = a[:, None, 2] * a[:, None, 3] + b[None, :, 2] * b[None, :, 3] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def _label_index(label, class_names: list[str]) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import feature_maps as fm
+from ..codecs import letterbox as lb
 from ._training import seeded
 from ._training import torch_threads
 from .detection_nets import LEVELS, STRIDE, Decoder, DetectionHead, losses
@@ -71,7 +72,7 @@ def augmenter(seed: int, size: int):
     return A.Compose(
         [
             A.Affine(scale=(0.6, 1.35), translate_percent=(-0.15, 0.15), rotate=(-10, 10), shear=(-6, 6),
-                     rotate_method="ellipse", border_mode=cv2.BORDER_CONSTANT, fill=fm.PAD_VALUE, p=0.9),
+                     rotate_method="ellipse", border_mode=cv2.BORDER_CONSTANT, fill=lb.PAD_VALUE, p=0.9),
             A.HorizontalFlip(p=0.5),
             A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.7),
             A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=20, val_shift_limit=10, p=0.5),
@@ -101,18 +102,18 @@ def build_bank(images: list[np.ndarray], boxes: list[np.ndarray], labels: list[n
             batch.clear()
 
     for i, (image, b, lab) in enumerate(zip(images, boxes, labels)):
-        lb, scale, px, py = fm.letterbox(image, size)
+        boxed, scale, px, py = lb.letterbox(image, size)
         scales.append(scale)
         pads.append((px, py))
         shapes.append(image.shape[:2])
-        mb = fm.boxes_to_model(b, scale, px, py).astype(np.float32) if len(b) else np.zeros((0, 4), np.float32)
+        mb = lb.boxes_to_model(b, scale, px, py).astype(np.float32) if len(b) else np.zeros((0, 4), np.float32)
         # Clip to the letterboxed square (rounding can push an edge a fraction of a pixel out).
         mb = _clip(mb, size)
         for c in range(copies):
             if c == 0:
-                img, cb, cl = lb[0], mb, np.asarray(lab, np.int64)
+                img, cb, cl = boxed[0], mb, np.asarray(lab, np.int64)
             else:
-                out = aug(image=lb[0], bboxes=mb, labels=np.asarray(lab, np.int64))
+                out = aug(image=boxed[0], bboxes=mb, labels=np.asarray(lab, np.int64))
                 img = out["image"]
                 cb = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
                 cl = np.asarray(out["labels"], np.int64).reshape(-1)

@@ -93,7 +93,7 @@ def bank_for(photos, y, size: int, copies: int, seed: int, check=None, *, cache:
 
 def to_original(outputs, bank, index: int, photo: Photo, floor: float = DECODE_FLOOR) -> list[dict]:
     """One photo's raw head outputs (model pixels) as boxes in its original pixels."""
-    from .detection import decode
+    from ..codecs.detections import decode
 
     h, w = photo.pixels.shape[:2]
     boxes = decode(outputs, float(bank.scales[index]), bank.pads[index], floor, size=(w, h))
@@ -111,10 +111,12 @@ def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, 
 
     learner = CenterNetDetector(**params)
     photos = list(photos)
-    bank = bank_for(photos, y, learner.size, learner.copies, 0)  # one bank per run's photos, whatever the fold seed
+    # one bank per run's photos, whatever the fold; each fold's head has the same seed for every
+    # candidate, so candidates compare on equal terms (as detection_fit.select_detector does)
+    bank = bank_for(photos, y, learner.size, learner.copies_for(len(photos)), 0)
     out = []
     for k, (train, test) in enumerate(folds):
-        head = train_head(bank, np.asarray(train), n_classes, seed=seed + k, passes=learner.passes)
+        head = train_head(bank, np.asarray(train), n_classes, seed=seed + k, passes=learner.passes)  # seed: the fold's
         raw = predict_bank(head, bank, np.asarray(test))
         out.append([to_original(r, bank, int(i), photos[int(i)]) for r, i in zip(raw, test)])
         if progress is not None:
@@ -131,23 +133,30 @@ class CenterNetDetector(Learner):
     input_kind = PHOTO_KIND
     contract = "detector"
 
-    def __init__(self, *, size: int = 320, copies: int = 6, passes: int = 2400) -> None:
+    def __init__(self, *, size: int = 320, copies: int | None = None, passes: int = 2400) -> None:
         super().__init__()
         self.size = size
-        self.copies = copies
+        self.copies = copies  # None: the measured rule (detection_fit.copies_for)
         self.passes = passes
 
-    def fit(self, X, y, *, n_classes: int, sample_weight=None, progress=None, seed: int = 0) -> "CenterNetDetector":
+    def copies_for(self, n_images: int) -> int:
+        from .detection_fit import copies_for
+
+        return int(self.copies or copies_for(n_images))
+
+    def fit(self, X, y, *, n_classes: int, sample_weight=None, progress=None, seed: int = 0,
+            class_names: list[str] | None = None) -> "CenterNetDetector":
         from .detection_train import train_head
 
         if not len(X):
             from ..kernel.errors import Invalid
 
             raise Invalid("no images to train the detector on")
-        bank = bank_for(X, y, self.size, self.copies, seed)
+        bank = bank_for(X, y, self.size, self.copies_for(len(X)), seed)
         self.head_ = train_head(bank, np.arange(len(X)), n_classes, seed=seed, passes=self.passes, progress=progress)
         self.cache_dir_ = X[0].cache_dir
         self.n_classes_ = n_classes
+        self.class_names_ = list(class_names or (str(k) for k in range(n_classes)))
         return self
 
     def predict(self, X) -> list[list[dict]]:
@@ -165,35 +174,11 @@ class CenterNetDetector(Learner):
         raise NotImplementedError("a detector answers boxes (predict)")
 
     def export_onnx(self, path: str | Path, *, backbone_dir: str | Path) -> Path:
-        """One graph: letterboxed uint8 image → boxes, scores, labels; the input size and the
-        operating threshold in its metadata (serving reads them)."""
-        import onnx
-        import torch
-        from torch import nn
-
-        from ..storage.files import atomic_write
-        from . import _nets
-        from .detection_nets import ExportedDetector
-        from .feature_maps import torch_module
+        """One graph: letterboxed uint8 image → boxes, scores, labels; the input size, the classes and
+        the operating threshold in its metadata (serving reads them); see detection_fit.export_detector."""
+        from .detection_fit import Candidate, DetectorModel, export_detector
 
         self._check_fitted()
-
-        class Whole(nn.Module):
-            def __init__(self, maps: nn.Module, head: nn.Module) -> None:
-                super().__init__()
-                self.maps, self.head = maps, head
-
-            def forward(self, image: torch.Tensor):
-                _, s8, s16, s32 = self.maps(image)
-                return self.head(s8, s16, s32)
-
-        module = Whole(torch_module(), ExportedDetector(self.head_)).eval()
-        example = torch.zeros(1, self.size, self.size, 3, dtype=torch.uint8)
-        model = onnx.load_from_string(_nets.onnx_bytes(module, example, input_name="image",
-                                                       output_names=["boxes", "scores", "labels"]))
-        for key, value in {"input_size": str(self.size), "threshold": str(OPERATING_THRESHOLD)}.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        path = Path(path)
-        atomic_write(path, model.SerializeToString())
-        return path
+        model = DetectorModel(self.head_, Candidate(f"head-{self.size}", self.size), self.class_names_,
+                              OPERATING_THRESHOLD, Path(self.cache_dir_))
+        return export_detector(model, path)

@@ -45,6 +45,7 @@ from PIL import Image, ImageEnhance
 from ..kernel.errors import Invalid
 from ..masks import UNLABELLED, check_class_table, check_mask
 from . import feature_maps as fm
+from ..codecs import letterbox as lb
 from .segmentation_metrics import confusion, segmentation_metrics
 
 __all__ = [
@@ -116,7 +117,7 @@ class SegmentationModel:
 
 def preprocess(image: Any, size: int) -> tuple[np.ndarray, tuple[float, int, int]]:
     """A photo (uint8 HxWx3 array or PIL image) -> (uint8 [1,S,S,3] batch, letterbox info)."""
-    batch, scale, pad_x, pad_y = fm.letterbox(_rgb(image), int(size))
+    batch, scale, pad_x, pad_y = lb.letterbox(_rgb(image), int(size))
     return batch, (scale, pad_x, pad_y)
 
 
@@ -141,7 +142,7 @@ def decode(outputs: Any, letterbox_info: tuple[float, int, int], original_size: 
         mask = mask[0]
     scale, pad_x, pad_y = letterbox_info
     width, height = (int(v) for v in original_size)
-    return fm.map_to_original(mask, scale, pad_x, pad_y, width, height, nearest=True).astype(np.uint8)
+    return lb.map_to_original(mask, scale, pad_x, pad_y, width, height, nearest=True).astype(np.uint8)
 
 
 def decode_probabilities(outputs: Any, letterbox_info: tuple[float, int, int],
@@ -152,7 +153,7 @@ def decode_probabilities(outputs: Any, letterbox_info: tuple[float, int, int],
         probs = probs[0]
     scale, pad_x, pad_y = letterbox_info
     width, height = (int(v) for v in original_size)
-    out = fm.map_to_original(np.moveaxis(probs, 0, -1), scale, pad_x, pad_y, width, height)
+    out = lb.map_to_original(np.moveaxis(probs, 0, -1), scale, pad_x, pad_y, width, height)
     return np.ascontiguousarray(np.moveaxis(out.reshape(height, width, -1), -1, 0), dtype=np.float32)
 
 
@@ -221,7 +222,7 @@ def _augment(image: np.ndarray, mask: np.ndarray, p: dict[str, Any] | None) -> t
     cx, cy = w / 2, h / 2
     tx, ty = p["shift"][0] * w, p["shift"][1] * h
     coeffs = (cos, sin, cx - cos * cx - sin * cy + tx, -sin, cos, cy + sin * cx - cos * cy + ty)
-    img = img.transform((w, h), Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=(fm.PAD_VALUE,) * 3)
+    img = img.transform((w, h), Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=(lb.PAD_VALUE,) * 3)
     msk = msk.transform((w, h), Image.AFFINE, coeffs, resample=Image.NEAREST, fillcolor=UNLABELLED)
     if p["flip"]:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
@@ -233,7 +234,7 @@ def _augment(image: np.ndarray, mask: np.ndarray, p: dict[str, Any] | None) -> t
 
 
 def _letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """The mask placed exactly where :func:`feature_maps.letterbox` puts its image."""
+    """The mask placed exactly where :func:`lb.letterbox` puts its image."""
     h, w = mask.shape
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -385,7 +386,7 @@ def fit_segmenter(
         content = _content_id(a)
         for v in range(views):
             img_v, mask_v = _augment(a, m, _view_params(content, v))
-            b, scale, pad_x, pad_y = fm.letterbox(img_v, int(size))
+            b, scale, pad_x, pad_y = lb.letterbox(img_v, int(size))
             keys.append(hashlib.sha256(f"{content}/{v}".encode()).hexdigest())
             batch.append(b[0])
             view_masks.append(_letterbox_mask(mask_v, int(size)))
@@ -424,7 +425,7 @@ def fit_segmenter(
         rows = test * views  # view 0 = the photo itself
         with _training.torch_threads(TORCH_THREADS):
             pred = predict_masks(decoder, [f[rows] for f in features], int(size))
-        return [fm.map_to_original(p, *infos[i], arrays[i].shape[1], arrays[i].shape[0], nearest=True).astype(np.uint8)
+        return [lb.map_to_original(p, *infos[i], arrays[i].shape[1], arrays[i].shape[0], nearest=True).astype(np.uint8)
                 for p, i in zip(pred, test)]
 
     # 3. Repeated K-fold CV, cut between folds by the budget.

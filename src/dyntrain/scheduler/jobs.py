@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..access.audit import record as record_audit
+from ..ops import mlflow_log
 from ..ops.background import Periodic
 from .. import tasks
 from ..kernel.core import Core
@@ -143,6 +144,9 @@ def run_job(core: Core, job: Job) -> None:
 
 
 def _run_job(core: Core, job: Job) -> None:
+    # Runs go to MLflow when DYNTRAIN_MLFLOW_URI is set: an outbox sink on its own thread, started
+    # before this run's events exist, so training never waits on (or fails with) the tracker.
+    mlflow_log.watch(core)
     with core.db.read() as s:
         project = s.get(ProjectRow, job.project_id)
         add_log_context(project=project.name)

@@ -268,7 +268,13 @@ class AliasHistoryRow(Base):
 
 class PredictionRow(Base):
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_project_created", "project_id", "created_at"),)
+    # The prediction list's orders and filters within a project, each ending in the id so a
+    # page is one index range (keyset pagination); retention reads created_at (migration 0006).
+    __table_args__ = (Index("ix_predictions_project_created", "project_id", "created_at"),
+                      Index("ix_predictions_project_id", "project_id", "id"),
+                      Index("ix_predictions_project_label", "project_id", "label", "id"),
+                      Index("ix_predictions_project_confidence", "project_id", "confidence", "id"),
+                      Index("ix_predictions_project_version", "project_id", "model_version", "id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     model_version: Mapped[int] = mapped_column(Integer)

@@ -262,15 +262,16 @@ class BoxesTarget(Target):
     def split(self, raw, items: list, model) -> list:
         """Per image: its boxes in original pixels (letterbox undone, per-class overlaps merged)
         at the model's own operating threshold (the project's threshold applies on top)."""
-        from ..learners import detection, feature_maps
+        from ..codecs import letterbox as lb
+        from ..codecs.detections import decode
 
         size = model.schema["size"]
         floor = model.schema.get("threshold", 0.05)
         out = []
         for i, image in enumerate(items):
             h, w = image.shape[:2]
-            _, scale, pad_x, pad_y = feature_maps.letterbox_geometry(w, h, size)
-            out.append(detection.decode([o[i] for o in raw], scale, (pad_x, pad_y), floor, size=(w, h)))
+            _, scale, pad_x, pad_y = lb.letterbox_geometry(w, h, size)
+            out.append(decode([o[i] for o in raw], scale, (pad_x, pad_y), floor, size=(w, h)))
         return out
 
     def answer(self, output, labels: tuple[str, ...], threshold: float) -> Answer:
@@ -335,9 +336,9 @@ class PhotoModality(ImageModality):
         return {"size": int(shape[1]), "threshold": float(meta.get("threshold", 0.05))}
 
     def feed(self, input_names: list[str], columns, items: list) -> dict[str, Any]:
-        from ..learners import feature_maps
+        from ..codecs import letterbox as lb
 
-        batch, _, _ = feature_maps.letterbox_many(items, columns["size"])
+        batch, _, _ = lb.letterbox_many(items, columns["size"])
         return {input_names[0]: batch}
 
     def candidates(self, target, n_samples: int, n_classes: int, time_budget_s: float) -> list:

@@ -231,7 +231,7 @@ class BoxStages:
         return {"map50": 0.0, "map50_95": 0.0}
 
     def fit(self, learner, X, y, weights, data: Prepared, progress: Callable[[float], None]) -> None:
-        learner.fit(X, y, n_classes=len(data.labels), progress=progress)
+        learner.fit(X, y, n_classes=len(data.labels), progress=progress, class_names=data.labels)
 
     def outputs(self, learner, X) -> list[list[dict]]:
         return learner.predict(X)
@@ -240,7 +240,7 @@ class BoxStages:
         """1 − the worst IoU between the file's boxes and the trained model's (same class, sure
         boxes), if some image's boxes disagree; else None. The file letterboxes the original where
         training used the ≤640 px photo, so boxes may move by a pixel, never more."""
-        from ..learners.detection_metrics import iou_xywh
+        from ..codecs.detections import iou_xywh
 
         worst = 1.0
         for file_boxes, own in zip(served, trained):

@@ -316,6 +316,17 @@ def try_page(name: str, request: Request, core: Core = Depends(get_core)):
                                          "trusts_local": trusts_local(core)})
 
 
+@router.get("/projects/{name}/unlabelled")
+@html
+def unlabelled_page(name: str, request: Request, core: Core = Depends(get_core)):
+    """The labelling queue: items without a label, the model's suggestion, one key to label."""
+    from ..datasets.unlabelled import supports
+
+    ctx = _project_context(core, name, "unlabelled")
+    return _render(request, "unlabelled.html", {**ctx, "classes": changes.list_classes(core, name),
+                                                "queue_ok": supports(ctx["task"])})
+
+
 def _use_model(core: Core, request: Request, ctx: dict[str, Any]) -> dict[str, str]:
     """The "use this model" panel: endpoint and snippets, sending the first example's content
     (a real text or row the model takes) where the task sends JSON."""
