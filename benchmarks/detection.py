@@ -2,7 +2,7 @@
 
     python benchmarks/detection.py [--quick]
 
-Data: synthetic scenes (dyntrain.scenes) built from real photos and scans shipped in scikit-learn
+Data: synthetic scenes (dyntrain.ops.scenes) built from real photos and scans shipped in scikit-learn
 (a dahlia, a pagoda, handwritten digits pasted onto crops of the photos' backgrounds), 3 classes,
 320x320. "k images per class" = the fewest scenes in which every class appears in k images
 (scenes hold 0-4 objects). Every arm is scored on the same held-out scenes (another seed) with
@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import table, write_section  # noqa: E402
 
-from dyntrain import scenes  # noqa: E402
+from dyntrain.ops import scenes  # noqa: E402
 from dyntrain.learners import detection as D  # noqa: E402
 from dyntrain.learners import feature_maps as fm  # noqa: E402
 from dyntrain.learners.detection_fit import CANDIDATES, DEFAULT_CANDIDATE  # noqa: E402

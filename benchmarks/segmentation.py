@@ -2,7 +2,7 @@
 
     python benchmarks/segmentation.py [--quick]
 
-Data: synthetic scenes from real photos (``dyntrain.scenes``: scikit-learn's sample photos
+Data: synthetic scenes from real photos (``dyntrain.ops.scenes``: scikit-learn's sample photos
 and handwritten digits cut out and pasted, 320x320, classes background, dahlia, pagoda,
 digit 0). No segmentation data set with masks ships in an installed wheel, so none is used.
 Training sets are the first 10 / 20 / 30 scenes; every model is scored on the same held-out
@@ -33,7 +33,7 @@ from _results import table, write_section  # noqa: E402
 from dyntrain.learners import feature_maps as fm  # noqa: E402
 from dyntrain.learners import segmentation as seg  # noqa: E402
 from dyntrain.learners.segmentation_metrics import segmentation_metrics  # noqa: E402
-from dyntrain.scenes import make_scenes  # noqa: E402
+from dyntrain.ops.scenes import make_scenes  # noqa: E402
 
 CLASSES = 3  # objects, plus background
 TARGET_MIOU, TARGET_IMAGES, TARGET_SECONDS = 0.80, 20, 60.0

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dyntrain.codecs.box_formats import AnnotatedImage, read_dataset, write_dataset
 from dyntrain.cli import app
-from dyntrain.scenes import make_scenes
+from dyntrain.ops.scenes import make_scenes
 
 runner = CliRunner(env={"COLUMNS": "200"})
 

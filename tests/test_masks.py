@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 from sklearn.datasets import load_sample_images
 
-from dyntrain import masks as M
+from dyntrain.codecs import masks as M
 from dyntrain.kernel.errors import Invalid
 
 NAMES = ["background", "cup", "plate", "table"]

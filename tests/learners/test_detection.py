@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from dyntrain import scenes
+from dyntrain.ops import scenes
 from dyntrain.kernel.errors import Invalid
 from dyntrain.learners import detection as D
 from dyntrain.learners import feature_maps as fm

@@ -1,11 +1,11 @@
-"""Synthetic scenes (dyntrain.scenes): deterministic, consistent boxes and masks, varied."""
+"""Synthetic scenes (dyntrain.ops.scenes): deterministic, consistent boxes and masks, varied."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dyntrain import scenes
+from dyntrain.ops import scenes
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from dyntrain.learners import feature_maps as fm
 from dyntrain.codecs import letterbox as lb
 from dyntrain.learners import segmentation as seg
 from dyntrain.learners.segmentation_metrics import boundary_counts, segmentation_metrics
-from dyntrain.masks import UNLABELLED
-from dyntrain.scenes import make_scenes
+from dyntrain.codecs.masks import UNLABELLED
+from dyntrain.ops.scenes import make_scenes
 
 NAMES = ["background", "cup", "plate"]
 

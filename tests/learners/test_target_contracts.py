@@ -75,7 +75,7 @@ def detector(extractor):
 
     from PIL import Image
 
-    from dyntrain.scenes import make_scenes
+    from dyntrain.ops.scenes import make_scenes
     from dyntrain.training.boxes import BOX_STAGES
 
     out = {}

@@ -440,7 +440,7 @@ def test_edit_and_add_boxes_on_a_real_project(browser, live_server):
     boxes in new dataset versions, on desktop and on a phone, without console errors."""
     import httpx
 
-    from dyntrain.scenes import make_scenes
+    from dyntrain.ops.scenes import make_scenes
 
     base, api = live_server.url, f"{live_server.url}/api/v1/projects"
     httpx.post(api, json={"name": "shelf", "task": "object-detection", "settings": {"auto_train": False}}).raise_for_status()

@@ -2,7 +2,7 @@
 automatic training → gate → hot swap → predictions with boxes → a corrected prediction back into
 training → retrain, compared with the model in service on its own file.
 
-The images are synthetic scenes built from real photos (dyntrain.scenes): objects cut from
+The images are synthetic scenes built from real photos (dyntrain.ops.scenes): objects cut from
 photos pasted on photo backgrounds, their boxes known exactly.
 """
 
@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from dyntrain.scenes import make_scenes
+from dyntrain.ops.scenes import make_scenes
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow

@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from ..kernel.errors import Invalid
-from ..masks import UNLABELLED, check_class_table, check_mask
+from ..codecs.masks import UNLABELLED, check_class_table, check_mask
 from . import feature_maps as fm
 from ..codecs import letterbox as lb
 from .segmentation_metrics import confusion, segmentation_metrics

@@ -2,7 +2,7 @@
 
 All figures are accumulated over every pixel of every image (the usual "dataset" mIoU, not a
 mean of per-image scores, which would let a tiny object in one image weigh as much as a whole
-scene). Pixels whose truth is :data:`dyntrain.masks.UNLABELLED` count nowhere.
+scene). Pixels whose truth is :data:`dyntrain.codecs.masks.UNLABELLED` count nowhere.
 
 * ``iou`` of a class: true positives / (true positives + false positives + false negatives);
   ``None`` when the class is neither in the truth nor predicted (it says nothing then), and
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..kernel.errors import Invalid
-from ..masks import UNLABELLED
+from ..codecs.masks import UNLABELLED
 
 __all__ = ["confusion", "segmentation_metrics", "boundary_counts", "BOUNDARY_TOLERANCE"]
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..masks import UNLABELLED
+from ..codecs.masks import UNLABELLED
 from . import _training
 
 __all__ = ["Decoder", "Served", "train_decoder", "seconds_per_sample", "predict_masks", "onnx_head_bytes", "WIDTHS"]

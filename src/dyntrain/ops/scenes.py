@@ -17,7 +17,7 @@ scenes hold 0 to 4 objects that overlap by at most 15% of the smaller one.
 Scene ``i`` of a seed is the same whatever ``n`` is, so ``make_scenes(20)`` is a prefix of
 ``make_scenes(50)``.
 
->>> from dyntrain.scenes import make_scenes
+>>> from dyntrain.ops.scenes import make_scenes
 >>> s = make_scenes(2, classes=3, size=320, seed=0)[1]
 >>> s.image.shape, s.mask.shape, s.class_names
 ((320, 320, 3), (320, 320), ['dahlia', 'pagoda', 'digit 0'])

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .kernel.errors import Invalid, MissingExtra
-from .kernel.limits import exceeded
+from ..kernel.errors import Invalid, MissingExtra
+from ..kernel.limits import exceeded
 
 __all__ = [
     "UNLABELLED",
