@@ -40,7 +40,7 @@ from dyntrain.learners import Candidate
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section  # noqa: E402
 N_CLASSES = 10
-MODELS = ["baseline", *learners.names("image."), "selected"]
+MODELS = ["baseline", *learners.names("image.", contract="classifier"), "selected"]
 SHORT = {
     "baseline": "raw-pixel LR",
     "image.linear_probe": "linear_probe",
@@ -114,7 +114,7 @@ def run_one(X: dict[str, np.ndarray], raw, vmax, y, tr, te, seed: int, n_splits:
     out: dict[str, float] = {"baseline": baseline_accuracy(raw, vmax, y, tr, te)}
     alone: dict[Candidate, float] = {}
     seconds: dict[str, float] = {}
-    for name in learners.names("image."):
+    for name in learners.names("image.", contract="classifier"):
         cand = config_for(name, len(tr))
         h = learners.holdout_score(cand, X[cand.kind][tr], y[tr], X[cand.kind][te], y[te], N_CLASSES)
         out[name] = h.accuracy
@@ -135,7 +135,7 @@ def run_one(X: dict[str, np.ndarray], raw, vmax, y, tr, te, seed: int, n_splits:
 def fit_times(X: dict[str, np.ndarray], y: np.ndarray, idx: np.ndarray) -> dict[str, float]:
     """Seconds to fit each learner (platform default config) on these samples."""
     times = {}
-    for name in learners.names("image."):
+    for name in learners.names("image.", contract="classifier"):
         cand = config_for(name, len(idx))
         learner = cand.build()
         t = time.perf_counter()

@@ -234,6 +234,15 @@ EXPECTED_PERMISSIONS = {
     ("POST", P + "/samples/{sample_id}/purge"): "admin",
     ("GET", P + "/samples/{sample_id}/thumbnail"): "read",
     ("POST", P + "/train"): "edit",
+    ("GET", P + "/unlabelled"): "read",
+    ("POST", P + "/unlabelled"): "edit",
+    ("POST", P + "/unlabelled/confirm"): "edit",
+    ("POST", P + "/unlabelled/csv"): "edit",
+    ("POST", P + "/unlabelled/rows"): "edit",
+    ("POST", P + "/unlabelled/texts"): "edit",
+    ("DELETE", P + "/unlabelled/{sample_id}"): "edit",
+    ("GET", P + "/unlabelled/{sample_id}/image"): "read",
+    ("POST", P + "/unlabelled/{sample_id}/skip"): "edit",
     ("GET", "/audit"): "admin",
     ("GET", "/tokens"): "admin",
     ("GET", "/docs"): None,
@@ -255,6 +264,7 @@ EXPECTED_PERMISSIONS = {
     ("GET", "/projects/{name}/runs/{run_id}"): "read",
     ("GET", "/projects/{name}/settings"): "read",
     ("GET", "/projects/{name}/try"): "read",
+    ("GET", "/projects/{name}/unlabelled"): "read",
 }
 
 

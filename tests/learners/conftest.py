@@ -40,10 +40,8 @@ def digits_small(extractor):
 def fitted(digits_small):
     """Each learner fitted once with FAST_PARAMS (shared by read-only tests)."""
     out = {}
-    for name in learners.names("image."):
+    for name in learners.names("image.", contract="classifier"):  # the detector: test_target_contracts
         cls = learners.get(name)
-        if cls.contract != "classifier":  # the detector trains on boxes: test_target_contracts fits it
-            continue
         out[name] = cls(**FAST_PARAMS[name]).fit(
             digits_small["X"][cls.input_kind], digits_small["y"], n_classes=digits_small["n_classes"]
         )

@@ -15,7 +15,7 @@ from dyntrain.kernel.errors import Cancelled, Invalid, NotFound, NotReady
 
 # Every registered *image* learner (their inputs come from FeatureExtractor kinds). Text
 # learners consume text features and are covered by tests/test_text.py.
-NAMES = [n for n in learners.names("image.") if learners.get(n).contract == "classifier"]  # image classifiers
+NAMES = learners.names("image.", contract="classifier")  # image classifiers
 
 
 def test_registry_lists_image_learners_cheapest_first():

@@ -120,14 +120,18 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         ("POST", "/jobs/{job_id}/cancel"), ("POST", "/models"), ("POST", "/models/{version}/promote"),
         ("POST", "/predictions/{prediction_id}/add-to-training"), ("POST", "/rollback"), ("POST", "/samples"),
         ("POST", "/samples/csv"), ("POST", "/samples/rows"), ("POST", "/samples/texts"),
-        ("DELETE", "/samples/{sample_id}"), ("PATCH", "/samples/{sample_id}"), ("POST", "/train")]},
+        ("DELETE", "/samples/{sample_id}"), ("PATCH", "/samples/{sample_id}"), ("POST", "/train"),
+        # the labelling queue: unlabelled uploads wait, confirmed ones become one version
+        ("POST", "/unlabelled"), ("POST", "/unlabelled/texts"), ("POST", "/unlabelled/rows"),
+        ("POST", "/unlabelled/csv"), ("POST", "/unlabelled/confirm"), ("POST", "/unlabelled/{sample_id}/skip"),
+        ("DELETE", "/unlabelled/{sample_id}")]},
     # Reading: the API …
     **{("GET", _P + tail): "read" for tail in [
         "", "/aliases/history", "/audit", "/augmentation-preview", "/classes", "/dataset-versions",
         "/dataset-versions/{number}", "/dataset-versions/{number}/diff", "/events", "/health", "/jobs",
         "/jobs/{job_id}", "/models", "/models/{version}", "/models/{version}/file", "/predictions",
         "/predictions/{prediction_id}/image", "/runs", "/samples", "/samples/{sample_id}",
-        "/samples/{sample_id}/image", "/samples/{sample_id}/thumbnail"]},
+        "/samples/{sample_id}/image", "/samples/{sample_id}/thumbnail", "/unlabelled", "/unlabelled/{sample_id}/image"]},
     ("GET", "/api/v1/projects"): "read", ("GET", "/api/v1/runs/{run_id}"): "read",
     ("GET", "/api/v1/settings-schema"): "read", ("GET", "/metrics"): "read",
     # … and the UI's pages.
@@ -135,7 +139,7 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         "/", "/fragments/projects", "/projects/{name}", "/projects/{name}/activity",
         "/projects/{name}/fragments/data", "/projects/{name}/fragments/history", "/projects/{name}/history",
         "/projects/{name}/predictions", "/projects/{name}/runs/{run_id}", "/projects/{name}/settings",
-        "/projects/{name}/try"]},
+        "/projects/{name}/try", "/projects/{name}/unlabelled"]},
 }
 # Admin routes acting on every project at once (or making a new one, outside any scope): a token
 # limited to some projects may not call them, whatever its role.

@@ -69,14 +69,16 @@ def get(name: str) -> type["Learner"]:
         raise NotFound(f"no learner named {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def names(prefix: str | None = None) -> list[str]:
+def names(prefix: str | None = None, contract: str | None = None) -> list[str]:
     """Registered learner names in registration order (cheap ones first), optionally only
-    those starting with ``prefix`` (``"image."``, ``"text."``).
+    those starting with ``prefix`` (``"image."``, ``"text."``) and following ``contract``
+    (``"classifier"``, ``"regressor"``, ``"detector"``).
 
-    >>> names("image.")  # doctest: +SKIP
+    >>> names("image.", contract="classifier")  # doctest: +SKIP
     ['image.linear_probe', 'image.pixel_logreg', 'image.small_cnn', 'image.finetune']
     """
-    return [n for n in _REGISTRY if prefix is None or n.startswith(prefix)]
+    return [n for n, cls in _REGISTRY.items()
+            if (prefix is None or n.startswith(prefix)) and (contract is None or cls.contract == contract)]
 
 
 class Learner(abc.ABC):
