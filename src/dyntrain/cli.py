@@ -643,6 +643,7 @@ def doctor(project: str = typer.Argument(..., help="Project name."), url: str = 
 from . import cli_access  # noqa: E402,F401 - registers `tokens` and `audit`
 from . import cli_admin  # noqa: E402,F401 - registers `gc`, `backup` and `restore`
 from . import cli_events  # noqa: E402,F401 - registers `events tail`
+from . import cli_mlflow  # noqa: E402,F401 - registers `mlflow sync`
 
 
 def main() -> None:  # pragma: no cover - console entry point

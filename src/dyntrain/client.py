@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 from .kernel.errors import DyntrainError
 
@@ -34,12 +35,23 @@ def _retry_after(response) -> float:
 
 
 class Client:
-    """Thin wrapper over httpx that turns the API's error documents into :class:`ApiError`.
+    """The dyntrain REST client — the CLI's, and the one for notebooks and scripts.
 
-    >>> Client("http://127.0.0.1:8000").get("/projects")  # doctest: +SKIP
+    Every error the server answers becomes an :class:`ApiError` carrying its status, code and
+    message (what to do). ``url`` defaults to ``DYNTRAIN_URL`` (else http://127.0.0.1:8000),
+    ``token`` to ``DYNTRAIN_TOKEN``.
+
+    >>> client = Client("http://127.0.0.1:8000", token="…")  # doctest: +SKIP
+    >>> shelf = client.project("shelf", create=True)  # doctest: +SKIP
+    >>> shelf.add(["a.jpg", "b.jpg"], labels=["mug", "cup"]); shelf.train(wait=True)  # doctest: +SKIP
+    >>> client.get("/projects")  # any route, as JSON  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, timeout: float = 120.0, token: str | None = None):
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 120.0):
+        import os
+
+        url = url or os.environ.get("DYNTRAIN_URL") or "http://127.0.0.1:8000"
+        token = token if token is not None else os.environ.get("DYNTRAIN_TOKEN") or None
         self.base = url.rstrip("/") + "/api/v1"
         import httpx
 
@@ -68,6 +80,43 @@ class Client:
             raise ApiError(response.status_code, error.get("code", "error"), error.get("message", ""),
                            error.get("details"))
         return response
+
+    # -- projects (notebook API: dyntrain.client_project) -----------------------------------
+    def project(self, name: str, *, create: bool = False, task: str = "image-classification",
+                settings: dict[str, Any] | None = None, description: str = ""):
+        """A handle on project ``name`` (checked to exist); ``create`` makes it when it does not,
+        for ``task`` with ``settings``."""
+        from .client_project import Project
+
+        try:
+            self.get(f"/projects/{quote(name, safe='')}")
+        except ApiError as exc:
+            if exc.status != 404 or not create:
+                raise
+            self.create_project(name, task=task, settings=settings, description=description)
+        return Project(self, name)
+
+    def create_project(self, name: str, task: str = "image-classification", *, settings: dict[str, Any] | None = None,
+                       description: str = ""):
+        """Create a project (409 ``conflict`` when the name is taken) and return its handle."""
+        from .client_project import Project
+
+        self.post("/projects", json={"name": name, "task": task, "description": description,
+                                     "settings": settings or {}})
+        return Project(self, name)
+
+    def projects(self) -> list[dict[str, Any]]:
+        """Every project this token may see, with its status."""
+        return self.get("/projects")
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def get(self, path: str, **kw) -> Any:
         return self.request("GET", path, **kw).json()

@@ -33,6 +33,9 @@ def _start_brokers(core: Core, background) -> list:
         from ..brokers.ingest import IngestConsumer
 
         parts.append(IngestConsumer(core).start())
+    from ..ops import mlflow_log
+
+    mlflow_log.watch(core)  # runs and promotions to MLflow when DYNTRAIN_MLFLOW_URI is set (off: a no-op)
     return parts
 
 

@@ -1,0 +1,106 @@
+// Explanations on the Try page: every prediction made here asks for one (`explain=auto` for photos:
+// the exact class activation map where the model has one, else occlusion; `explain=words` for texts),
+// then the heatmap is laid over the photo with an opacity slider, or the words that moved the score
+// are highlighted, and the summary says in words which part mattered.
+// Loaded before try.js: it wraps dyntrain.api, the one fetch helper the page's scripts share.
+"use strict";
+
+(function () {
+  const d = window.dyntrain;
+  const box = d.q("#explain");
+  if (!box) return;
+  const method = box.dataset.method;
+  const summary = d.q("#explain-summary");
+  const slider = d.q("#explain-opacity");
+  const call = d.api;
+
+  d.api = function (verb, path, body) {
+    const predicting = verb === "POST" && /\/predict(\/texts)?$/.test(path);
+    if (!predicting) return call(verb, path, body);
+    return call(verb, `${path}?explain=${method}`, body).then((res) => {
+      const p = res && res.predictions && res.predictions[0];
+      setTimeout(() => render(p), 0); // after try.js has shown the prediction (and set the photo)
+      return res;
+    });
+  };
+
+  function render(p) {
+    const e = p && p.explanation;
+    d.explanation = e || null; // tests read it
+    const overlay = d.q("#explain-overlay");
+    if (!e) { box.hidden = true; if (overlay) overlay.hidden = true; return; }
+    box.hidden = false;
+    if (e.status !== "ready") {
+      summary.textContent = `No explanation this time: ${e.reason}`;
+      if (overlay) overlay.hidden = true;
+      if (slider) slider.parentElement.hidden = true;
+      return;
+    }
+    summary.textContent = sentence(e.summary) + (e.method === "cam" ? " (class activation map)" :
+      e.method === "occlusion" ? " (covering each part in turn)" : "");
+    if (e.spans) words(e); else heat(e);
+  }
+
+  function sentence(s) { return s.charAt(0).toUpperCase() + s.slice(1) + "."; }
+
+  function heat(e) {
+    const img = d.q("#try-preview");
+    if (!img) return;
+    let frame = img.parentElement;
+    if (!frame.classList.contains("explain-frame")) {
+      frame = document.createElement("span");
+      frame.className = "explain-frame";
+      img.replaceWith(frame);
+      frame.append(img);
+    }
+    let overlay = d.q("#explain-overlay");
+    if (!overlay) {
+      overlay = document.createElement("img");
+      overlay.id = "explain-overlay";
+      overlay.alt = "Heatmap of the parts of the photo that mattered";
+      frame.append(overlay);
+    }
+    overlay.src = e.overlay;
+    overlay.hidden = false;
+    slider.parentElement.hidden = false;
+    overlay.style.opacity = String(slider.value / 100);
+    const place = () => { // over the photo as object-fit: contain shows it, not the whole box
+      const bw = frame.clientWidth, bh = frame.clientHeight;
+      const w = img.naturalWidth || bw, h = img.naturalHeight || bh;
+      const s = Math.min(bw / w, bh / h);
+      Object.assign(overlay.style, { width: `${w * s}px`, height: `${h * s}px`,
+        left: `${(bw - w * s) / 2}px`, top: `${(bh - h * s) / 2}px` });
+    };
+    if (img.complete && img.naturalWidth) place(); else img.addEventListener("load", place, { once: true });
+  }
+
+  function words(e) {
+    const sent = d.q("#try-sent");
+    if (!sent) return;
+    const text = sent.textContent;
+    const top = Math.max(1e-9, ...e.spans.map((s) => Math.abs(s.weight)));
+    sent.textContent = "";
+    let at = 0;
+    for (const s of e.spans) {
+      sent.append(text.slice(at, s.start));
+      const strength = Math.abs(s.weight) / top;
+      if (strength < 0.05) {
+        sent.append(text.slice(s.start, s.end));
+      } else {
+        const m = document.createElement("mark");
+        m.className = s.weight > 0 ? "moved-for" : "moved-against";
+        m.style.setProperty("--w", (0.15 + 0.6 * strength).toFixed(2));
+        m.title = `${s.weight > 0 ? "supported" : "argued against"} ${e.label} (${s.weight.toFixed(3)})`;
+        m.textContent = text.slice(s.start, s.end);
+        sent.append(m);
+      }
+      at = s.end;
+    }
+    sent.append(text.slice(at));
+  }
+
+  if (slider) slider.addEventListener("input", () => {
+    const overlay = d.q("#explain-overlay");
+    if (overlay) overlay.style.opacity = String(slider.value / 100);
+  });
+})();
