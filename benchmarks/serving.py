@@ -112,14 +112,27 @@ def served_model(core: Core, project: str) -> str:
 def bare_call_ms(core: Core, project: str, image: bytes, count: int) -> list[float]:
     """The in-run baseline: the bare ONNX Runtime call on the same image, no HTTP, no record."""
     model = core.live.production(_pid(core, project))
-    x = imaging.model_input(imaging.decode_image(image))[None]
-    model.predict(x)  # warm-up
+    x = imaging.model_input(imaging.decode_image(image))
+    model.predict_items([x])  # warm-up
     out = []
     for _ in range(count):
         t = time.perf_counter()
-        model.predict(x)
+        model.predict_items([x])
         out.append((time.perf_counter() - t) * 1000)
     return out
+
+
+def bare_throughput(core: Core, project: str, image: bytes, batch: int, seconds: float) -> float:
+    """Images per second ONNX Runtime alone reaches on the same image in batches of ``batch``."""
+    model = core.live.production(_pid(core, project))
+    items = [imaging.model_input(imaging.decode_image(image))] * batch
+    model.predict_items(items)
+    done, stop = 0, time.monotonic() + seconds
+    t = time.perf_counter()
+    while time.monotonic() < stop:
+        model.predict_items(items)
+        done += batch
+    return done / (time.perf_counter() - t)
 
 
 def _pid(core: Core, project: str = "bench") -> int:
@@ -226,12 +239,17 @@ def main() -> None:
         probe = Core.create(Settings(data_dir=data_dir, seed_demo=False), migrate=False)
         bare = bare_call_ms(probe, "bench", image[1], count)
         ref_bare = bare_call_ms(probe, "pixels", image[1], count)
-        probe.db.dispose()
 
         single = latencies(url, [image], count)
         ref_single = latencies(ref_url, [image], count)
         batch = latencies(url, [image] * 8, max(10, count // 8))
         ok, failed, lat = load(url, image, seconds, clients=4)
+        # 8 clients against ONNX Runtime alone on batches of 8 (and of 1), measured back to back.
+        ort_batched = bare_throughput(probe, "bench", image[1], 8, seconds / 2)
+        ort_single = bare_throughput(probe, "bench", image[1], 1, seconds / 2)
+        ok8, failed8, lat8 = load(url, image, seconds, clients=8)
+        ort_batched_after = bare_throughput(probe, "bench", image[1], 8, seconds / 2)
+        probe.db.dispose()
         serving_rss, _ = rss_mb(proc.pid)
 
         # While a training run is going on in the server process: a full selection over every learner,
@@ -267,26 +285,28 @@ def main() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
 
+    def row(case, values, throughput, failed_count):
+        return [case, *(f"{pct(values, q):.2f}" if values else "-" for q in (50, 95, 99)), throughput, failed_count]
+
     rows = [
-        ["bare ONNX Runtime call (baseline, in-process)", f"{pct(bare, 50):.2f}", f"{pct(bare, 95):.2f}", "-", "-"],
-        ["HTTP, 1 image, sequential (record written)", f"{pct(single, 50):.2f}", f"{pct(single, 95):.2f}",
-         f"{1000 / statistics.mean(single):.0f} img/s", "0"],
-        ["HTTP, batch of 8, sequential", f"{pct(batch, 50):.2f}", f"{pct(batch, 95):.2f}",
-         f"{8000 / statistics.mean(batch):.0f} img/s", "0"],
-        ["HTTP, 1 image, 4 clients", f"{pct(lat, 50):.2f}", f"{pct(lat, 95):.2f}", f"{ok / seconds:.0f} req/s",
-         str(failed)],
-        ["HTTP, 1 image, 4 clients, during training", f"{pct(lat_t, 50):.2f}", f"{pct(lat_t, 95):.2f}",
-         f"{ok_t / seconds:.0f} req/s", str(failed_t)],
-        ["HTTP, 1 image, sequential, during training", f"{pct(train_single, 50):.2f}",
-         f"{pct(train_single, 95):.2f}", "-", "0"],
-        ["HTTP, 1 image, 4 clients, 20 swaps", "-", "-", f"{ok_s} requests", str(failed_s)],
-        [f"reference, raw-pixel model ({models['pixels']}): bare ONNX Runtime call", f"{pct(ref_bare, 50):.2f}",
-         f"{pct(ref_bare, 95):.2f}", "-", "-"],
-        ["reference, raw-pixel model: HTTP, 1 image, sequential", f"{pct(ref_single, 50):.2f}",
-         f"{pct(ref_single, 95):.2f}", f"{1000 / statistics.mean(ref_single):.0f} img/s", "0"],
+        row("bare ONNX Runtime call (baseline, in-process)", bare, "-", "-"),
+        row("bare ONNX Runtime, batches of 8 (baseline, in-process)", [],
+            f"{ort_batched:.0f} img/s (1 by 1: {ort_single:.0f})", "-"),
+        row("HTTP, 1 image, sequential (record written)", single, f"{1000 / statistics.mean(single):.0f} img/s", "0"),
+        row("HTTP, batch of 8, sequential", batch, f"{8000 / statistics.mean(batch):.0f} img/s", "0"),
+        row("HTTP, 1 image, 4 clients", lat, f"{ok / seconds:.0f} req/s", str(failed)),
+        row("HTTP, 1 image, 8 clients", lat8, f"{ok8 / seconds:.0f} req/s", str(failed8)),
+        row("HTTP, 1 image, 4 clients, during training", lat_t, f"{ok_t / seconds:.0f} req/s", str(failed_t)),
+        row("HTTP, 1 image, sequential, during training", train_single, "-", "0"),
+        ["HTTP, 1 image, 4 clients, 20 swaps", "-", "-", "-", f"{ok_s} requests", str(failed_s)],
+        row(f"reference, raw-pixel model ({models['pixels']}): bare ONNX Runtime call", ref_bare, "-", "-"),
+        row("reference, raw-pixel model: HTTP, 1 image, sequential", ref_single,
+            f"{1000 / statistics.mean(ref_single):.0f} img/s", "0"),
     ]
-    lat_table = table(["case", "p50 ms", "p95 ms", "throughput", "failed"], rows)
-    p50, ref_p50 = pct(single, 50), pct(ref_single, 50)
+    lat_table = table(["case", "p50 ms", "p95 ms", "p99 ms", "throughput", "failed"], rows)
+    p50, p99, ref_p50 = pct(single, 50), pct(single, 99), pct(ref_single, 50)
+    ort_ref = (ort_batched + ort_batched_after) / 2
+    ratio = ok8 / seconds / ort_ref
     mem_table = table(["state", "RSS MB"], [[f"idle (started, {idle_loaded} model(s) loaded)", f"{idle_rss:.0f}"],
                                             ["serving", f"{serving_rss:.0f}"],
                                             ["peak sampled during a training run", f"{max(peak):.0f}"],
@@ -295,12 +315,21 @@ def main() -> None:
             f"Model served at the end: {models['bench']}.\n\n{loop_table}\n\nThe project ended with {total_images} images.\n\n"
             f"### Prediction latency (server process, SQLite, {threads} ONNX threads)\n\n"
             f"Rows without \"reference\" are the Lite0 model ({models['bench']}); load average {load_start:.1f} "
-            f"when this part started, {load_end:.1f} when it ended, on {os.cpu_count()} cores.\n\n{lat_table}\n\n"
+            f"when this part started, {load_end:.1f} when it ended, on {os.cpu_count()} cores (a shared machine: the "
+            f"load says how much other work these figures competed with).\n\n{lat_table}\n\n"
             f"HTTP single-image p50 of the Lite0 model is {p50 / pct(bare, 50):.1f}× its bare ONNX call (decode, "
             f"resize, record write, HTTP) and {p50 / ref_p50:.1f}× the raw-pixel reference's HTTP p50 "
-            f"({ref_p50:.1f} ms). Goal p50 < 15 ms on the Lite0 model: **{'met' if p50 < 15 else 'NOT met'}** "
-            f"({p50:.1f} ms). Failed requests during {swapped[0]} successful swaps under load: {failed_s} (goal 0: "
-            f"**{'met' if failed_s == 0 and swapped[0] == 20 else 'NOT met'}**).\n\n"
+            f"({ref_p50:.1f} ms). Goals on the Lite0 model at 1 client: p50 < 12 ms **{'met' if p50 < 12 else 'NOT met'}** "
+            f"({p50:.1f} ms), p99 < 30 ms **{'met' if p99 < 30 else 'NOT met'}** ({p99:.1f} ms). With 8 clients "
+            f"sending single images the server answered {ok8 / seconds:.0f} req/s, **{ratio:.2f}×** what ONNX "
+            f"Runtime alone did on the same image in batches of 8 ({ort_batched:.0f} img/s before, "
+            f"{ort_batched_after:.0f} after; goal ≥ 0.6×: **{'met' if ratio >= 0.6 else 'NOT met'}**). "
+            f"Batches of 8 ran at {ort_batched / ort_single:.2f}× the images per second of one-by-one calls, so "
+            f"concurrent requests are not micro-batched: a batch would save no model time and each request "
+            f"would wait for it. Prediction records are committed before each answer leaves; concurrent requests "
+            f"share one INSERT and commit (`serving/records.py`). Failed requests during {swapped[0]} successful "
+            f"swaps under load: {failed_s} (goal 0: **{'met' if failed_s == 0 and swapped[0] == 20 else 'NOT met'}**)."
+            f"\n\n"
             f"### Resident memory of the server process\n\n{mem_table}\n\nGoal: under 1.5 GB at peak: "
             f"{'met' if hwm < 1536 else 'NOT met'}.")
     print(body)

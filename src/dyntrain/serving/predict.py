@@ -67,9 +67,9 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
         answer = task.target.answer(outputs[j], model.labels, settings.confidence_threshold)
         data = files[i][1]
         digest = core.blobs.put(data) if settings.store_prediction_inputs else sha256_hex(data)
-        records.append({"project_id": pid, "model_version": model.version, **answer.record, "input_hash": digest, "input_stored": settings.store_prediction_inputs,
-                        "latency_ms": latency_ms, "client": client[:100], "feedback_label": None,
-                        "feedback": None, "created_at": now})
+        records.append({"project_id": pid, "model_version": model.version, **answer.record, "input_hash": digest,
+                        "input_stored": settings.store_prediction_inputs, "latency_ms": latency_ms,
+                        "client": client[:100], "feedback_label": None, "feedback": None, "created_at": now})
         results[i] = {**answer.public, "model_version": model.version}
     if records:
         # Committed before the answer leaves (its id is in it); concurrent requests share the commit.
@@ -152,9 +152,13 @@ def list_predictions(core: Core, project: str, *, label: str | None = None, min_
             else:  # (confidence ascending, id descending): strictly after the cursor's record
                 page.append(or_(PredictionRow.confidence > confidence,
                                 and_(PredictionRow.confidence == confidence, PredictionRow.id < after)))
-        query = select(PredictionRow).where(*page).order_by(*_ORDERS[order]).limit(limit)
-        rows = s.scalars(query if cursor is not None else query.offset(offset))
-        return [r.to_entity() for r in rows], total
+        # The page's ids first, then its records: an id-only query is answered from the project's
+        # indexes alone, where a whole-row query may walk the primary key through other projects'
+        # newer records (PostgreSQL guesses from the project's share of the table).
+        query = select(PredictionRow.id).where(*page).order_by(*_ORDERS[order]).limit(limit)
+        ids = list(s.scalars(query if cursor is not None else query.offset(offset)))
+        rows = {r.id: r for r in s.scalars(select(PredictionRow).where(PredictionRow.id.in_(ids)))} if ids else {}
+        return [rows[i].to_entity() for i in ids], total
 
 
 # Each order's sort keys; every one ends in the id, so a (value, id) cursor names one place.

@@ -271,7 +271,8 @@ class PredictionRow(Base):
     # The prediction list's orders and filters within a project, each ending in the id so a
     # page is one index range (keyset pagination); retention reads created_at (migration 0006).
     __table_args__ = (Index("ix_predictions_project_created", "project_id", "created_at"),
-                      Index("ix_predictions_project_id", "project_id", "id"),
+                      # confidence carried along (PostgreSQL): "newest, confidence ≤ x" filters in the index
+                      Index("ix_predictions_project_id", "project_id", "id", postgresql_include=["confidence"]),
                       Index("ix_predictions_project_label", "project_id", "label", "id"),
                       Index("ix_predictions_project_confidence", "project_id", "confidence", "id"),
                       Index("ix_predictions_project_version", "project_id", "model_version", "id"))
