@@ -80,7 +80,7 @@ def test_the_whole_loop_from_python(loop_server, tmp_path):
     assert "class" in str(failed.value)
 
     # table rows from a DataFrame, predicted back
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # in the dev stack (mlxtend, scattertext need it)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"rooms": rng.integers(1, 6, 40), "area": rng.uniform(30, 150, 40).round(1)})
     frame["price"] = frame["rooms"] * 20_000 + frame["area"] * 3_000

@@ -10,9 +10,11 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("mlflow", reason="the mlflow extra (mlflow-skinny) is not installed")
-
-from mlflow import MlflowClient  # noqa: E402
+try:
+    from mlflow import MlflowClient
+except ImportError:  # a missing part fails, saying how to get it (it is in the dev extra)
+    pytest.fail("mlflow-skinny is not installed: make install-dev (or pip install -e '.[mlflow]')",
+                pytrace=False)
 
 from dyntrain.datasets.changes import Upload, add_samples  # noqa: E402
 from dyntrain.kernel.projects import create_project  # noqa: E402

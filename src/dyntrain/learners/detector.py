@@ -170,8 +170,10 @@ class CenterNetDetector(Learner):
         raw = predict_bank(self.head_, bank, np.arange(len(photos)))
         return [to_original(r, bank, i, p, OPERATING_THRESHOLD) for i, (r, p) in enumerate(zip(raw, photos))]
 
-    def predict_proba(self, X):  # the detector contract answers boxes
-        raise NotImplementedError("a detector answers boxes (predict)")
+    def predict_proba(self, X):
+        from ..kernel.errors import Invalid
+
+        raise Invalid(f"{self.name} is a detector: it answers boxes (predict()), not class probabilities")
 
     def export_onnx(self, path: str | Path, *, backbone_dir: str | Path) -> Path:
         """One graph: letterboxed uint8 image → boxes, scores, labels; the input size, the classes and
