@@ -43,6 +43,7 @@ __all__ = [
     "backbone_id",
     "backbone_path",
     "export_backbone",
+    "export_once",
     "session",
     "clear_sessions",
 ]
@@ -102,12 +103,20 @@ def backbone_path(cache_dir: str | os.PathLike) -> Path:
 
 
 def export_backbone(cache_dir: str | os.PathLike) -> Path:
-    """Export the backbone to ONNX once; later calls return the cached file immediately.
+    """Export the backbone to ONNX once; later calls return the cached file immediately."""
+    from . import _nets
+
+    return export_once(backbone_path(cache_dir), "the image backbone", 224, ["pooled", ACTIVATION],
+                       lambda: _nets.BackboneOutputs(_nets.load_lite0()))
+
+
+def export_once(path: Path, what: str, size: int, outputs: list[str], build) -> Path:
+    """Export the Lite0 graph ``build()`` makes (uint8 NHWC ``image`` [N,size,size,3] in,
+    ``outputs`` out) to ``path`` once; later calls return the cached file immediately.
 
     Needs torch only the first time. Concurrent processes may both export; each writes a
     temp file and renames it, so readers only ever see a complete file.
     """
-    path = backbone_path(cache_dir)
     if path.is_file():
         return path
     with _export_lock:
@@ -116,13 +125,11 @@ def export_backbone(cache_dir: str | os.PathLike) -> Path:
         try:
             import torch
         except ImportError:
-            raise MissingExtra("exporting the image backbone", "train") from None
+            raise MissingExtra(f"exporting {what}", "train") from None
         from . import _nets
 
-        module = _nets.BackboneOutputs(_nets.load_lite0()).eval()
-        example = torch.zeros(1, 224, 224, 3, dtype=torch.uint8)
-        data = _nets.onnx_bytes(module, example, input_name="image", output_names=["pooled", ACTIVATION])
-        atomic_write(path, data)
+        example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
+        atomic_write(path, _nets.onnx_bytes(build().eval(), example, input_name="image", output_names=outputs))
     return path
 
 

@@ -30,11 +30,9 @@ serving uses without this one.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
-from ..kernel.errors import Invalid, MissingExtra
-from ..storage.files import atomic_write
+from ..kernel.errors import Invalid
 from . import backbone as bb
 
 __all__ = [
@@ -65,7 +63,6 @@ CHANNELS = {"s4": S4_CHANNELS, "s8": S8_CHANNELS, "s16": S16_CHANNELS, "s32": S3
 # Bump when the exported graph changes: it renames the file, so caches keyed by it never mix.
 EXPORT_VERSION = "fm1"
 
-_export_lock = threading.Lock()
 
 
 def _check_size(size: int) -> int:
@@ -82,28 +79,10 @@ def feature_maps_path(cache_dir: str | os.PathLike, size: int) -> Path:
 
 
 def export_feature_maps(cache_dir: str | os.PathLike, size: int) -> Path:
-    """Export the multi-scale graph for ``size`` once; later calls return the cached file.
-
-    Needs torch only the first time; writes a temp file and renames it, so concurrent readers
-    (or a second process exporting too) only ever see a complete file.
-    """
-    path = feature_maps_path(cache_dir, size)
-    if path.is_file():
-        return path
-    with _export_lock:
-        if path.is_file():
-            return path
-        try:
-            import torch
-        except ImportError:
-            raise MissingExtra("exporting the image feature maps", "train") from None
-        from . import _nets
-
-        module = torch_module().eval()
-        example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
-        data = _nets.onnx_bytes(module, example, input_name="image", output_names=list(OUTPUTS))
-        atomic_write(path, data)
-    return path
+    """Export the multi-scale graph for ``size`` once; later calls return the cached file
+    (see :func:`dyntrain.learners.backbone.export_once`)."""
+    return bb.export_once(feature_maps_path(cache_dir, size), "the image feature maps", size, list(OUTPUTS),
+                          torch_module)
 
 
 def torch_module(lite0=None):
