@@ -423,12 +423,12 @@ def settings_page(name: str, request: Request, core: Core = Depends(get_core)):
             if n in schema and n not in seen:
                 seen.add(n)
                 f = schema[n]
+                if n == "gate_metric":  # a choice of the scores that exist for this project's task
+                    f = {**f, "enum": list(gate_metrics(ctx["project"].task))}
                 types = f["type"] if isinstance(f["type"], list) else [f["type"]]
                 kind = ("enum" if "enum" in f else "boolean" if "boolean" in types else
                         "integer" if "integer" in types else "number" if "number" in types else
                         "array" if "array" in types else "object" if "object" in types else "string")
-                if n == "gate_metric":  # only the scores that exist for this project's task
-                    f = {**f, "enum": list(gate_metrics(ctx["project"].task))}
                 fields.append({**f, "kind": kind, "nullable": "null" in types, "value": current.get(n, f["default"]),
                                "label": views.SETTING_LABELS.get(n, n.replace("_", " ")),
                                "help": views.SETTING_HELP.get(n, ""),
