@@ -1,0 +1,1 @@
+/* The mask editor (segmentation projects): data page, add photos, try page. */
