@@ -82,10 +82,10 @@ class Client:
         return response
 
     # -- projects (notebook API: dyntrain.client_project) -----------------------------------
-    def project(self, name: str, *, create: bool = False, task: str = "image-classification",
+    def project(self, name: str, *, create: bool = False, task: str | None = None,
                 settings: dict[str, Any] | None = None, description: str = ""):
         """A handle on project ``name`` (checked to exist); ``create`` makes it when it does not,
-        for ``task`` with ``settings``."""
+        for ``task`` (None: the server's default) with ``settings``."""
         from .client_project import Project
 
         try:
@@ -96,13 +96,13 @@ class Client:
             self.create_project(name, task=task, settings=settings, description=description)
         return Project(self, name)
 
-    def create_project(self, name: str, task: str = "image-classification", *, settings: dict[str, Any] | None = None,
+    def create_project(self, name: str, task: str | None = None, *, settings: dict[str, Any] | None = None,
                        description: str = ""):
         """Create a project (409 ``conflict`` when the name is taken) and return its handle."""
         from .client_project import Project
 
-        self.post("/projects", json={"name": name, "task": task, "description": description,
-                                     "settings": settings or {}})
+        body = {"name": name, "description": description, "settings": settings or {}}
+        self.post("/projects", json=body if task is None else {**body, "task": task})
         return Project(self, name)
 
     def projects(self) -> list[dict[str, Any]]:

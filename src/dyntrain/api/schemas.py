@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from .. import tasks
+
 
 __all__ = [
     "ProjectCreate", "ProjectPatch", "ProjectPublic", "SamplePublic", "SamplesPage", "SamplePatch",
@@ -52,7 +54,7 @@ class _Out(BaseModel):
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text = Field(..., examples=["products"], description="Unique; letters, digits, '-', '_', '.'.")
-    task: Text = Field("image-classification", description="What the project predicts.")
+    task: Text = Field(tasks.DEFAULT, description="What the project predicts (an unknown name is refused with the list of tasks).")
     description: Text = ""
     settings: JsonObject = Field(default_factory=dict, description="See GET /api/v1/settings-schema.")
 

@@ -33,7 +33,7 @@ def project_row(session: Session, name: str, *, lock: bool = False) -> ProjectRo
     return row
 
 
-def create_project(core: Core, name: str, task: str = "image-classification", description: str = "",
+def create_project(core: Core, name: str, task: str = tasks.DEFAULT, description: str = "",
                    settings: dict[str, Any] | None = None) -> Project:
     """Create a project; its name is its address in URLs.
 

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from .base import Modality, Target, Task
 
-__all__ = ["Modality", "Target", "Task", "register", "unregister", "get", "names", "default_for"]
+__all__ = ["Modality", "Target", "Task", "DEFAULT", "register", "unregister", "get", "names", "default_for"]
+
+#: The task a project gets when its creator names none.
+DEFAULT = "image-classification"
 
 _TASKS: dict[str, Task] = {}
 #: The task a client's data format implies when the project does not exist yet (the CLI's import).

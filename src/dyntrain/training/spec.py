@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .. import tasks
+
 import numpy as np
 
 __all__ = ["TrainingSpec", "TrainingOutcome", "Prepared", "Progress", "stage"]
@@ -24,7 +26,7 @@ class TrainingSpec:
     """
 
     dataset_version: int
-    task: str = "image-classification"
+    task: str = tasks.DEFAULT
     seed: int = 0
     time_budget_s: float = 60.0
     min_holdout_per_class: int = 10
