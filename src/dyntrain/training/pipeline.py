@@ -193,9 +193,14 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
         # configuration's nested score is its plain score on those folds), else on the same holdout/folds.
         score = (partial(stages.nested, [compare_with], chosen=compare_with) if nested
                  else partial(stages.evaluate, compare_with))
+        if not nested and compare_with == chosen and prod_recipe == recipe:
+            # A quick retrain refits the configuration in service: its refit on these folds is the very
+            # computation that just scored the new model (same folds, same seed), so it is not run twice.
+            refit = metrics
+        else:
+            refit = score(data, spec, recipe=prod_recipe, copies=copies_for(prod_recipe))
         comparison = {"candidate": compare_with.to_dict(), "recipe": prod_recipe.to_dict(),
-                      "metrics": _without_predictions(score(data, spec, recipe=prod_recipe,
-                                                            copies=copies_for(prod_recipe)))}
+                      "metrics": _without_predictions(refit)}
         log.append(f"production configuration {compare_with.label} re-fitted on the same data for comparison")
     baseline = stages.baseline(data, train_idx, spec)
     timings["evaluation"] = time.perf_counter() - mark
