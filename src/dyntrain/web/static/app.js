@@ -525,4 +525,40 @@ function renderScores(list, scores) {
   });
 }
 
-Object.assign(dyntrain, { api, q, qa, enc, toast, notices, fmtNumber, showMsg, errorText, refreshFragment, localTimes, pct, renderScores });
+// The camera on a try page, where the browser allows it (a secure context such as 127.0.0.1 or
+// HTTPS): "Use the camera" opens a live preview, "Take photo" hands a JPEG of the current frame
+// to onPhoto(blob, "camera.jpg"), "Close camera" stops it (_camera.html holds the markup). One
+// helper for every try page, so they all behave alike. onError(text) hears why it cannot open.
+function camera(onPhoto, onError, root) {
+  const start = q("#camera-start", root), box = q("#camera", root), video = q("#camera-video", root);
+  if (!start || !box || !video) return null;
+  let stream = null;
+  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) start.hidden = false;
+  start.addEventListener("click", async () => {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+      video.srcObject = stream;
+      box.hidden = false;
+    } catch (e) {
+      onError("The camera is not available: " + e.message);
+    }
+  });
+  function stop() {
+    if (stream) stream.getTracks().forEach((t) => t.stop());
+    stream = null;
+    video.srcObject = null;
+    box.hidden = true;
+  }
+  q("#camera-stop", box).addEventListener("click", stop);
+  q("#camera-snap", box).addEventListener("click", () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth || 640;
+    canvas.height = video.videoHeight || 480;
+    canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+    canvas.toBlob((blob) => (blob ? onPhoto(blob, "camera.jpg") : onError("The camera gave no picture yet: try again.")),
+                  "image/jpeg", 0.92);
+  });
+  return { stop };
+}
+
+Object.assign(dyntrain, { api, q, qa, enc, toast, notices, fmtNumber, showMsg, errorText, refreshFragment, localTimes, pct, renderScores, camera });

@@ -798,31 +798,6 @@
     });
     ns.boxes.predict = predict;
 
-    // The camera, where the browser allows it (a secure context such as 127.0.0.1 or HTTPS).
-    const camStart = q("#camera-start"), cam = q("#camera"), video = q("#camera-video");
-    let stream = null;
-    if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) camStart.hidden = false;
-    camStart.addEventListener("click", async () => {
-      try {
-        stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
-        video.srcObject = stream;
-        cam.hidden = false;
-      } catch (e) {
-        fail("The camera is not available: " + e.message);
-      }
-    });
-    function stopCamera() {
-      if (stream) stream.getTracks().forEach((t) => t.stop());
-      stream = null;
-      cam.hidden = true;
-    }
-    q("#camera-stop").addEventListener("click", stopCamera);
-    q("#camera-snap").addEventListener("click", () => {
-      const canvas = document.createElement("canvas");
-      canvas.width = video.videoWidth || 640;
-      canvas.height = video.videoHeight || 480;
-      canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
-      canvas.toBlob((b) => predict(b, "camera.jpg"), "image/jpeg", 0.92);
-    });
+    ns.camera(predict, fail);
   }
 })();

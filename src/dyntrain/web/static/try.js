@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { api, q, enc, showMsg, errorText, pct, renderScores } = window.dyntrain;
+  const { api, q, enc, showMsg, errorText, pct, renderScores, camera } = window.dyntrain;
   const root = q("#try");
   if (!root) return;
   const name = root.dataset.project;
@@ -139,30 +139,5 @@
     }
   });
 
-  // Camera, where the browser allows it (needs a secure context such as 127.0.0.1).
-  const camStart = q("#camera-start"), cam = q("#camera"), video = q("#camera-video");
-  let stream = null;
-  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) camStart.hidden = false;
-  camStart.addEventListener("click", async () => {
-    try {
-      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
-      video.srcObject = stream;
-      cam.hidden = false;
-    } catch (e) {
-      showResultError("The camera is not available: " + e.message);
-    }
-  });
-  function stopCamera() {
-    if (stream) stream.getTracks().forEach((t) => t.stop());
-    stream = null;
-    cam.hidden = true;
-  }
-  q("#camera-stop").addEventListener("click", stopCamera);
-  q("#camera-snap").addEventListener("click", () => {
-    const canvas = document.createElement("canvas");
-    canvas.width = video.videoWidth || 640;
-    canvas.height = video.videoHeight || 480;
-    canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
-    canvas.toBlob((blob) => predict(blob, "camera.jpg"), "image/jpeg", 0.92);
-  });
+  camera(predict, showResultError);
 })();
