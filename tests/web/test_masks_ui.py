@@ -1,0 +1,246 @@
+"""The mask editor (static/masks.js) in headless Chromium.
+
+The widget part runs on a small page served from a temporary folder (the real masks.js,
+masks.css and style.css next to a real photo from scikit-learn): brush, eraser, undo/redo, fill,
+polygon, class change and the saved label, decoded with codecs.masks exactly as the server
+decodes it, with no training. The page part drives a real server: the mask saved from the data
+page is the one the API stores, a refused save shows the server's reason, and the Try page
+overlays the served model's mask.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dyntrain.codecs import masks as mk
+
+STATIC = Path(__file__).resolve().parents[2] / "src" / "dyntrain" / "web" / "static"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+CLASSES = ["background", "pagoda", "sky", "tree"]
+PHOTO_W, PHOTO_H = 640, 427  # china.jpg
+U = mk.UNLABELLED
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Mask editor</title><link rel="icon" href="data:,"><link rel="stylesheet" href="style.css"><link rel="stylesheet" href="masks.css"></head>
+<body><main><h1>Mask editor</h1><div id="host"></div></main>
+<script src="masks.js"></script><script src="harness.js"></script></body></html>
+"""
+
+# The page's use of the widget: the classes (and a starting mask, base64 indexed PNG) from the
+# query string; what it saves and how often it was cancelled are kept for the test to read.
+_HARNESS = """"use strict";
+const params = new URLSearchParams(location.search);
+window.saved = [];
+window.cancelled = 0;
+const M = window.dyntrain.masks;
+const start = params.get("mask");
+(start ? M.decodeIndexedPng(M.base64Bytes(start)) : Promise.resolve(null)).then((mask) => {
+  window.editor = M.createEditor(document.getElementById("host"), {
+    src: "photo.jpg", title: "the test photo", classes: JSON.parse(params.get("classes") || "[]"),
+    mask: mask && Object.assign(mask, { classes: JSON.parse(params.get("mask_classes") || "[]") }),
+    onSave: (label) => { window.saved.push(label); },
+    onCancel: () => { window.cancelled += 1; },
+  });
+});
+"""
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The widget's page on 127.0.0.1 (a real HTTP server, so the browser loads it as it would)."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    root = tmp_path_factory.mktemp("masks-site")
+    for name in ("masks.js", "masks.css", "style.css"):
+        shutil.copy(STATIC / name, root / name)
+    Image.fromarray(load_sample_image("china.jpg")).save(root / "photo.jpg", quality=90)
+    (root / "index.html").write_text(_PAGE)
+    (root / "harness.js").write_text(_HARNESS)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class Editor:
+    """One browser page on a mask editor (the widget's or a project page's), with everything
+    that went wrong on it."""
+
+    def __init__(self, page, problems: list[str]):
+        self.page = page
+        self.problems = problems
+
+    @classmethod
+    def open(cls, browser, url: str, viewport=DESKTOP) -> "Editor":
+        phone = viewport["width"] < 500
+        context = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        problems: list[str] = []
+        page.on("console", lambda m: m.type in ("error", "warning") and problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+        page.goto(url)
+        return cls(page, problems)
+
+    def ready(self) -> None:
+        self.page.wait_for_function("() => window.dyntrain.masks.createEditor.live.size > 0")
+        self.page.evaluate("Promise.all([...window.dyntrain.masks.createEditor.live].map((e) => e.ready))")
+
+    def ids(self) -> np.ndarray:
+        """The editor's class ids, H × W."""
+        data = self.page.evaluate("""() => {
+          const ids = [...window.dyntrain.masks.createEditor.live][0].value();
+          let s = "";
+          for (let i = 0; i < ids.length; i += 8192) s += String.fromCharCode(...ids.subarray(i, i + 8192));
+          return btoa(s);
+        }""")
+        return np.frombuffer(base64.b64decode(data), np.uint8).reshape(PHOTO_H, PHOTO_W)
+
+    def classes(self) -> list[str]:
+        return self.page.evaluate("[...window.dyntrain.masks.createEditor.live][0].classes()")
+
+    def canvas(self) -> dict:
+        return self.page.locator(".mk-stage canvas.mk-mask").bounding_box()
+
+    def screen(self, x: float, y: float) -> tuple[float, float]:
+        """The screen point of original pixel (x, y)."""
+        r = self.canvas()
+        return r["x"] + x * r["width"] / PHOTO_W, r["y"] + y * r["height"] / PHOTO_H
+
+    def stroke(self, *points: tuple[float, float], steps: int = 6) -> None:
+        m = self.page.mouse
+        m.move(*self.screen(*points[0]))
+        m.down()
+        for p in points[1:]:
+            m.move(*self.screen(*p), steps=steps)
+        m.up()
+
+    def click(self, x: float, y: float) -> None:
+        self.page.mouse.click(*self.screen(x, y))
+
+    def status(self) -> str:
+        return self.page.locator(".mk-status").inner_text()
+
+
+@pytest.fixture
+def open_editor(browser, site):
+    opened: list[Editor] = []
+
+    def open_(viewport=DESKTOP, url: str | None = None, **query) -> Editor:
+        from urllib.parse import urlencode
+
+        query = {"classes": json.dumps(CLASSES), **query}
+        e = Editor.open(browser, url or f"{site}/index.html?" + urlencode(query), viewport)
+        opened.append(e)
+        if url is None:
+            e.ready()
+        return e
+
+    yield open_
+    problems = [x for e in opened for x in e.problems]
+    for e in opened:
+        e.page.context.close()
+    assert not problems, problems
+
+
+def _decoded(label: dict) -> np.ndarray:
+    """A saved label decoded as the server does (an unknown colour, e.g. anti-aliasing, fails)."""
+    assert label["mask"].startswith("data:image/png;base64,")
+    return mk.decode_png(base64.b64decode(label["mask"].split(",", 1)[1]), list(label["colors"]), label["colors"],
+                         image_size=(PHOTO_W, PHOTO_H))
+
+
+def _as_names(ids: np.ndarray, names: list[str]) -> np.ndarray:
+    lut = np.array([names[i] if i < len(names) else "" for i in range(255)] + ["?"], dtype=object)
+    return lut[ids]
+
+
+def test_paint_erase_undo_fill_polygon_and_save(open_editor):
+    e = open_editor()
+    page = e.page
+    # the mask lies exactly over the photo, at the photo's own resolution
+    canvas = e.canvas()
+    photo = page.locator(".mk-stage img").bounding_box()
+    assert all(abs(canvas[k] - photo[k]) < 1 for k in ("x", "y", "width", "height")), (canvas, photo)
+    assert page.evaluate("[document.querySelector('.mk-mask').width, document.querySelector('.mk-mask').height]") == [PHOTO_W, PHOTO_H]
+    assert (e.ids() == U).all()  # nothing is painted yet
+
+    # brush: class 2 ("pagoda", the first after background) by default, size 20 px
+    e.page.evaluate("[...window.dyntrain.masks.createEditor.live][0].setSize(20)")
+    e.stroke((100, 100), (300, 100))
+    ids = e.ids()
+    assert ids[100, 100:301].tolist() == [1] * 201  # the whole line ...
+    assert (ids[92:109, 150:250] == 1).all()  # ... 20 px thick (a pixel of rounding at the edge)
+    assert (ids[:85] == U).all() and (ids[116:] == U).all()  # ... and nothing beyond it
+    assert set(np.unique(ids)) == {1, U}
+
+    # eraser across it: a gap of unpainted pixels; undo and redo it
+    page.keyboard.press("e")
+    e.stroke((200, 60), (200, 140))
+    assert (e.ids()[95:106, 195:206] == U).all()
+    page.keyboard.press("Control+z")
+    assert (e.ids()[95:106, 195:206] == 1).all()
+    assert (e.ids() == ids).all()  # exactly back
+    page.keyboard.press("Control+Shift+z")
+    assert (e.ids()[95:106, 195:206] == U).all()
+    page.get_by_role("button", name="Undo").click()
+    assert (e.ids() == ids).all()
+    page.get_by_role("button", name="Redo").click()
+    erased = e.ids()
+    assert (erased[95:106, 195:206] == U).all()
+
+    # polygon with class 3 ("sky", key 3): a triangle, closed on its first point
+    page.keyboard.press("p")
+    page.keyboard.press("3")
+    page.keyboard.press("p")
+    for x, y in ((400, 200), (600, 200), (600, 400)):
+        e.click(x, y)
+    assert (e.ids() == erased).all()  # nothing is filled before the polygon is closed
+    e.click(401, 201)
+    ids = e.ids()
+    assert (ids[210:395, 595] == 2).all() and ids[390, 420] == U and ids[300, 560] == 2 and ids[300, 480] == U
+    tri = ids == 2
+    assert 0.97 < tri.sum() / (200 * 200 / 2) < 1.03  # the triangle's area, by pixel centres
+
+    # fill with "tree" (key 4) inside the triangle: only its connected pixels change
+    page.keyboard.press("f")
+    page.keyboard.press("4")
+    e.click(580, 250)
+    ids = e.ids()
+    assert (ids[tri] == 3).all() and not (ids[~tri] == 3).any()
+    # fill the unpainted rest with background from the class picker
+    page.locator(".mk-class[data-class=background]").click()
+    e.click(20, 20)
+    ids = e.ids()
+    assert (ids != U).all()  # the erased gap joined the outside through the stroke's ends
+    assert set(np.unique(ids)) == {0, 1, 3}
+
+    # save: the label is an RGB PNG whose every pixel is exactly a class colour
+    page.get_by_role("button", name="Save mask").click()
+    page.wait_for_function("window.saved.length === 1")
+    label = page.evaluate("window.saved[0]")
+    assert label["colors"] == {"background": [0, 0, 0], "pagoda": [128, 0, 0], "tree": [128, 128, 0]}
+    saved = _decoded(label)
+    names = list(label["colors"])
+    assert (_as_names(saved, names) == _as_names(ids, CLASSES)).all()
+    assert "Saved" in e.status()
