@@ -231,6 +231,7 @@ EXPECTED_PERMISSIONS = {
     ("PATCH", P + "/samples/{sample_id}"): "edit",
     ("DELETE", P + "/samples/{sample_id}"): "edit",
     ("GET", P + "/samples/{sample_id}/image"): "read",
+    ("GET", P + "/samples/{sample_id}/blobs/{digest}"): "read",
     ("POST", P + "/samples/{sample_id}/purge"): "admin",
     ("GET", P + "/samples/{sample_id}/thumbnail"): "read",
     ("POST", P + "/train"): "edit",

@@ -165,8 +165,9 @@ def import_(
     label_column: str = typer.Option("label", "--label-column", help="Column / field holding the label."),
     target: Optional[str] = typer.Option(None, "--target", help="Tables: the column to predict (a class, or a "
                                          "number for tabular-regression); every other column is a feature."),
-    box_format: Optional[str] = typer.Option(None, "--format", help="Object detection: coco, voc or yolo "
-                                             "(detected from the files when left out)."),
+    box_format: Optional[str] = typer.Option(None, "--format", help="Object detection: coco, voc or yolo; "
+                                             "semantic segmentation: png (images/ + masks/ with a class table) "
+                                             "or coco (detected from the files when left out)."),
     unlabelled: bool = typer.Option(False, "--unlabelled", help="Items WITHOUT labels into the labelling queue: "
                                     "images (a folder or .zip of files, no class folders), texts (.csv/.jsonl, "
                                     "--text-column) or table rows (.csv/.jsonl; --target names a column to leave "
@@ -176,7 +177,10 @@ def import_(
     """Upload labelled examples as ONE new dataset version (or none if anything fails).
 
     Object detection (--task object-detection): a folder or .zip of images with COCO JSON, Pascal
-    VOC XML or YOLO txt boxes; every bad box is named (file and box) before anything is sent."""
+    VOC XML or YOLO txt boxes; every bad box is named (file and box) before anything is sent.
+    Semantic segmentation (--task semantic-segmentation): images/ and masks/ (PNG masks of the same
+    stem, indexed or RGB, with classes.json, labelmap.txt or classes.txt), or COCO polygons / RLE;
+    a bad mask (not a PNG, another size, an unknown colour or class) is named with its file."""
     client = _client(url)
     if unlabelled:
         from .cli_unlabelled import import_unlabelled
@@ -342,8 +346,10 @@ def _import_table(client: Client, path: Path, project: str, task: str, target: O
 def export(
     project: str = typer.Argument(..., help="Project name."),
     out_dir: Path = typer.Option(..., "--out", help="Folder to write into (<label>/<file>), or for object "
-                                 "detection a folder or a .zip of images with their box files."),
-    box_format: Optional[str] = typer.Option(None, "--format", help="Object detection: coco (default), voc or yolo."),
+                                 "detection a folder or a .zip of images with their box files, for semantic "
+                                 "segmentation a folder of images/ and masks/ (or COCO)."),
+    box_format: Optional[str] = typer.Option(None, "--format", help="Object detection: coco (default), voc or "
+                                             "yolo; semantic segmentation: png (default) or coco."),
     url: str = URL,
 ):
     """Download a project's examples into the layout import reads back."""
@@ -365,7 +371,10 @@ def export(
         with _progress() as bar:
             task = bar.add_task(f"downloading {len(samples)} examples", total=len(samples))
 
-            def content(sample: dict) -> bytes:
+            def content(sample: dict, blob: str | None = None) -> bytes:
+                """A sample's file, or a file its annotation names (a mask's PNG)."""
+                if blob is not None:
+                    return client.download(f"/projects/{project}/samples/{sample['id']}/blobs/{blob}")
                 data = client.download(f"/projects/{project}/samples/{sample['id']}/image")
                 bar.advance(task)
                 return data
@@ -479,9 +488,12 @@ def predict(
     target: Optional[str] = typer.Option(None, "--target", help="Tables: a column to leave out (e.g. the known answer)."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON document."),
     version: Optional[int] = typer.Option(None, "--version", help="A specific model version."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write the files an answer carries into this "
+                                           "folder (semantic segmentation: <image stem>.png, the mask as an "
+                                           "indexed PNG whose palette holds the class colours)."),
     url: str = URL,
 ):
-    """Classify images, texts or table rows (or predict a number) with the model in service."""
+    """Classify images, texts or table rows (or predict a number, boxes, a mask) with the model in service."""
     client, params = _client(url), {"version": version} if version else None
     files = files or []
     try:
@@ -503,10 +515,27 @@ def predict(
     except OSError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1)
+    if out_dir is not None:
+        _write_prediction_files(client, project, task, out_dir, files, result["predictions"])
     if as_json:
         out.print_json(json.dumps(result))
         return
     _print_predictions(client, project, task, "input", [str(f) for f in files], result["predictions"])
+
+
+def _write_prediction_files(client: Client, project: str, task: str | None, out_dir: Path, files: list[Path],
+                            predictions: list[dict]) -> None:
+    """The files each answer carries (a mask PNG), as ``<input stem><suffix>`` in ``out_dir``."""
+    target = tasks.get(task or client.get(f"/projects/{project}")["task"]).target
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for f, p in zip(files, predictions):
+            for suffix, data in ({} if "error" in p else target.prediction_files(p)).items():
+                (out_dir / f"{Path(f).stem}{suffix}").write_bytes(data)
+                console.print(f"wrote {out_dir / (Path(f).stem + suffix)}")
+    except OSError as exc:
+        console.print(f"[red]error:[/red] cannot write into {out_dir}: {exc}")
+        raise typer.Exit(1)
 
 
 def _print_predictions(client: Client, project: str, task: str | None, first: str, names: list[str],

@@ -134,6 +134,12 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         "/samples/{sample_id}/image", "/samples/{sample_id}/thumbnail", "/unlabelled", "/unlabelled/{sample_id}/image"]},
     ("GET", "/api/v1/projects"): "read", ("GET", "/api/v1/runs/{run_id}"): "read",
     ("GET", "/api/v1/settings-schema"): "read", ("GET", "/metrics"): "read",
+    # Recommendation projects: interactions in (a person's deletion is a purge: no undo), answers
+    # out, and what a person chose from an answer (bounded to that answer's items, once).
+    ("POST", f"{_P}/interactions"): "edit", ("POST", f"{_P}/interactions/import"): "edit",
+    ("GET", f"{_P}/interactions"): "read", ("DELETE", f"{_P}/interactions"): "admin",
+    ("GET", f"{_P}/recommend"): "predict", ("POST", f"{_P}/recommend"): "predict",
+    ("GET", f"{_P}/similar"): "predict", ("POST", f"{_P}/recommend/{{prediction_id}}/chosen"): "predict",
     # … and the UI's pages.
     **{("GET", page): "read" for page in [
         "/", "/fragments/projects", "/projects/{name}", "/projects/{name}/activity",

@@ -89,15 +89,16 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
 
     install_observability(app, core)  # last = outermost: request ids, latency, size limit; GET /metrics
 
-    from . import access, models, projects
+    from . import access, models, projects, recommend
 
     api = APIRouter(prefix=API_PREFIX)
     if role == "inference":
-        modules = (access, projects, models)
+        modules = (access, projects, models, recommend)
     else:
         from . import admin, data, training, unlabelled
 
-        modules = (access, projects, data, unlabelled, training, models, admin)
+        modules = (access, projects, data, unlabelled, training, models, recommend, admin)
+        app.include_router(recommend.data_router)
     for module in modules:
         app.include_router(module.router)
 

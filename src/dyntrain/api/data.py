@@ -136,6 +136,19 @@ def sample_image(name: str, sample_id: int, core: Core = Depends(get_core)):
     return Response(data, media_type=media, headers=_IMMUTABLE)
 
 
+@router.get("/projects/{name}/samples/{sample_id}/blobs/{digest}", response_class=Response)
+def sample_blob(name: str, sample_id: int, digest: str, core: Core = Depends(get_core)):
+    """A file the sample's annotation names by its sha256 (a segmentation mask's indexed PNG)."""
+    from ..kernel.errors import NotFound
+
+    sample = changes.get_sample(core, name, sample_id)
+    if digest not in tasks.get(changes.project_task(core, name)).target.blob_refs(sample.annotation):
+        raise NotFound(f"sample {sample_id} names no file {digest[:12]}…")
+    data = core.blobs.get(digest)
+    media = "image/png" if data.startswith(b"\x89PNG") else "application/octet-stream"
+    return Response(data, media_type=media, headers=_IMMUTABLE)
+
+
 @router.get("/projects/{name}/samples/{sample_id}/thumbnail", response_class=Response)
 def sample_thumbnail(name: str, sample_id: int, size: int = Query(160, ge=16, le=512),
                      core: Core = Depends(get_core)):

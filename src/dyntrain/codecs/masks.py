@@ -58,6 +58,7 @@ __all__ = [
     "class_areas",
     "overlay",
     "difference",
+    "served_mask",
 ]
 
 UNLABELLED = 255
@@ -449,3 +450,25 @@ def encode_coco(mask: np.ndarray, class_to_category: Mapping[int, int], *, image
                     "area": float(api.area(rle)), "bbox": bbox,
                     "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}})
     return out
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+def served_mask(mask: np.ndarray, probabilities: np.ndarray | None, scale: float, pad_x: int, pad_y: int,
+                width: int, height: int) -> tuple[np.ndarray, float]:
+    """One image's served outputs (``mask`` [S,S] class ids and ``probabilities`` [C,S,S] of a
+    letterboxed input) as (uint8 class ids at the photo's ``height`` x ``width``, confidence).
+
+    The confidence is the mean over the photo's own pixels (padding left out) of the winning
+    class's probability: how sure the model is of the mask as a whole (1.0 without probabilities).
+    NumPy only, so serving needs no learner.
+    """
+    from .letterbox import map_to_original
+
+    ids = map_to_original(np.asarray(mask), scale, pad_x, pad_y, width, height, nearest=True).astype(np.uint8)
+    if probabilities is None:
+        return ids, 1.0
+    top = np.asarray(probabilities).max(axis=0)  # the winning class's probability per model pixel
+    x1, y1 = pad_x + max(1, round(width * scale)), pad_y + max(1, round(height * scale))
+    return ids, float(top[pad_y:y1, pad_x:x1].mean())

@@ -61,7 +61,7 @@ def _check_uploads(core: Core, task: str, uploads: list[Upload], labels: list) -
         try:
             upload = Upload(upload.filename, modality.canonical(upload.data))
             meta = modality.content_meta(core.settings, upload.filename, upload.data)
-            key, annotation = target.read_label(label, meta)
+            key, annotation = target.stored_label(label, meta, core.blobs)
             accepted.append((upload, key, annotation, meta))
         except (Invalid, TooLarge) as exc:
             rejected.append({"file": upload.filename, "reason": exc.message})
@@ -172,7 +172,7 @@ def relabel_sample(core: Core, project: str, sample_id: int, label) -> tuple[Sam
         row = project_row(s, project, lock=True)
         target = tasks.get(row.task).target
         sample = _sample_row(s, row, sample_id)
-        key, annotation = target.read_label(label, dict(sample.meta or {}))
+        key, annotation = target.stored_label(label, dict(sample.meta or {}), core.blobs)
         old = sample.label
         sample.label, sample.annotation = key, annotation
         _ensure_classes(s, row, target.label_classes(key, annotation))

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from .. import tasks
 from ..kernel.core import Core
 from ..kernel.errors import Invalid, NotFound
 from ..kernel.projects import project_row
@@ -80,6 +81,11 @@ def purge(core: Core, project: str, content_hash: str, actor: str = "") -> dict[
             raise NotFound(f"project {project!r} holds no sample, dataset version item or stored prediction "
                            f"input with content {content_hash[:12]}…")
         data_changed = any(x.status == "active" for x in samples)
+        # files the purged items' annotations name (a mask's PNG) go with them unless still named elsewhere
+        named = tasks.annotation_blobs([(row.task, x.annotation) for x in samples] + [
+            (row.task, a) for a in s.scalars(select(VersionItemRow.annotation).where(
+                VersionItemRow.version_id.in_(list(per_version)), VersionItemRow.content_hash == content_hash,
+                VersionItemRow.annotation.is_not(None)))])
         for sample in samples:
             s.delete(sample)
         numbers: dict[int, int] = {}  # version number -> items purged
@@ -118,6 +124,7 @@ def purge(core: Core, project: str, content_hash: str, actor: str = "") -> dict[
         audit.record(s, actor or "unknown", "purge", project, **report)
     _rewrite_cards(core, models)
     report.update(_delete_if_unused(core, content_hash, started))
+    report["annotation_files_deleted"] = sum(_delete_if_unused(core, h, started)["blob_deleted"] for h in sorted(named))
     return report
 
 
@@ -136,14 +143,15 @@ def _rewrite_cards(core: Core, models: list[ModelVersionRow]) -> None:
 
 def _delete_if_unused(core: Core, content_hash: str, since: float) -> dict[str, Any]:
     """Delete the blob and its cached features unless any project still references the content."""
-    from ..ops.housekeeping import collect_blob, delete_feature_cache
+    from ..ops.housekeeping import annotation_blobs_in_use, collect_blob, delete_feature_cache
 
     with core.db.read() as s:
         still = (s.scalar(select(SampleRow.id).where(SampleRow.content_hash == content_hash).limit(1))
                  or s.scalar(select(VersionItemRow.sample_id).where(VersionItemRow.content_hash == content_hash)
                              .limit(1))
                  or s.scalar(select(PredictionRow.id).where(PredictionRow.input_hash == content_hash,
-                                                            PredictionRow.input_stored.is_(True)).limit(1)))
+                                                            PredictionRow.input_stored.is_(True)).limit(1))
+                 or (content_hash in annotation_blobs_in_use(s) or None))
     if still is not None:
         return {"blob_deleted": False, "still_used_elsewhere": True, "cache_entries": 0}
     if isinstance(core.blobs, FileBlobStore):

@@ -417,7 +417,7 @@ def confirm(core: Core, project: str, decisions: list[tuple[int, Any]]) -> tuple
         for sample_id, label in decisions:
             try:
                 item = _item_row(s, row, sample_id)
-                key, annotation = target.read_label(label, dict(item.meta or {}))
+                key, annotation = target.stored_label(label, dict(item.meta or {}), core.blobs)
                 labelled.append((item, key, annotation))
             except DyntrainError as exc:
                 problems.append({"id": sample_id, "reason": exc.message})

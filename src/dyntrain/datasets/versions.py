@@ -18,7 +18,7 @@ from ..kernel.projects import project_row
 from ..storage.rows import DatasetVersionRow, ProjectRow, SampleRow, VersionItemRow
 
 __all__ = ["snapshot", "list_versions", "get_version", "version_items", "diff_versions", "version_hash",
-           "MIN_EXAMPLES_PER_CLASS", "waiting_classes", "waiting_sentence", "subscribe"]
+           "MIN_EXAMPLES_PER_CLASS", "waiting_classes", "waiting_sentence", "subscribe", "notify"]
 
 #: Told ``(session, project row, version number)`` of every new version, inside the transaction
 #: that made it (so what they write commits or rolls back with it). The scheduler subscribes:
@@ -101,9 +101,15 @@ def snapshot(session: Session, project: ProjectRow, message: str) -> DatasetVers
                                    label=r.label, annotation=r.annotation) for r in rows)
     project.head_version = number
     publish(session, project.id, "data.changed", {"version": number, "message": message, "size": len(rows)})
-    for fn in _SUBSCRIBERS:  # the loop: the scheduler's subscription may retrain on it
-        fn(session, project, number)
+    notify(session, project, number)
     return version.to_entity()
+
+
+def notify(session: Session, project: ProjectRow, number: int) -> None:
+    """Tell the subscribers of a new version, in the transaction that made it (the loop: the
+    scheduler's subscription may retrain on it)."""
+    for fn in _SUBSCRIBERS:
+        fn(session, project, number)
 
 
 def _version_row(session: Session, project_id: int, number: int) -> DatasetVersionRow | None:

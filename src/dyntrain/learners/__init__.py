@@ -44,6 +44,7 @@ from .text import TextEmbeddingLogReg, TfidfLogReg  # noqa: E402  isort: skip
 from .tabular import (TABLE, TabularHGB, TabularHGBRegressor, TabularLinear, TabularRidge,  # noqa: E402  isort: skip
                       infer_schema, regression_metrics, row_feed, schema_of, to_matrix)
 from .detector import CenterNetDetector  # noqa: E402  isort: skip
+from .segmenter import Segmenter  # noqa: E402  isort: skip
 
 __all__ = [
     # contract and registry
@@ -65,6 +66,7 @@ __all__ = [
     "TabularLinear",
     "TabularRidge",
     "CenterNetDetector",
+    "Segmenter",
     "infer_schema",
     "regression_metrics",
     "row_feed",

@@ -316,6 +316,28 @@ def _check_inputs(images, masks, class_names, colors):
     return table, arrays, checked
 
 
+def build_views(arrays: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int, views: int, cache_dir: Path,
+                threads: int, progress: ProgressFn | None = None):
+    """The letterboxed views of each image (view 0 the photo itself, then ``views - 1`` augmented
+    copies; image-major rows) with their backbone maps, cached on disk by content: returns
+    (features [s4, s8, s16, s32], view masks [N*views,S,S], each photo's letterbox info, how many
+    views the backbone had to run on)."""
+    cache = _ViewCache(Path(cache_dir), int(size), threads)
+    keys, batch, view_masks, infos = [], [], [], []
+    for a, m in zip(arrays, masks):
+        content = _content_id(a)
+        for v in range(views):
+            img_v, mask_v = _augment(a, m, _view_params(content, v))
+            b, scale, pad_x, pad_y = lb.letterbox(img_v, int(size))
+            keys.append(hashlib.sha256(f"{content}/{v}".encode()).hexdigest())
+            batch.append(b[0])
+            view_masks.append(_letterbox_mask(mask_v, int(size)))
+            if v == 0:
+                infos.append((scale, pad_x, pad_y))
+    features = cache.features(keys, batch, progress=progress)
+    return features, np.stack(view_masks), infos, cache.computed
+
+
 def _folds(n: int, k: int, repeat: int, seed: int) -> list[np.ndarray]:
     """Test indices of K folds for one repeat (a fresh shuffle per repeat)."""
     order = np.random.default_rng([seed, repeat]).permutation(n)
@@ -380,20 +402,8 @@ def fit_segmenter(
 
     # 1. Views (image-major rows) and their features (cached on disk by content).
     t_feat = time.perf_counter()
-    cache = _ViewCache(Path(cache_dir), int(size), threads)
-    keys, batch, view_masks, infos = [], [], [], []
-    for a, m in zip(arrays, checked):
-        content = _content_id(a)
-        for v in range(views):
-            img_v, mask_v = _augment(a, m, _view_params(content, v))
-            b, scale, pad_x, pad_y = lb.letterbox(img_v, int(size))
-            keys.append(hashlib.sha256(f"{content}/{v}".encode()).hexdigest())
-            batch.append(b[0])
-            view_masks.append(_letterbox_mask(mask_v, int(size)))
-            if v == 0:
-                infos.append((scale, pad_x, pad_y))
-    features = cache.features(keys, batch, progress=lambda f: report_progress(0.25 * f))
-    view_masks_arr = np.stack(view_masks)
+    features, view_masks_arr, infos, computed = build_views(arrays, checked, int(size), views, Path(cache_dir),
+                                                            threads, progress=lambda f: report_progress(0.25 * f))
     seconds = {"features": time.perf_counter() - t_feat}
 
     # 2. Epochs: about 900 sample-steps per fit (fewer passes for larger sets, each has more
@@ -514,7 +524,7 @@ def fit_segmenter(
         "views": views,
         "size": int(size),
         "images": n,
-        "features_computed": cache.computed,
+        "features_computed": computed,
         "curves": curves,
         "seconds": seconds,
     }

@@ -111,10 +111,29 @@ def _inventory(db: Path) -> dict[str, Any]:
         hashes = {r[0] for r in conn.execute(
             "SELECT content_hash FROM samples UNION SELECT content_hash FROM dataset_version_items "
             "UNION SELECT input_hash FROM predictions WHERE input_stored AND input_hash IS NOT NULL")}
+        hashes |= _annotation_blobs(conn)
         models = [r[0] for r in conn.execute("SELECT path FROM model_versions ORDER BY project_id, version")]
     finally:
         conn.close()
     return {"revision": revision, "counts": counts, "hashes": sorted(hashes), "models": models}
+
+
+def _annotation_blobs(conn: sqlite3.Connection) -> set[str]:
+    """Blobs the snapshot's annotations name (a mask's PNG; see tasks.blob_holders)."""
+    from .. import tasks
+
+    holders = tasks.blob_holders()
+    projects = {pid: task for pid, task in conn.execute("SELECT id, task FROM projects") if task in holders}
+    if not projects:
+        return set()
+    marks = ",".join("?" * len(projects))
+    rows = conn.execute(
+        f"SELECT project_id, annotation FROM samples WHERE annotation IS NOT NULL AND project_id IN ({marks}) "
+        "UNION ALL SELECT v.project_id, i.annotation FROM dataset_version_items i JOIN dataset_versions v "
+        f"ON v.id = i.version_id WHERE i.annotation IS NOT NULL AND v.project_id IN ({marks}) "
+        "UNION ALL SELECT project_id, feedback FROM predictions WHERE feedback IS NOT NULL "
+        f"AND project_id IN ({marks})", [*projects] * 3)
+    return tasks.annotation_blobs((projects[pid], annotation) for pid, annotation in rows)
 
 
 def backup(settings: Settings, out: Path, progress: ProgressFn | None = None) -> dict[str, Any]:

@@ -230,10 +230,34 @@ def _stored_inputs(core: Core, expiring: list[_Policy] | None) -> set[str]:
 
 
 def content_in_use(core: Core) -> set[str]:
-    """Every content hash a sample (any status, any project) or a dataset version item names."""
+    """Every content hash a sample (any status, any project) or a dataset version item names, and
+    every blob their annotations or a prediction's correction name (a mask's PNG)."""
     with core.db.read() as s:
         return (set(s.scalars(select(SampleRow.content_hash).distinct()))
-                | set(s.scalars(select(VersionItemRow.content_hash).distinct())))
+                | set(s.scalars(select(VersionItemRow.content_hash).distinct())) | annotation_blobs_in_use(s))
+
+
+def annotation_blobs_in_use(s) -> set[str]:
+    """Blobs named by annotations (samples, dataset versions, prediction corrections) of projects
+    whose task keeps some there (see tasks.blob_holders)."""
+    from .. import tasks
+    from ..storage.rows import DatasetVersionRow, PredictionRow, ProjectRow
+
+    holders = tasks.blob_holders()
+    if not holders:
+        return set()
+    projects = dict(s.execute(select(ProjectRow.id, ProjectRow.task).where(ProjectRow.task.in_(holders))).all())
+    if not projects:
+        return set()
+    ids = list(projects)
+    rows = [*s.execute(select(SampleRow.project_id, SampleRow.annotation).where(
+                SampleRow.project_id.in_(ids), SampleRow.annotation.is_not(None))),
+            *s.execute(select(DatasetVersionRow.project_id, VersionItemRow.annotation)
+                       .join(DatasetVersionRow, DatasetVersionRow.id == VersionItemRow.version_id)
+                       .where(DatasetVersionRow.project_id.in_(ids), VersionItemRow.annotation.is_not(None))),
+            *s.execute(select(PredictionRow.project_id, PredictionRow.feedback).where(
+                PredictionRow.project_id.in_(ids), PredictionRow.feedback.is_not(None)))]
+    return tasks.annotation_blobs((projects[pid], annotation) for pid, annotation in rows)
 
 
 # -- model versions -----------------------------------------------------------------------

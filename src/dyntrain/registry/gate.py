@@ -36,14 +36,15 @@ MAX_SCORED = 1000
 
 def measure_served(predictions: list[dict[str, Any]], trained_hashes: set[str], served_labels: list[str],
                    task: str, run_served: Callable[[list[dict[str, Any]]], list], *,
-                   version: int) -> dict[str, Any]:
+                   version: int, load_blob: Callable[[str], bytes] | None = None) -> dict[str, Any]:
     """Score the served model file and the new model on the same never-seen samples.
 
     ``predictions`` are the new model's, one per evaluated sample (``content_hash``, ``true``,
     ``predicted``); samples whose content is in ``trained_hashes`` are left out (the served
     model would look better than it is on them), and so are classes it does not know.
     ``run_served`` returns the served file's output for the samples kept (probabilities over
-    ``served_labels``, or values for regression), in order; the task's target scores it.
+    ``served_labels``, or values for regression), in order; the task's target scores it (with
+    its truth read by ``load_blob`` where it is a blob: a mask).
     """
     target = tasks.get(task).target
     unseen = [p for p in predictions if p["content_hash"] not in trained_hashes]
@@ -55,6 +56,8 @@ def measure_served(predictions: list[dict[str, Any]], trained_hashes: set[str], 
         samples = _capped(samples, target.has_classes)
         record["n"], record["not_scored"] = len(samples), record["n"] - len(samples)
     if samples:
+        if load_blob is not None:
+            samples = target.attach_blobs(samples, load_blob)
         record["metrics"] = target.score_output(samples, run_served(samples), served_labels)
         record["new"] = target.score_predicted(samples)
     if len(samples) < MIN_UNSEEN:

@@ -251,7 +251,7 @@ def _measure_served(core: Core, project: ProjectRow, prod_info: dict, result: di
     labels = prod_info["card"].get("labels") or []
     try:
         served = gate.measure_served(predictions, prod_info["trained_hashes"], labels, project.task, run_served,
-                                     version=prod_info["version"])
+                                     version=prod_info["version"], load_blob=core.blobs.get)
     except Exception as exc:  # a missing or broken file must not sink the run: the refit still decides
         log.warning("could not score the served model version %s", prod_info["version"], exc_info=True)
         served = {"version": prod_info["version"], "n": 0, "enough": False, "metrics": None, "new": None,

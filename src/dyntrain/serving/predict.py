@@ -195,7 +195,7 @@ def set_feedback(core: Core, project: str, prediction_id: int, label: Any) -> No
     meta = {}
     if stored and digest and core.blobs.exists(digest):
         meta = task.modality.content_meta(core.settings, f"prediction-{prediction_id}", core.blobs.get(digest))
-    key, annotation = task.target.read_label(label, meta)
+    key, annotation = task.target.stored_label(label, meta, core.blobs)
     with core.db.write() as s:
         row = prediction_row(s, project_row(s, project).id, prediction_id)
         row.feedback_label, row.feedback = key, annotation

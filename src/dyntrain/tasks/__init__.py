@@ -67,4 +67,24 @@ def default_for(upload_format: str) -> str | None:
     return _DEFAULTS.get(upload_format)
 
 
+def blob_holders() -> list[str]:
+    """The tasks whose annotations name blobs (a mask's PNG): housekeeping, backups and purges
+    look into those projects' annotations, no others."""
+    return [n for n, t in _TASKS.items() if type(t.target).blob_refs is not Target.blob_refs]
+
+
+def annotation_blobs(rows) -> set[str]:
+    """The blobs named by annotations, given as ``(task, annotation)`` rows (an annotation as
+    stored: a JSON value, or its text from a raw database read)."""
+    import json
+
+    out: set[str] = set()
+    for task, annotation in rows:
+        if annotation is None or task not in _TASKS:
+            continue
+        out.update(_TASKS[task].target.blob_refs(json.loads(annotation) if isinstance(annotation, str)
+                                                 else annotation))
+    return out
+
+
 from . import builtin  # noqa: E402,F401  (registers the built-in tasks)

@@ -154,6 +154,21 @@ class Target(abc.ABC):
         form that is the same JSON whenever the label is the same (None: the key says it all)."""
         return self.validate_label(raw), None
 
+    def stored_label(self, raw: Any, meta: dict[str, Any], blobs) -> tuple[str, Any]:
+        """:meth:`read_label` for a label about to be kept: a target whose annotations name blobs
+        (a mask's PNG) puts them into ``blobs`` (the content-addressed store the images are in)
+        and may read ones named by hash from there. By default the label needs no blob."""
+        return self.read_label(raw, meta)
+
+    def blob_refs(self, annotation: Any) -> list[str]:
+        """The blobs an annotation names (housekeeping, backups and purges keep them with it)."""
+        return []
+
+    def attach_blobs(self, samples: list[dict], load: Callable[[str], bytes]) -> list[dict]:
+        """Evaluated samples (a run's ``predictions``) ready for :meth:`score_output`: a target whose
+        truth is a blob loads it with ``load``. By default as they are."""
+        return samples
+
     def label_classes(self, key: str, annotation: Any) -> set[str]:
         """The classes a labelled sample names: the project's class list grows by them."""
         return {key} if self.has_classes else set()
@@ -312,6 +327,11 @@ class Target(abc.ABC):
     def cli_cells(self, prediction: dict) -> list[str]:
         """One prediction's cells under :meth:`cli_columns`."""
 
+    def prediction_files(self, prediction: dict) -> dict[str, bytes]:
+        """Files an answer carries, by file suffix (a mask's ".png"): the CLI's ``predict --out``
+        writes them beside each other as ``<input stem><suffix>``. None by default."""
+        return {}
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -321,11 +341,15 @@ class Answer:
     public: dict[str, Any]
     label: str | None = None
     confidence: float = 0.0
+    #: What the record keeps as its ``output`` where that is less than the answer (a mask's
+    #: classes and areas, not its PNG); None: the whole answer.
+    stored: dict[str, Any] | None = None
 
     @property
     def record(self) -> dict[str, Any]:
         """The prediction record's columns."""
-        return {"label": self.label, "confidence": self.confidence, "output": self.public}
+        return {"label": self.label, "confidence": self.confidence,
+                "output": self.public if self.stored is None else self.stored}
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ from . import Task, register
 from .boxes import BoxesTarget, PhotoModality
 from .classes import ClassTarget
 from .image import ImageModality
+from .masks import MaskPhotoModality, MaskTarget
 from .numbers import NumberTarget
 from .table import RowModality
 from .text import TextModality
 
 # One instance each: a modality or target holds no per-project state.
-IMAGE, TEXT, ROW, PHOTO = ImageModality(), TextModality(), RowModality(), PhotoModality()
-CLASS, NUMBER, BOXES = ClassTarget(), NumberTarget(), BoxesTarget()
+IMAGE, TEXT, ROW, PHOTO, MASK_PHOTO = ImageModality(), TextModality(), RowModality(), PhotoModality(), MaskPhotoModality()
+CLASS, NUMBER, BOXES, MASKS = ClassTarget(), NumberTarget(), BoxesTarget(), MaskTarget()
 
 register(Task("image-classification", IMAGE, CLASS, "Photos (recognise what is in a picture)"),
          default_for_format=True)
@@ -20,3 +21,4 @@ register(Task("text-classification", TEXT, CLASS, "Texts (recognise what a text 
 register(Task("tabular-classification", ROW, CLASS), default_for_format=True)
 register(Task("tabular-regression", ROW, NUMBER))
 register(Task("object-detection", PHOTO, BOXES, "Photos (find and outline things in a picture)"))
+register(Task("semantic-segmentation", MASK_PHOTO, MASKS, "Photos (paint which pixels belong to what)"))

@@ -6,7 +6,8 @@ modality gives the candidate learners, the features and the model file's input c
 target gives the training stages (:mod:`.classes`, :mod:`.numbers`, …), an object with:
 
 * ``encode(items, spec)`` → (items trained on, classes, y, classes waiting) — and refuses data
-  with nothing to learn; ``plan(items, spec)`` → the evaluation plan (holdout or cv);
+  with nothing to learn; optionally ``load_labels(y, classes, load_blob)`` → y with labels kept
+  as blobs read (a mask's PNG); ``plan(items, spec)`` → the evaluation plan (holdout or cv);
 * ``select(candidates, data, train_idx, spec, budget, report)`` → (chosen, ran, record, raw);
 * ``recipes`` and ``select_recipe(…)`` — data recipes (augmentation, balancing) where they apply;
 * ``evaluate(candidate, data, spec, …)`` and ``nested(ran, data, spec, …)`` → the shown metrics
@@ -77,6 +78,9 @@ def prepare(items: list[VersionItem], spec: TrainingSpec, kinds: list[str], *, l
     out), the modality computes the features."""
     stages = _stages(spec.task)
     items, labels, y, waiting = stages.encode(items, spec)
+    load_labels = getattr(stages, "load_labels", None)  # labels kept as blobs (masks) are read here
+    if load_labels is not None:
+        y = load_labels(y, labels, load_image)
     hashes = [i.content_hash for i in items]
     X = featurize(spec.task, kinds, hashes, load_image, extractor, progress=stage(progress, "features"))
     return Prepared(labels, y, [i.sample_id for i in items], hashes, X, stages.plan(items, spec), waiting)
