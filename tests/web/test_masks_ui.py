@@ -237,10 +237,102 @@ def test_paint_erase_undo_fill_polygon_and_save(open_editor):
 
     # save: the label is an RGB PNG whose every pixel is exactly a class colour
     page.get_by_role("button", name="Save mask").click()
-    page.wait_for_function("window.saved.length === 1")
+    page.wait_for_function("() => window.saved.length === 1")
     label = page.evaluate("window.saved[0]")
     assert label["colors"] == {"background": [0, 0, 0], "pagoda": [128, 0, 0], "tree": [128, 128, 0]}
     saved = _decoded(label)
     names = list(label["colors"])
     assert (_as_names(saved, names) == _as_names(ids, CLASSES)).all()
     assert "Saved" in e.status()
+
+
+# --- the pages, on a real server -------------------------------------------------------------
+
+
+def _photo_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    buf = io.BytesIO()
+    Image.fromarray(load_sample_image("china.jpg")).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _stored_mask(api, project: str, sample: dict) -> np.ndarray:
+    """A sample's stored mask as the API serves it, decoded with codecs.masks, in names."""
+    a = sample["annotation"]
+    r = api.get(f"/projects/{project}/samples/{sample['id']}/blobs/{a['mask']}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+    return _as_names(mk.decode_png(r.content, a["classes"], image_size=(PHOTO_W, PHOTO_H)), a["classes"])
+
+
+def test_data_page_adds_edits_and_stores_exactly_the_painted_mask(live_server, browser):
+    import httpx
+
+    api = httpx.Client(base_url=live_server.url + "/api/v1", timeout=60)
+    r = api.post("/projects", json={"name": "temple", "task": "semantic-segmentation"})
+    assert r.status_code == 201, r.text
+    e = Editor.open(browser, f"{live_server.url}/projects/temple")
+    page = e.page
+    page.set_input_files("#mk-files", files=[{"name": "china.jpg", "mimeType": "image/jpeg", "buffer": _photo_jpeg()}])
+    e.ready()
+    assert page.locator("#mk-dialog[open]").count() == 1
+
+    # a save the server refuses (nothing painted) shows its reason, keeps the editor open, adds nothing
+    page.get_by_role("button", name="Add photo", exact=True).click()
+    page.wait_for_function("() => document.querySelector('.mk-status').textContent.startsWith('Not saved')")
+    assert "no labelled pixel" in e.status(), e.status()
+    assert page.locator(".mk-editor").get_attribute("data-refused") == "422"
+    assert page.locator("#mk-dialog[open]").count() == 1
+    assert api.get("/projects/temple/samples").json()["total"] == 0
+    e.problems[:] = [p for p in e.problems if "422" not in p]  # that refusal was the point
+
+    # a new class, painted with the brush; a polygon of another; the rest background
+    page.fill(".mk-new-name", "roof")
+    page.keyboard.press("Enter")
+    assert e.classes() == ["background", "roof"]
+    page.evaluate("[...window.dyntrain.masks.createEditor.live][0].setSize(30)")
+    e.stroke((60, 60), (250, 60), (250, 120))
+    page.fill(".mk-new-name", "sky")
+    page.keyboard.press("Enter")
+    page.keyboard.press("p")
+    for x, y in ((400, 10), (630, 10), (630, 150), (400, 150), (401, 11)):
+        e.click(x, y)
+    page.get_by_role("button", name="Unpainted → background").click()
+    painted = _as_names(e.ids(), e.classes())
+    assert set(np.unique(painted)) == {"background", "roof", "sky"}
+    page.get_by_role("button", name="Add photo", exact=True).click()
+    page.wait_for_selector("#mk-dialog", state="hidden")
+    page.wait_for_selector(".mk-card canvas.mk-overlay[data-drawn=yes]")  # the card shows the stored mask
+
+    [sample] = api.get("/projects/temple/samples").json()["items"]
+    assert sample["annotation"]["classes"] == ["background", "roof", "sky"]
+    assert (_stored_mask(api, "temple", sample) == painted).all()  # every pixel, exactly
+
+    # the card opens the stored mask in the editor; an erased stroke is saved as unlabelled
+    page.locator(".mk-card [data-edit-mask]").first.click()
+    e.ready()
+    assert (_as_names(e.ids(), e.classes()) == painted).all()
+    page.keyboard.press("e")  # the editor has the keyboard as it opens
+    assert e.status().startswith("Eraser") and "size 16 px" in e.status()  # 1/40 of the photo's longer side
+    e.stroke((100, 300), (500, 300))
+    repainted = _as_names(e.ids(), e.classes())
+    assert (repainted[293:307, 110:490] == "?").all()  # "?" is unlabelled in _as_names
+    assert (repainted[285:292, 110:490] != "?").all() and (repainted[309:315, 110:490] != "?").all()
+    page.get_by_role("button", name="Save mask").click()
+    page.wait_for_selector("#mk-dialog", state="hidden")
+    [sample] = api.get("/projects/temple/samples").json()["items"]
+    assert (_stored_mask(api, "temple", sample) == repainted).all()
+    assert len(api.get("/projects/temple/dataset-versions").json()) == 2  # the repainting is a new version
+
+    # opened and saved untouched: nothing changes, no new version
+    page.locator(".mk-card [data-edit-mask]").first.click()
+    e.ready()
+    page.get_by_role("button", name="Save mask").click()
+    page.wait_for_selector("#mk-dialog", state="hidden")
+    assert "Nothing changed" in page.inner_text("#data-msg")
+    assert len(api.get("/projects/temple/dataset-versions").json()) == 2
+    page.context.close()
+    assert not e.problems, e.problems

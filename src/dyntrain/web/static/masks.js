@@ -720,8 +720,18 @@
       if (opts.onCancel) opts.onCancel();
     }
 
+    // Start from ``mask`` ({ids, width, height, classes}), e.g. the model's: one undoable step.
+    function load(mask, words) {
+      if (!W || mask.width !== W || mask.height !== H) return false;
+      const next = remap(mask.ids, mask.classes || classes, classes);
+      colours = colourTable(classes, colours);
+      lut = null;
+      render();
+      return step(() => { ids.set(next); return { x: 0, y: 0, w: W, h: H }; }, words);
+    }
+
     const self = {
-      root, ready, label, undo, redo, save, cancel, setTool, setClass, setSize, setOpacity, addClass,
+      root, ready, label, undo, redo, save, cancel, setTool, setClass, setSize, setOpacity, addClass, load,
       value: () => ids, classes: () => classes.slice(), colours: () => Object.assign({}, colours),
       changed: () => !!ids && digest() !== initial,
       focus: () => stage.focus(),
@@ -736,19 +746,321 @@
   createEditor.count = 0;
   createEditor.live = new Set(); // open editors, for tests and for pages that close them
 
-  // A read-only mask over a photo: ``frame`` holds the <img>; the canvas on it gets the mask's
-  // colours (background and unlabelled clear), scaled by CSS to the photo.
-  function overlay(frame, mask, classes, colours, opacity) {
-    frame.classList.add("mk-frame");
-    let canvas = frame.querySelector(":scope > canvas.mk-overlay");
-    if (!canvas) frame.append(canvas = el("canvas", { class: "mk-overlay", "aria-hidden": "true" }));
+  // A read-only mask on ``canvas`` (laid over its photo by CSS): the mask's colours in the order of
+  // ``classes`` (so every view colours a class alike), background and unlabelled pixels clear.
+  function drawOverlay(canvas, mask, classes, colours) {
     const names = classes.slice();
     const ids = remap(mask.ids, mask.classes || names, names);
     drawMask(canvas, ids, mask.width, mask.height, names, colourTable(names, colours), { skipBackground: true });
-    if (opacity !== undefined) canvas.style.opacity = String(opacity);
     return canvas;
   }
+  // The same over the <img> inside ``frame`` (the canvas is added to it once).
+  function overlay(frame, mask, classes, colours) {
+    frame.classList.add("mk-frame");
+    let canvas = frame.querySelector(":scope > canvas.mk-overlay");
+    if (!canvas) frame.append(canvas = el("canvas", { class: "mk-overlay", "aria-hidden": "true" }));
+    return drawOverlay(canvas, mask, classes, colours);
+  }
 
-  ns.masks = { createEditor, overlay, decodeIndexedPng, fetchMask, base64Bytes, encodeMask, maskLabel, areas,
+  ns.masks = { createEditor, overlay, drawOverlay, decodeIndexedPng, fetchMask, base64Bytes, encodeMask, maskLabel, areas,
                colourTable, vocColour, remap, paintStroke, fillPolygon, floodFill, UNLABELLED, UNLABELLED_COLOR };
+
+  // -- pages of segmentation projects (need app.js) ---------------------------------------------
+  if (!ns.api) return;
+  const { api, q, qa, enc, showMsg, errorText } = ns;
+
+  // The editor in a modal dialog (one per page, built here); closing it (Esc, ✕, Cancel) calls
+  // opts.onClose.
+  let dialog = null, open = null; // open: {editor, onClose}
+  function openEditor(heading, opts) {
+    if (!dialog) {
+      dialog = el("dialog", { class: "mk-dialog", id: "mk-dialog", "aria-labelledby": "mk-dialog-h" },
+        el("div", { class: "mk-dialog-head" }, el("h2", { id: "mk-dialog-h" }),
+           el("button", { type: "button", class: "icon-btn", "aria-label": "Close without saving", title: "Close without saving",
+                          text: "✕", onclick: () => closeEditor(true) })),
+        el("p", { id: "mk-dialog-note", class: "mk-dialog-note muted small", role: "status", "aria-live": "polite" }),
+        el("div", { id: "mk-dialog-editor" }));
+      dialog.addEventListener("cancel", (ev) => { ev.preventDefault(); closeEditor(true); });
+      document.body.append(dialog);
+    }
+    closeEditor(false);
+    q("#mk-dialog-h").textContent = heading;
+    note(opts.note || "");
+    const editor = createEditor(q("#mk-dialog-editor"), Object.assign({}, opts, { onCancel: () => closeEditor(true) }));
+    (opts.extra || []).forEach((b) => editor.root.querySelector(".mk-actions").append(b));
+    open = { editor, onClose: opts.onClose };
+    if (!dialog.open) dialog.showModal();
+    editor.focus();
+    return editor;
+  }
+  function closeEditor(notify) {
+    if (!open) return;
+    const o = open;
+    open = null;
+    o.editor.destroy();
+    if (dialog.open) dialog.close();
+    if (notify && o.onClose) o.onClose();
+  }
+  function note(text) { const n = q("#mk-dialog-note"); if (n) n.textContent = text; }
+  const isOpen = (editor) => open && open.editor === editor;
+  ns.masks.openEditor = openEditor;
+  ns.masks.closeEditor = closeEditor;
+
+  function listOf(holder, key) {
+    try { return JSON.parse(holder.dataset[key]) || []; } catch (e) { return []; }
+  }
+
+  // What the model in service paints on ``file``: {mask: {ids, width, height, classes}, answer}.
+  async function predictMask(project, file) {
+    const form = new FormData();
+    form.append("files", file, file.name || "photo.png");
+    const res = await api("POST", `/projects/${enc(project)}/predict`, form);
+    const p = res.predictions[0];
+    if (p.error) throw new Error(p.error);
+    const mask = await decodeIndexedPng(base64Bytes(p.mask));
+    mask.classes = p.classes;
+    return { mask, answer: p };
+  }
+  // "sky covers 42% of the photo, tree 13%, …" (background last: it is what is left).
+  function areaWords(fractions) {
+    const painted = Object.entries(fractions || {}).filter(([, f]) => f > 0).sort((a, b) => b[1] - a[1]);
+    const things = painted.filter(([name]) => name !== "background");
+    if (!things.length) return "Nothing but background.";
+    const [first, ...rest] = things;
+    return `${first[0]} covers ${pctOf(first[1])} of the photo` +
+           rest.map(([name, f]) => `, ${name} ${pctOf(f)}`).join("") + ".";
+  }
+  ns.masks.areaWords = areaWords;
+
+  // -- data page: masks over the thumbnails; edit a sample's mask; add photos, painting them first
+  const adder = q("#mk-add");
+  if (adder) {
+    const name = adder.dataset.project;
+    const msg = q("#data-msg");
+    const refresh = () => ns.refreshFragment(q("#data"), 0);
+    const pageClasses = () => { const h = q("[data-mk-classes]"); return h ? listOf(h, "mkClasses") : ["background"]; };
+
+    // the class swatches and each card's mask (fetched as its indexed PNG), again after a refresh
+    function paintCards() {
+      const names = pageClasses();
+      qa("[data-mk-colour]").forEach((s) => { s.style.background = css(vocColour(Number(s.dataset.mkColour))); });
+      qa("canvas.mk-overlay[data-mask-url]").forEach((canvas) => {
+        if (canvas.dataset.drawn) return;
+        canvas.dataset.drawn = "pending";
+        fetchMask(canvas.dataset.maskUrl).then((mask) => {
+          mask.classes = listOf(canvas, "maskClasses");
+          drawOverlay(canvas, mask, names);
+          canvas.dataset.drawn = "yes";
+        }, () => { canvas.dataset.drawn = "failed"; });
+      });
+    }
+    paintCards();
+    document.addEventListener("dyntrain:refreshed", paintCards);
+
+    document.addEventListener("click", async (ev) => {
+      const btn = ev.target.closest("[data-edit-mask]");
+      if (!btn) return;
+      const id = btn.dataset.editMask, what = btn.dataset.name || "the photo";
+      const base = `/api/v1/projects/${enc(name)}/samples/${id}`;
+      let sample, mask = null;
+      try {
+        sample = await api("GET", `/projects/${enc(name)}/samples/${id}`);
+        const a = sample.annotation || {};
+        if (a.mask) {
+          mask = await fetchMask(`${base}/blobs/${a.mask}`);
+          mask.classes = a.classes;
+        }
+      } catch (e) {
+        showMsg(msg, errorText(e), "error");
+        return;
+      }
+      const editor = openEditor(`Mask of ${what}`, {
+        src: `${base}/image`, title: what, classes: pageClasses(), mask,
+        onSave: async (label) => {
+          if (!editor.changed()) { // no new data version for nothing
+            closeEditor(false);
+            showMsg(msg, `Nothing changed on ${what}.`, "info");
+            return;
+          }
+          await api("PATCH", `/projects/${enc(name)}/samples/${id}`, { label });
+          closeEditor(false);
+          showMsg(msg, `Saved the mask of ${what}.`, "ok");
+          refresh();
+        },
+      });
+    });
+
+    // New photos: each opens in the editor (starting from the model's mask when one is in
+    // service) and is uploaded with its mask; several go through one upload batch = one data
+    // version.
+    const input = q("#mk-files");
+    let queue = [], total = 0, added = 0, batch = null, staged = 0;
+    async function finish() {
+      if (batch) {
+        const id = batch;
+        batch = null;
+        try {
+          if (staged) await api("POST", `/projects/${enc(name)}/batches/${enc(id)}/commit`);
+          else await api("DELETE", `/projects/${enc(name)}/batches/${enc(id)}`);
+        } catch (e) {
+          showMsg(msg, "The photos were not added: " + errorText(e), "error");
+          return;
+        }
+      }
+      if (added) { showMsg(msg, `Added ${plural(added, "photo")} with their masks.`, "ok"); refresh(); }
+      queue = [];
+    }
+    function next() {
+      const file = queue.shift();
+      if (!file) { closeEditor(false); finish(); return; }
+      const n = total - queue.length;
+      const url = URL.createObjectURL(file);
+      const skip = el("button", { type: "button", class: "btn", text: "Skip this photo",
+                                  onclick: () => { URL.revokeObjectURL(url); next(); } });
+      const model = adder.dataset.hasModel === "true";
+      const editor = openEditor(total > 1 ? `Photo ${n} of ${total}: ${file.name}` : `Mask of ${file.name}`, {
+        src: url, title: file.name, classes: pageClasses(), extra: total > 1 ? [skip] : [],
+        saveText: total > 1 && n < total ? "Add and go to the next photo" : "Add photo",
+        note: model ? "Asking the model in service for its mask…" : "Paint the classes; unpainted pixels are ignored.",
+        onSave: async (label) => {
+          const form = new FormData();
+          form.append("files", file, file.name || "photo.png");
+          form.append("label", JSON.stringify(label));
+          await api("POST", `/projects/${enc(name)}/samples${batch ? "?batch=" + enc(batch) : ""}`, form);
+          if (batch) staged++;
+          added++;
+          URL.revokeObjectURL(url);
+          next();
+        },
+        onClose: () => { URL.revokeObjectURL(url); finish(); },
+      });
+      if (model) { // pre-annotation: the model's mask is where the user starts
+        Promise.all([predictMask(name, file), editor.ready]).then(([{ mask, answer }]) => {
+          if (!isOpen(editor)) return; // the user moved on
+          if (editor.changed()) { note(`Model version ${answer.model_version} answered after you started painting: its mask was left out.`); return; }
+          editor.load(mask, "The model's mask: correct what is wrong, then add the photo.");
+          note(`Model version ${answer.model_version} painted this: ${areaWords(answer.areas)} Accept it or correct it (Undo takes it away).`);
+        }, (e) => { if (isOpen(editor)) note(`No mask from the model: ${errorText(e)}`); });
+      }
+    }
+    async function start(files) {
+      const photos = Array.from(files).filter((f) => !f.type || f.type.startsWith("image/"));
+      if (!photos.length) { showMsg(msg, "Those were not images: nothing was added.", "error"); return; }
+      queue = photos; total = photos.length; added = 0; staged = 0; batch = null;
+      if (photos.length > 1) {
+        try { batch = (await api("POST", `/projects/${enc(name)}/batches`)).id; } catch (e) { batch = null; }
+      }
+      next();
+    }
+    input.addEventListener("change", () => { if (input.files.length) start(input.files); input.value = ""; });
+    ns.masks.addPhotos = start; // tests and drop targets hand files here
+  }
+
+  // -- try page: predict, lay the mask over the photo, confirm or correct it into training
+  const tryRoot = q("#try-masks");
+  if (tryRoot) {
+    const name = tryRoot.dataset.project;
+    const answer = q("#try-answer"), empty = q("#try-empty"), msg = q("#try-msg");
+    const frame = q("#try-frame"), preview = q("#try-preview"), areasList = q("#try-areas"), opacityIn = q("#try-opacity");
+    const classes = () => listOf(tryRoot, "classes");
+    let current = null, url = null;
+
+    function fail(text) {
+      answer.hidden = true;
+      empty.hidden = false;
+      empty.textContent = text;
+      empty.className = "alert error";
+    }
+    async function predict(file, filename) {
+      if (!file) return;
+      if (file.type && !file.type.startsWith("image/")) { fail("That is not an image."); return; }
+      const blob = new File([file], filename || file.name || "photo.png", { type: file.type || "image/png" });
+      if (url) URL.revokeObjectURL(url);
+      url = URL.createObjectURL(blob);
+      empty.hidden = false;
+      empty.className = "muted";
+      empty.textContent = "Asking the model…";
+      answer.hidden = true;
+      try {
+        const p = await predictMask(name, blob);
+        await new Promise((resolve, reject) => { preview.onload = resolve; preview.onerror = reject; preview.src = url; });
+        show(p);
+      } catch (e) {
+        fail(e instanceof Event ? "The browser cannot show that image." : errorText(e));
+      }
+    }
+    function show(p) {
+      current = p;
+      ns.lastPrediction = p.answer;
+      const names = classes();
+      p.mask.classes.forEach((c) => { if (!names.includes(c)) names.push(c); });
+      const canvas = overlay(frame, p.mask, names);
+      canvas.style.opacity = String(Number(opacityIn.value) / 100);
+      empty.hidden = true;
+      answer.hidden = false;
+      q("#try-label").textContent = areaWords(p.answer.areas);
+      q("#try-meta").textContent = `Answered by model version ${p.answer.model_version}.`;
+      areasList.textContent = "";
+      Object.entries(p.answer.areas || {}).sort((a, b) => b[1] - a[1]).forEach(([cls, f]) => {
+        const i = names.indexOf(cls);
+        const sw = el("span", { class: "mk-swatch", "aria-hidden": "true" });
+        sw.style.background = cls === "background" ? "transparent" : css(vocColour(i));
+        areasList.append(el("li", {}, sw, el("span", { class: "score-name", text: cls }),
+                            el("meter", { min: "0", max: "1", value: String(f), "aria-label": `${cls}: ${pctOf(f)} of the photo` }),
+                            el("span", { class: "score-val mono", text: pctOf(f) })));
+      });
+      showMsg(msg, "");
+      q("#try-correct").hidden = p.answer.prediction_id === undefined || p.answer.prediction_id === null;
+    }
+    opacityIn.addEventListener("input", () => {
+      const c = frame.querySelector("canvas.mk-overlay");
+      if (c) c.style.opacity = String(Number(opacityIn.value) / 100);
+    });
+    async function feedback(label) {
+      await api("POST", `/projects/${enc(name)}/predictions/${current.answer.prediction_id}/feedback`,
+                { label, add_to_training: true });
+      const live = q("#live");
+      const auto = live && live.dataset.autoTrain === "true";
+      showMsg(msg, "Thanks: the photo and its mask are added to the training examples. " +
+              (auto ? "The model will retrain by itself." : "Press “Train now” to retrain."), "ok");
+    }
+    q("#try-confirm").addEventListener("click", async () => {
+      if (!current) return;
+      try {
+        await feedback({ mask: current.answer.mask, classes: current.answer.classes });
+      } catch (e) { showMsg(msg, errorText(e), "error"); }
+    });
+    q("#try-fix").addEventListener("click", () => {
+      if (!current) return;
+      const p = current;
+      const names = classes();
+      openEditor("Correct the mask", {
+        src: url, title: "the photo you sent", classes: names, mask: p.mask, saveText: "Add to training with this mask",
+        note: "The model's mask is the starting point: repaint what it got wrong, then add the photo to training.",
+        onSave: async (label) => {
+          await feedback(label);
+          closeEditor(false);
+        },
+      });
+    });
+
+    const file = q("#try-file"), drop = q("#try-drop");
+    file.addEventListener("change", () => { if (file.files[0]) predict(file.files[0], file.files[0].name); file.value = ""; });
+    ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (ev) => { ev.preventDefault(); drop.classList.add("drag-over"); }));
+    drop.addEventListener("dragleave", () => drop.classList.remove("drag-over"));
+    drop.addEventListener("drop", (ev) => {
+      ev.preventDefault();
+      drop.classList.remove("drag-over");
+      const f = ev.dataTransfer.files[0];
+      if (f) predict(f, f.name);
+    });
+    window.addEventListener("dragover", (ev) => ev.preventDefault());
+    window.addEventListener("drop", (ev) => ev.preventDefault());
+    document.addEventListener("paste", (ev) => {
+      const item = Array.from(ev.clipboardData ? ev.clipboardData.items : []).find((i) => i.type.startsWith("image/"));
+      if (item) { ev.preventDefault(); predict(item.getAsFile(), "pasted.png"); }
+    });
+    ns.masks.predict = predict;
+    ns.camera(predict, fail);
+  }
 })();
