@@ -54,8 +54,8 @@ def non_image(extractor):
     for name in NAMES:
         cls = learners.get(name)
         task = _task_for(cls)
-        if task.modality.kind == "image":
-            continue  # image learners: the digits set of conftest
+        if task.modality.kind == "image" or cls.contract == "recommender":
+            continue  # image learners: the digits set of conftest; recommenders: interactions below
         # trees keep 20-row leaves: a table needs a few leaves' worth of rows to learn anything
         contents, classes, values = _contents(task.modality.kind, 24 if task.modality.kind == "text" else 90, rng)
         blobs = {f"h{i}": c for i, c in enumerate(contents)}
@@ -103,11 +103,30 @@ def detector(extractor):
 
 
 @pytest.fixture(scope="module")
-def every(non_image, fitted, digits_small, detector):
+def recommender():
+    """Each recommender, fitted on a small synthetic latent-factor set with ratings."""
+    from dyntrain.learners.recommend_synthetic import synthetic_interactions
+    from dyntrain.training.recommend import REC_STAGES
+
+    data, _, _ = synthetic_interactions(120, 80, 2400, ratings=True, seed=2)
+    users = np.array([str(u) for u in data.user_ids[:20]], dtype=object)
+    out = {}
+    for name in NAMES:
+        cls = learners.get(name)
+        if cls.contract != "recommender":
+            continue
+        learner = cls(**FAST_PARAMS.get(name, {})).fit_interactions(data)
+        out[name] = {"task": _task_for(cls), "learner": learner, "X": users, "y": data, "stages": REC_STAGES,
+                     "items": [{"user": u, "n": 10} for u in users]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def every(non_image, fitted, digits_small, detector, recommender):
     image = {name: {"task": _task_for(learners.get(name)), "learner": learner, "y": digits_small["y"],
                     "X": digits_small["X"][learner.input_kind], "items": list(digits_small["images"])}
              for name, learner in fitted.items()}
-    return {**image, **non_image, **detector}
+    return {**image, **non_image, **detector, **recommender}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -130,6 +149,12 @@ def test_answers_follow_the_contract(name, every):
         hits = [iou_xywh(t, np.array([[b[k] for k in "xywh"] for b in boxes])).max() >= 0.5
                 for (truth, _), boxes in zip(case["y"], said) if len(boxes) for t in truth]
         assert hits and np.mean(hits) > 0.3  # it learnt something: a third of the objects found on its own images
+    elif learner.contract == "recommender":
+        lists = case["stages"].outputs(learner, X)
+        seen = {u: {str(case["y"].item_ids[i]) for i in learner.model_.history(learner.model_.user_index(u))[0]}
+                for u in X}
+        assert all(len(items) == 10 and not set(items) & seen[u] for u, items in zip(X, lists))
+        assert learner.model_.recommend("a stranger", 10)["source"] == "popular"  # the cold-start answer
     elif learner.contract == "classifier":
         n_classes = int(np.max(case["y"])) + 1
         proba = learner.predict_proba(X)
@@ -155,11 +180,13 @@ def test_the_served_file_reproduces_the_answers(name, every, cache_dir, tmp_path
     """The file as serving runs it: the task's modality feeds stored contents, its target's output is read."""
     case = every[name]
     learner, task = case["learner"], case["task"]
-    path = learner.export_onnx(tmp_path / "model.onnx", backbone_dir=cache_dir)
+    path = learner.export(tmp_path, backbone_dir=cache_dir)
     labels = ([str(k) for k in range(int(np.max(case["y"])) + 1)] if learner.contract == "classifier"
               else case.get("classes", []))
     served = load_model(path, 0, 0, labels, threads=1, task=task.name).predict_items(case["items"])
-    if learner.contract == "detector":  # the same boxes, within the letterbox's pixel
+    if learner.contract == "recommender":  # the .npz artefact, read with NumPy: the same lists
+        assert case["stages"].agrees(served, case["stages"].outputs(learner, case["X"])) is None
+    elif learner.contract == "detector":  # the same boxes, within the letterbox's pixel
         assert case["stages"].agrees(served, learner.predict(case["X"])) is None
         assert sum(len(b) for b in served) > 0
     elif learner.contract == "classifier":

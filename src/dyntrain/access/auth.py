@@ -131,9 +131,16 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         "/dataset-versions/{number}", "/dataset-versions/{number}/diff", "/events", "/health", "/jobs",
         "/jobs/{job_id}", "/models", "/models/{version}", "/models/{version}/file", "/predictions",
         "/predictions/{prediction_id}/image", "/runs", "/samples", "/samples/{sample_id}",
-        "/samples/{sample_id}/image", "/samples/{sample_id}/thumbnail", "/unlabelled", "/unlabelled/{sample_id}/image"]},
+        "/samples/{sample_id}/blobs/{digest}", "/samples/{sample_id}/image", "/samples/{sample_id}/thumbnail",
+        "/unlabelled", "/unlabelled/{sample_id}/image"]},
     ("GET", "/api/v1/projects"): "read", ("GET", "/api/v1/runs/{run_id}"): "read",
     ("GET", "/api/v1/settings-schema"): "read", ("GET", "/metrics"): "read",
+    # Recommendation projects: interactions in (a person's deletion is a purge: no undo), answers
+    # out, and what a person chose from an answer (bounded to that answer's items, once).
+    ("POST", f"{_P}/interactions"): "edit", ("POST", f"{_P}/interactions/import"): "edit",
+    ("GET", f"{_P}/interactions"): "read", ("DELETE", f"{_P}/interactions"): "admin",
+    ("GET", f"{_P}/recommend"): "predict", ("POST", f"{_P}/recommend"): "predict",
+    ("GET", f"{_P}/similar"): "predict", ("POST", f"{_P}/recommend/{{prediction_id}}/chosen"): "predict",
     # Recommendation projects: interactions in (a person's deletion is a purge: no undo), answers
     # out, and what a person chose from an answer (bounded to that answer's items, once).
     ("POST", f"{_P}/interactions"): "edit", ("POST", f"{_P}/interactions/import"): "edit",

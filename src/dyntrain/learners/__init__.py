@@ -44,6 +44,8 @@ from .text import TextEmbeddingLogReg, TfidfLogReg  # noqa: E402  isort: skip
 from .tabular import (TABLE, TabularHGB, TabularHGBRegressor, TabularLinear, TabularRidge,  # noqa: E402  isort: skip
                       infer_schema, regression_metrics, row_feed, schema_of, to_matrix)
 from .detector import CenterNetDetector  # noqa: E402  isort: skip
+from .recommenders import (ALSRecommender, ItemKNNRecommender, PopularityRecommender,  # noqa: E402  isort: skip
+                           SVDRecommender)
 from .segmenter import Segmenter  # noqa: E402  isort: skip
 
 __all__ = [

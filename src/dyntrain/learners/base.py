@@ -154,6 +154,11 @@ class Learner(abc.ABC):
         backbone ignore it.
         """
 
+    def export(self, work_dir: str | Path, *, backbone_dir: str | Path) -> Path:
+        """Write the served model file into ``work_dir`` and return its path: ``model.onnx`` (see
+        :meth:`export_onnx`) unless a learner serves another format (a recommender's ``.npz``)."""
+        return self.export_onnx(Path(work_dir) / "model.onnx", backbone_dir=backbone_dir)
+
     # -- helpers for subclasses --------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_classes_"):

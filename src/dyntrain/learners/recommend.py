@@ -51,6 +51,7 @@ __all__ = [
     "export_recommender",
     "load_recommender",
     "describe",
+    "choose_one_se",
 ]
 
 RecProgress = Callable[[float, str], None]
@@ -363,7 +364,8 @@ def _summaries(lists: np.ndarray, per_user: dict[str, np.ndarray], split: Split)
     return out
 
 
-def ranking_metrics(model_or_scores, split: Split, k: int = 10, *, per_user: bool = False) -> dict[str, Any]:
+def ranking_metrics(model_or_scores, split: Split, k: int = 10, *, per_user: bool = False,
+                    lists: bool = False) -> dict[str, Any]:
     """Top-``k`` metrics on ``split``: a :class:`Recommender` or a score matrix
     (len(split.test_users), n_items), each user's training history excluded.
 
@@ -373,16 +375,19 @@ def ranking_metrics(model_or_scores, split: Split, k: int = 10, *, per_user: boo
     mean -log2 of the share of users who had each recommended item. ``popularity_bias``: mean
     popularity (share of training users who had it) of the recommended items divided by that of
     the items users actually chose next (1 = as popular as real choices; above 1 = leaning to
-    the popular). ``per_user=True`` adds ``"per_user"`` (arrays per metric) and ``"users"``.
+    the popular). ``per_user=True`` adds ``"per_user"`` (arrays per metric) and ``"users"``;
+    ``lists=True`` adds ``"lists"``: each evaluated user's top ``k`` item indices (-1 padded).
     """
     if k < 1:
         raise Invalid("k must be at least 1")
-    lists = _topk_lists(model_or_scores, split, k)
-    pu = _per_user(lists, split, k)
-    out: dict[str, Any] = _summaries(lists, pu, split)
+    top = _topk_lists(model_or_scores, split, k)
+    pu = _per_user(top, split, k)
+    out: dict[str, Any] = _summaries(top, pu, split)
     if per_user:
         out["per_user"] = pu
-        out["users"] = len(lists)
+        out["users"] = len(top)
+    if lists:
+        out["lists"] = top
     return out
 
 
@@ -451,6 +456,10 @@ def _choose(scored: list[dict]) -> tuple[int, float]:
             eligible.append(s)
     chosen = min(eligible, key=lambda s: (COMPLEXITY[s["learner"]], -s["metrics"]["ndcg"], s["index"]))
     return chosen["index"], chosen.get("se_vs_best", 0.0)
+
+
+#: The selection rule, for callers that score candidates themselves (the training run's stages).
+choose_one_se = _choose
 
 
 def _public(s: dict) -> dict:

@@ -8,8 +8,9 @@ import tempfile
 import threading
 import time
 import traceback
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Container
 
 import numpy as np
 from sqlalchemy import select
@@ -29,7 +30,7 @@ from ..kernel.project_settings import ProjectSettings
 from ..registry import gate
 from ..registry.models import alias_version, production_model, register_model, set_alias
 from ..storage.rows import JobRow, ProjectRow, RunRow
-from ..datasets.versions import get_version, version_items
+from ..datasets.versions import get_version
 from ..training import records
 from ..training.pipeline import TrainingSpec, train
 from .queue import finish_job, renew_lease
@@ -150,11 +151,12 @@ def _run_job(core: Core, job: Job) -> None:
     with core.db.read() as s:
         project = s.get(ProjectRow, job.project_id)
         add_log_context(project=project.name)
-        items = version_items(s, project, job.dataset_version)
+        items = tasks.get(project.task).modality.version_data(s, project, job.dataset_version)
         settings = ProjectSettings(**(project.settings or {}))
         prod = production_model(s, project.id)
         prod_info = None if prod is None else _served_facts(s, project, prod)
-    spec, why = choose_spec(core, project, job, len(items), {i.label for i in items}, settings)
+    labels = {i.label for i in items} if tasks.get(project.task).target.has_classes else set()
+    spec, why = choose_spec(core, project, job, len(items), labels, settings)
     run_id = records.start_run(core, project.id, job.id, job.dataset_version, spec.to_dict() | {"why": why})
     with core.db.write() as s:
         s.get(JobRow, job.id).run_id = run_id
@@ -183,8 +185,10 @@ def _run_job(core: Core, job: Job) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=core.settings.data_dir))
     try:
         with heartbeat:
+            served_model = None if prod_info is None else partial(core.live.version, project.id, prod_info["version"])
             outcome = train(items, spec, load_image=core.blobs.get, extractor=extractor(core), work_dir=work,
-                            progress=progress, compare_with=compare_with, compare_recipe=compare_recipe)
+                            progress=progress, compare_with=compare_with, compare_recipe=compare_recipe,
+                            served=served_model)
             heartbeat.report({"stage": "gate", "percent": 100.0, "eta_s": 0, "candidate": None, "run_id": run_id})
             gate_start = time.monotonic()
             served = None if prod_info is None else _measure_served(core, project, prod_info, outcome.result)
@@ -209,14 +213,11 @@ def _served_facts(s, project: ProjectRow, prod) -> dict[str, Any]:
     """The model in service: its card, the contents it trained on (none for an uploaded
     model: nothing here trained it) and its training-time estimate, for the gate."""
     card = dict(prod.card)
-    trained: set[str] = set()
+    trained: Container[str] = set()
     estimate = None
     run = s.get(RunRow, prod.run_id) if prod.run_id else None
     if prod.source != "external" and card.get("dataset_version"):
-        trained = {i.content_hash for i in version_items(s, project, card["dataset_version"])}
-        if card.get("evaluation") == "holdout" and run is not None:
-            # its final fit left its holdout out: those contents are as unseen as new ones
-            trained -= {p["content_hash"] for p in ((run.result or {}).get("metrics") or {}).get("predictions", [])}
+        trained = tasks.get(project.task).modality.trained_contents(s, project, card, run)
     if run is not None or card.get("metrics"):
         # what its run (or an upload's evaluation) promised, with the interval where one was recorded
         promised = ((run.result or {}).get("metrics") if run is not None else None) or card.get("metrics") or {}
@@ -239,12 +240,14 @@ def _measure_served(core: Core, project: ProjectRow, prod_info: dict, result: di
         _SERVED_OUTPUTS.pop(next(iter(_SERVED_OUTPUTS)))
 
     def run_served(samples: list[dict]):
-        todo = [p["content_hash"] for p in samples if p["content_hash"] not in known]
+        by_key = {p["content_hash"]: p for p in samples}
+        todo = [h for h in by_key if h not in known]
         if todo:
             model = core.live.version(project.id, prod_info["version"])
             for k in range(0, len(todo), 32):
                 chunk = todo[k:k + 32]
-                known.update(zip(chunk, model.predict_items([modality.decode(core.blobs.get(h)) for h in chunk])))
+                inputs = [modality.served_input(by_key[h], core.blobs.get) for h in chunk]
+                known.update(zip(chunk, model.predict_items(inputs)))
         return [known[p["content_hash"]] for p in samples]
 
     predictions = result["metrics"].get("predictions") or []

@@ -102,10 +102,14 @@ def load_model(path: Path, project_id: int, version: int, labels: list[str], thr
                task: str) -> LoadedModel:
     """Open an ONNX model of ``task`` (its name, see :mod:`dyntrain.tasks`) and warm it with one
     dummy input so the first request is not slow. The task's modality feeds it; its target names
-    the output it answers in."""
+    the output it answers in. A target whose model file is not ONNX opens it itself
+    (``Target.load_served``), and is hot-swapped the same way."""
     from .. import tasks
 
     plugin = tasks.get(task)
+    other = plugin.target.load_served(path, project_id, version, labels, threads, plugin.modality)
+    if other is not None:  # a model file of another format (a recommender's arrays): the target opens it
+        return other
     session, head, cut, new = _open(path, threads)
     names = [i.name for i in session.get_inputs()]
     model = LoadedModel(project_id, version, tuple(labels), session, names[0], plugin.modality.columns(session),

@@ -41,6 +41,7 @@ __all__ = [
     "EventRow",
     "EventCursorRow",
     "IngestedMessageRow",
+    "InteractionRow",
     "PENDING_JOB_STATES",
 ]
 
@@ -151,6 +152,9 @@ class DatasetVersionRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     # Items whose content was purged for privacy after the version was made (see datasets/purge.py).
     purged: Mapped[int] = mapped_column(Integer, default=0)
+    # An interaction project's version: the last interaction id it includes (its items are not
+    # copied; see datasets/interactions.py). None for a version of samples.
+    watermark: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.DatasetVersion:
@@ -167,6 +171,24 @@ class VersionItemRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(200))
     annotation: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # as the sample's
+
+
+class InteractionRow(Base):
+    """One interaction of a recommendation project (append-only; deleted only for privacy)."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (Index("ix_interactions_project_id", "project_id", "id"),
+                      Index("ix_interactions_project_user", "project_id", "user_id"),
+                      Index("ix_interactions_project_item", "project_id", "item_id"), _NEVER_REUSE_IDS)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(200))
+    item_id: Mapped[str] = mapped_column(String(200))
+    rating: Mapped[float | None] = mapped_column(Float, nullable=True)
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
+    at: Mapped[datetime] = mapped_column(default=utcnow)  # when it happened (the temporal split's order)
+    source: Mapped[str] = mapped_column(String(20), default="api")  # api, import, feedback, ingest
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JobRow(Base):

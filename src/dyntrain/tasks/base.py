@@ -104,6 +104,31 @@ class Modality(abc.ABC):
     def input_contract(self, onnx_path: Path) -> dict[str, Any]:
         """What a trained model file takes, for its card."""
 
+    # -- what the job glue asks of a version and of the model in service ------------------------
+    def version_data(self, session, project, number: int):
+        """A dataset version's training data as the run takes it: its items (samples) by default;
+        a modality whose examples are not samples loads its own (interactions up to a watermark)."""
+        from ..datasets.versions import version_items
+
+        return version_items(session, project, number)
+
+    def trained_contents(self, session, project, card: dict[str, Any], run):
+        """The evaluation keys (``content_hash`` of the run's predictions) the model in service,
+        made by ``run`` from its card's dataset version, trained on: the gate scores it only on the
+        others. Any container answering ``in``."""
+        from ..datasets.versions import version_items
+
+        trained = {i.content_hash for i in version_items(session, project, card["dataset_version"])}
+        if card.get("evaluation") == "holdout" and run is not None:
+            # its final fit left its holdout out: those contents are as unseen as new ones
+            trained -= {p["content_hash"] for p in ((run.result or {}).get("metrics") or {}).get("predictions", [])}
+        return trained
+
+    def served_input(self, prediction: dict[str, Any], load_blob: Callable[[str], bytes]) -> Any:
+        """What the model in service is given for one of the run's evaluation predictions (the gate
+        runs its file on it): the stored content, decoded."""
+        return self.decode(load_blob(prediction["content_hash"]))
+
     def data_view(self, blobs, samples: list) -> dict[str, Any]:
         """What the project page's data partial needs beyond the classes and their samples."""
         return {}
@@ -314,6 +339,12 @@ class Target(abc.ABC):
         loaded model (its ``schema`` says what the modality read off the file). By default the
         one output array, row by row."""
         return raw[0]
+
+    def load_served(self, path: Path, project_id: int, version: int, labels, threads: int, modality: Modality):
+        """The loaded model serving hot-swaps in, for a target whose model file is not ONNX (a
+        recommender's ``.npz``): an object with ``version``, ``labels``, ``schema`` and
+        ``predict_items(items)``. None: an ONNX file, opened by :func:`dyntrain.serving.live.load_model`."""
+        return None
 
     @abc.abstractmethod
     def answer(self, output, labels: tuple[str, ...], threshold: float) -> "Answer":

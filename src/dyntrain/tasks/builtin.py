@@ -8,6 +8,7 @@ from .classes import ClassTarget
 from .image import ImageModality
 from .masks import MaskPhotoModality, MaskTarget
 from .numbers import NumberTarget
+from .recommend import InteractionModality, RankingTarget
 from .table import RowModality
 from .text import TextModality
 
@@ -21,4 +22,5 @@ register(Task("text-classification", TEXT, CLASS, "Texts (recognise what a text 
 register(Task("tabular-classification", ROW, CLASS), default_for_format=True)
 register(Task("tabular-regression", ROW, NUMBER))
 register(Task("object-detection", PHOTO, BOXES, "Photos (find and outline things in a picture)"))
+register(Task("recommendation", InteractionModality(), RankingTarget(), "Interactions (recommend items to people)"))
 register(Task("semantic-segmentation", MASK_PHOTO, MASKS, "Photos (paint which pixels belong to what)"))

@@ -14,7 +14,12 @@ target gives the training stages (:mod:`.classes`, :mod:`.numbers`, …), an obj
   with their intervals and one prediction per evaluated sample (what the gate re-scores);
 * ``baseline(data, train_idx, spec)``, ``fit(learner, X, y, weights, data, progress)``,
   ``outputs(learner, X)`` and ``agrees(served, trained)`` (the export check);
-* ``describe(data)``, ``result_fields(data, spec)`` and ``card_fields(data, metrics)``.
+* ``describe(data)``, ``result_fields(data, spec)`` and ``card_fields(data, metrics)``;
+* optionally, for a target whose examples are not samples (recommendation's interactions):
+  ``sizes(items)`` → (examples, labels) the candidate list is sized by, ``prepare(items, spec,
+  served, progress)`` → its own :class:`Prepared` in place of labels + features (``served``
+  loads the model in service, which a learner may continue from), and ``served_items(data,
+  rows)`` → what the exported file is asked in the export check.
 
 Pure of the database: the job glue (:mod:`dyntrain.scheduler.jobs`) gives it items, a way to
 load contents and a progress callback, and stores what it returns. So the same function
@@ -93,7 +98,8 @@ def _stages(task: str):
 
 def train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable[[str], bytes],
           extractor: FeatureExtractor, work_dir: Path, progress: Progress | None = None,
-          compare_with: selection.Candidate | None = None, compare_recipe: dict | None = None) -> TrainingOutcome:
+          compare_with: selection.Candidate | None = None, compare_recipe: dict | None = None,
+          served: Callable[[], Any] | None = None) -> TrainingOutcome:
     """Run one training (see :func:`_train`) with BLAS held to one thread.
 
     Measured here: a 60x1024 logistic regression takes 0.1 s with one OpenBLAS thread and
@@ -104,12 +110,13 @@ def train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable[
 
     with threadpool_limits(limits=1, user_api="blas"):
         return _train(items, spec, load_image=load_image, extractor=extractor, work_dir=work_dir,
-                      progress=progress, compare_with=compare_with, compare_recipe=compare_recipe)
+                      progress=progress, compare_with=compare_with, compare_recipe=compare_recipe, served=served)
 
 
 def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable[[str], bytes],
            extractor: FeatureExtractor, work_dir: Path, progress: Progress | None = None,
-           compare_with: selection.Candidate | None = None, compare_recipe: dict | None = None) -> TrainingOutcome:
+           compare_with: selection.Candidate | None = None, compare_recipe: dict | None = None,
+           served: Callable[[], Any] | None = None) -> TrainingOutcome:
     """Run one training: features → selection → data recipe → evaluation → final fit → ONNX + card.
 
     The same straight line for every task: what differs is asked of the task — candidates,
@@ -128,9 +135,9 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
     candidates = ([selection.Candidate(c["learner"], dict(c["params"])) for c in spec.candidates]
                   if spec.candidates is not None else None)
     if candidates is None:
-        n_items = len(items)
-        candidates = [c for c in default_candidates(spec.task, n_items, len({i.label for i in items}),
-                                                    spec.time_budget_s)
+        n_items, n_labels = (stages.sizes(items) if hasattr(stages, "sizes")
+                             else (len(items), len({i.label for i in items})))
+        candidates = [c for c in default_candidates(spec.task, n_items, n_labels, spec.time_budget_s)
                       if spec.learners is None or c.learner in spec.learners]
         if not candidates:
             raise Invalid(f"none of the allowed learners ({', '.join(spec.learners or ())}) is a candidate for "
@@ -141,7 +148,10 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
     kinds = selection.required_kinds(candidates + ([compare_with] if compare_with else []))
 
     mark = time.perf_counter()
-    data = prepare(items, spec, kinds, load_image=load_image, extractor=extractor, progress=progress)
+    if hasattr(stages, "prepare"):  # examples that are not samples: the target prepares them itself
+        data = stages.prepare(items, spec, served=served, progress=progress)
+    else:
+        data = prepare(items, spec, kinds, load_image=load_image, extractor=extractor, progress=progress)
     timings["features"] = time.perf_counter() - mark
     log.append(f"{stages.describe(data)}; evaluation: {data.plan['reason']}")
     train_idx = np.flatnonzero(~np.array(data.plan["holdout"]))
@@ -219,9 +229,8 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
     mark = time.perf_counter()
     stage(progress, "export")(0.0)
     work_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = learner.export_onnx(work_dir / "model.onnx", backbone_dir=extractor.cache_dir)
-    _verify_onnx(onnx_path, learner, X[train_idx[:8]], [data.hashes[i] for i in train_idx[:8]], load_image,
-                 spec.task, stages)
+    onnx_path = learner.export(work_dir, backbone_dir=extractor.cache_dir)
+    _verify_onnx(onnx_path, learner, X[train_idx[:8]], data, train_idx[:8], load_image, spec.task, stages)
     timings["export"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - t0
 
@@ -231,7 +240,8 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
     result = {
         **stages.result_fields(data, spec),
         "evaluation": {"mode": data.plan["mode"], "reason": data.plan["reason"],
-                       "train_size": int(len(train_idx)), "holdout_size": int(np.sum(data.plan["holdout"]))},
+                       "train_size": int(data.plan.get("train_size", len(train_idx))),
+                       "holdout_size": int(data.plan.get("holdout_size", np.sum(data.plan["holdout"])))},
         "chosen": chosen.to_dict(),
         "selection": sel_record,
         "data_recipe": {"chosen": recipe.to_dict(), "selection": recipe_record, "balance": copies.report,
@@ -259,13 +269,16 @@ def _without_predictions(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "predictions"}
 
 
-def _verify_onnx(path: Path, learner, X: np.ndarray, hashes: list[str], load_image, task: str, stages) -> None:
+def _verify_onnx(path: Path, learner, X: np.ndarray, data: Prepared, rows: np.ndarray, load_image, task: str,
+                 stages) -> None:
     """The exported file, fed stored contents the way serving feeds them, must give the trained
     model's outputs (the target says how close is close enough); never ship one that does not."""
     from ..serving.live import load_model
 
     model = load_model(path, 0, 0, ["?"] * getattr(learner, "n_classes_", 0), threads=2, task=task)
-    served = model.predict_items([tasks.get(task).modality.decode(load_image(h)) for h in hashes])
+    items = (stages.served_items(data, rows) if hasattr(stages, "served_items")
+             else [tasks.get(task).modality.decode(load_image(data.hashes[i])) for i in rows])
+    served = model.predict_items(items)
     diff = stages.agrees(served, stages.outputs(learner, X))
     if diff is not None:
         raise RuntimeError(f"exported ONNX model disagrees with the trained model (max diff {diff:.2e})")

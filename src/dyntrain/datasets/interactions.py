@@ -1,0 +1,400 @@
+"""Interactions of a recommendation project: checked, appended, versioned by watermark.
+
+Interactions (a user, an item, an optional rating, a weight, when it happened) arrive by the
+thousand and stay cheap at 10^6: they live in one append-only table, and a dataset version
+records only a *watermark* — the last interaction id it includes — with its counts. Ids are
+handed out under the project's lock and never reused, so "id ≤ watermark" names a version's
+interactions exactly, and a version costs one row however many interactions it covers.
+
+Hashes: a version's hash chains its parent's hash with a digest of the interactions added since
+(sha256 over their canonical lines in id order), so equal histories have equal hashes and a
+new batch is hashed in time proportional to the batch. Deleting a person's interactions
+(privacy) is the one change that is not an append: the new version's hash is a digest of every
+remaining interaction (a full recount, prefixed ``recount``), and older versions that included
+deleted interactions count them in ``purged`` (they can no longer be reproduced exactly, as with
+purged samples).
+
+Every request or import is ONE new version; the scheduler (subscribed to new versions) then
+trains after its usual delay. All-or-nothing: every record is checked first and each bad one
+is named; nothing is written if any is bad.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from bisect import bisect_left
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from .. import tasks
+from ..kernel.core import Core
+from ..kernel.errors import Invalid, NotFound, TooLarge
+from ..kernel.events import publish
+from ..kernel.projects import project_row
+from ..storage.rows import DatasetVersionRow, InteractionRow, ProjectRow, utcnow
+from . import versions
+
+__all__ = ["MAX_BATCH", "MAX_IMPORT_ROWS", "SOURCES", "InteractionLog", "parse_records", "read_file",
+           "add_interactions", "check_batch", "delete_user", "history", "load_log", "interaction_project", "stats"]
+
+#: Most interactions one JSON request may carry (split larger sets into batches, or import a file).
+MAX_BATCH = 10_000
+#: Most interactions one imported file may hold.
+MAX_IMPORT_ROWS = 2_000_000
+#: Longest user or item id.
+MAX_ID = 200
+#: Where an interaction came from.
+SOURCES = ("api", "import", "feedback", "ingest")
+#: Problems named in an error's details (the message counts them all).
+_MAX_DETAILS = 100
+
+
+@dataclass(frozen=True, eq=False)
+class InteractionLog:
+    """A version's interactions as parallel columns, oldest id first (what training loads)."""
+
+    ids: np.ndarray
+    users: list[str]
+    items: list[str]
+    ratings: np.ndarray  # NaN where no rating was given
+    weights: np.ndarray
+    times: np.ndarray  # event time, Unix seconds
+    watermark: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# -- checking ----------------------------------------------------------------------------
+def _id(value: Any, what: str) -> str:
+    if isinstance(value, bool) or value is None:
+        raise Invalid(f"{what} id is missing")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise Invalid(f"{what} id {value!r} is not an id (use text or whole numbers)")
+        value = int(value)
+    if not isinstance(value, (str, int)):
+        raise Invalid(f"{what} id must be text or a whole number, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise Invalid(f"{what} id is empty")
+    if len(text) > MAX_ID:
+        raise Invalid(f"{what} id is {len(text)} characters long; the limit is {MAX_ID}")
+    return text
+
+
+def _number(value: Any, what: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise Invalid(f"{what} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise Invalid(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise Invalid(f"{what} must be a finite number, got {value!r}")
+    return x
+
+
+def _time(value: Any) -> datetime | None:
+    """An event time: ISO 8601 text (UTC unless it says otherwise) or Unix seconds."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = None
+        if seconds is not None:
+            if not math.isfinite(seconds) or not 0 <= seconds < 4e9:
+                raise Invalid(f"time {value!r} is not a Unix time in seconds")
+            return datetime.fromtimestamp(seconds, timezone.utc)
+        try:
+            t = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    raise Invalid(f"time {value!r} is neither ISO 8601 (2026-12-05T09:30:00Z) nor Unix seconds")
+
+
+def _record(raw: Any, fields: dict[str, str | None]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise Invalid(f"an interaction is an object {{\"user\", \"item\"[, \"rating\", \"weight\", \"time\"]}}, "
+                      f"got {type(raw).__name__}")
+    missing = [fields[k] for k in ("user", "item") if fields[k] not in raw]
+    if missing:
+        raise Invalid(f"no {' and no '.join(repr(m) for m in missing)}")
+    weight = _number(raw.get(fields["weight"]) if fields["weight"] else None, "weight")
+    if weight is not None and weight <= 0:
+        raise Invalid(f"weight must be positive, got {weight:g}")
+    return {"user_id": _id(raw[fields["user"]], "user"), "item_id": _id(raw[fields["item"]], "item"),
+            "rating": _number(raw.get(fields["rating"]) if fields["rating"] else None, "rating"),
+            "weight": 1.0 if weight is None else weight,
+            "at": _time(raw.get(fields["time"]) if fields["time"] else None)}
+
+
+def parse_records(records: Iterable[Any], *, user: str = "user", item: str = "item", rating: str | None = "rating",
+                  weight: str | None = "weight", time: str | None = "time", first_row: int = 1) -> list[dict]:
+    """Check interactions (objects naming the user, the item and optionally a rating, a weight
+    and a time under the given field names); every bad one is named, then nothing is kept.
+
+    >>> parse_records([{"user": 7, "item": "a", "rating": "4.5"}])[0]["rating"]
+    4.5
+    """
+    fields = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
+    out, problems, n = [], [], 0
+    for n, raw in enumerate(records, start=first_row):
+        try:
+            out.append(_record(raw, fields))
+        except Invalid as exc:
+            problems.append({"row": n, "reason": exc.message})
+    if problems:
+        first = problems[0]
+        raise Invalid(f"{len(problems)} of {n - first_row + 1} interactions are wrong; row {first['row']}: "
+                      f"{first['reason']}. Nothing was added", details=problems[:_MAX_DETAILS])
+    if not out:
+        raise Invalid("no interactions were sent: give at least one {\"user\", \"item\"}")
+    return out
+
+
+def read_file(data: bytes, filename: str, *, user: str, item: str, rating: str | None = None,
+              weight: str | None = None, time: str | None = None, format: str | None = None) -> list[dict]:
+    """Interactions from a CSV (header row) or JSON Lines file, with its column names mapped:
+    ``user`` and ``item`` name the columns holding the ids, the others are optional."""
+    fmt = (format or ("jsonl" if filename.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")).lower()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid(f"{filename} is not UTF-8 text: save it as UTF-8 CSV or JSON Lines") from None
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        columns = reader.fieldnames or []
+        wanted = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
+        missing = [f"{k} column {v!r}" for k, v in wanted.items() if v and v not in columns]
+        if missing:
+            raise Invalid(f"{filename} has no {', no '.join(missing)}; its columns are: "
+                          f"{', '.join(columns) or '(none: the first line must name the columns)'}")
+        rows: Iterable[Any] = _limited(reader)
+        first = 2  # the header is line 1
+    elif fmt == "jsonl":
+        rows, first = _limited(_json_lines(text)), 1
+    else:
+        raise Invalid(f"unknown interaction file format {format!r}: use csv or jsonl")
+    return parse_records(rows, user=user, item=item, rating=rating, weight=weight, time=time, first_row=first)
+
+
+def _json_lines(text: str):
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"line {n} is not JSON ({exc.msg}); each line must be one object") from None
+
+
+def _limited(rows: Iterable[Any]):
+    for n, row in enumerate(rows, start=1):
+        if n > MAX_IMPORT_ROWS:
+            raise TooLarge(f"the file holds more than {MAX_IMPORT_ROWS:,} interactions: split it into parts")
+        yield row
+
+
+# -- writing and versions --------------------------------------------------------------------
+def interaction_project(s: Session, name: str, *, lock: bool = False) -> ProjectRow:
+    """The project, refused unless its task takes interactions."""
+    row = project_row(s, name, lock=lock)
+    if tasks.get(row.task).modality.upload_format != "interactions":
+        takes = [n for n in tasks.names() if tasks.get(n).modality.upload_format == "interactions"]
+        raise Invalid(f"project {name!r} is a {row.task} project; interactions go into projects of: "
+                      f"{', '.join(takes)}")
+    return row
+
+
+def check_batch(n: int, limit: int = MAX_BATCH) -> None:
+    """Refuse a request of more than ``limit`` interactions (413), saying what to do instead."""
+    if n > limit:
+        raise TooLarge(f"{n:,} interactions in one request; the limit is {limit:,}: send batches of at most "
+                       f"{limit:,}, or import a file (POST …/interactions/import)")
+
+
+def add_interactions(core: Core, project: str, records: list[dict], *, source: str = "api",
+                     message: str | None = None, limit: int | None = MAX_BATCH) -> dict[str, Any]:
+    """Append checked interactions (see :func:`parse_records`) as ONE new dataset version.
+
+    >>> add_interactions(core, "shop", parse_records([{"user": 1, "item": "a"}]))  # doctest: +SKIP
+    {'added': 1, 'version': 3, 'first_id': 12, 'last_id': 12}
+    """
+    if source not in SOURCES:
+        raise Invalid(f"source must be one of {', '.join(SOURCES)}")
+    if limit is not None:
+        check_batch(len(records), limit)
+    if not records:
+        raise Invalid("no interactions were sent")
+    now = utcnow()
+    rows = [{**r, "at": r["at"] or now, "source": source, "created_at": now} for r in records]
+    with core.db.write() as s:
+        # The lock first: ids are handed out in lock order, so a version's watermark never passes
+        # an id another transaction has not committed yet.
+        row = interaction_project(s, project, lock=True)
+        first = (s.scalar(select(func.max(InteractionRow.id)).where(InteractionRow.project_id == row.id)) or 0) + 1
+        for k in range(0, len(rows), 5_000):
+            s.execute(insert(InteractionRow), [{**r, "project_id": row.id} for r in rows[k:k + 5_000]])
+        version = _append_version(s, row, message or f"{len(rows):,} interactions ({source})")
+        last = version.watermark
+        first = s.scalar(select(func.min(InteractionRow.id)).where(InteractionRow.project_id == row.id,
+                                                                   InteractionRow.id >= first))
+        return {"added": len(rows), "version": version.number, "first_id": first, "last_id": last}
+
+
+def _line(r) -> str:
+    rating = "" if r.rating is None else repr(float(r.rating))
+    at = r.at if r.at.tzinfo else r.at.replace(tzinfo=timezone.utc)
+    return f"{r.id}\t{r.user_id}\t{r.item_id}\t{rating}\t{float(r.weight)!r}\t{at.timestamp():.6f}\n"
+
+
+def _digest(s: Session, project_id: int, after: int, up_to: int | None = None) -> tuple[str, int, int]:
+    """(sha256 of the canonical lines of the interactions with after < id ≤ up_to, how many, the last id)."""
+    h, n, last = hashlib.sha256(), 0, after
+    where = [InteractionRow.project_id == project_id, InteractionRow.id > after]
+    if up_to is not None:
+        where.append(InteractionRow.id <= up_to)
+    query = (select(InteractionRow.id, InteractionRow.user_id, InteractionRow.item_id, InteractionRow.rating,
+                    InteractionRow.weight, InteractionRow.at).where(*where).order_by(InteractionRow.id)
+             .execution_options(yield_per=20_000))
+    for r in s.execute(query):
+        h.update(_line(r).encode())
+        n, last = n + 1, r.id
+    return h.hexdigest(), n, last
+
+
+def _new_ids(s: Session, project_id: int, column, watermark: int) -> int:
+    """Distinct ids (users or items) among the interactions after ``watermark`` that no earlier
+    interaction has: a version's counts grow by these without recounting the whole history."""
+    earlier = InteractionRow.__table__.alias("earlier")
+    exists = (select(earlier.c.id).where(earlier.c.project_id == project_id, earlier.c[column.key] == column,
+                                         earlier.c.id <= watermark).exists())
+    return s.scalar(select(func.count(func.distinct(column))).where(
+        InteractionRow.project_id == project_id, InteractionRow.id > watermark, ~exists)) or 0
+
+
+def _head(s: Session, project: ProjectRow) -> DatasetVersionRow | None:
+    if not project.head_version:
+        return None
+    return s.scalars(select(DatasetVersionRow).where(DatasetVersionRow.project_id == project.id,
+                                                     DatasetVersionRow.number == project.head_version)).first()
+
+
+def _append_version(s: Session, project: ProjectRow, message: str) -> DatasetVersionRow:
+    head = _head(s, project)
+    watermark = (head.watermark or 0) if head is not None else 0
+    digest, n, last = _digest(s, project.id, watermark)
+    parent = head.counts if head is not None else {}
+    counts = {"interactions": int(parent.get("interactions", 0)) + n,
+              "users": int(parent.get("users", 0)) + _new_ids(s, project.id, InteractionRow.user_id, watermark),
+              "items": int(parent.get("items", 0)) + _new_ids(s, project.id, InteractionRow.item_id, watermark)}
+    chained = hashlib.sha256(f"{head.hash if head is not None else ''}\n{digest}".encode()).hexdigest()
+    return _new_version(s, project, chained, counts, last, message)
+
+
+def _new_version(s: Session, project: ProjectRow, digest: str, counts: dict[str, int], watermark: int,
+                 message: str) -> DatasetVersionRow:
+    number = (project.head_version or 0) + 1
+    version = DatasetVersionRow(project_id=project.id, number=number, parent=project.head_version or None,
+                                hash=digest, counts=counts, size=counts["interactions"], message=message,
+                                watermark=watermark)
+    s.add(version)
+    s.flush()
+    project.head_version = number
+    publish(s, project.id, "data.changed", {"version": number, "message": message, "size": counts["interactions"]})
+    versions.notify(s, project, number)
+    return version
+
+
+def delete_user(core: Core, project: str, user: Any) -> dict[str, Any]:
+    """Delete every interaction of ``user`` (privacy) as one new version whose hash and counts
+    are a full recount of what remains; older versions that held them count them as purged."""
+    user_id = _id(user, "user")
+    with core.db.write() as s:
+        row = interaction_project(s, project, lock=True)
+        ids = sorted(s.scalars(select(InteractionRow.id).where(InteractionRow.project_id == row.id,
+                                                               InteractionRow.user_id == user_id)))
+        if not ids:
+            raise NotFound(f"project {project!r} has no interactions of user {user_id!r}")
+        s.execute(delete(InteractionRow).where(InteractionRow.project_id == row.id, InteractionRow.user_id == user_id))
+        for version_id, mark in s.execute(select(DatasetVersionRow.id, DatasetVersionRow.watermark).where(
+                DatasetVersionRow.project_id == row.id, DatasetVersionRow.watermark >= ids[0])).all():
+            gone = bisect_left(ids, (mark or 0) + 1)
+            s.execute(update(DatasetVersionRow).where(DatasetVersionRow.id == version_id)
+                      .values(purged=DatasetVersionRow.purged + gone))
+        digest, n, last = _digest(s, row.id, 0)
+        counts = {"interactions": n, **_distinct(s, row.id)}
+        version = _new_version(s, row, hashlib.sha256(f"recount\n{digest}".encode()).hexdigest(), counts,
+                               max(last, (_head(s, row).watermark or 0) if row.head_version else 0),
+                               f"deleted {len(ids):,} interactions of user {user_id} (privacy)")
+        return {"deleted": len(ids), "version": version.number}
+
+
+def _distinct(s: Session, project_id: int) -> dict[str, int]:
+    where = InteractionRow.project_id == project_id
+    return {"users": s.scalar(select(func.count(func.distinct(InteractionRow.user_id))).where(where)) or 0,
+            "items": s.scalar(select(func.count(func.distinct(InteractionRow.item_id))).where(where)) or 0}
+
+
+# -- reading -------------------------------------------------------------------------------
+def load_log(s: Session, project: ProjectRow, number: int) -> InteractionLog:
+    """The interactions of version ``number`` (id ≤ its watermark), oldest id first."""
+    version = versions.get_version(s, project, number)
+    watermark = version.watermark or 0
+    query = (select(InteractionRow.id, InteractionRow.user_id, InteractionRow.item_id, InteractionRow.rating,
+                    InteractionRow.weight, InteractionRow.at)
+             .where(InteractionRow.project_id == project.id, InteractionRow.id <= watermark)
+             .order_by(InteractionRow.id).execution_options(yield_per=50_000))
+    ids, users, items, ratings, weights, times = [], [], [], [], [], []
+    for r in s.execute(query):
+        ids.append(r.id)
+        users.append(r.user_id)
+        items.append(r.item_id)
+        ratings.append(np.nan if r.rating is None else r.rating)
+        weights.append(r.weight)
+        at = r.at if r.at.tzinfo else r.at.replace(tzinfo=timezone.utc)
+        times.append(at.timestamp())
+    return InteractionLog(np.asarray(ids, np.int64), users, items, np.asarray(ratings, np.float64),
+                          np.asarray(weights, np.float64), np.asarray(times, np.float64), watermark)
+
+
+def history(core: Core, project: str, user: Any, *, limit: int = 50) -> list[dict[str, Any]]:
+    """A person's latest interactions, newest first."""
+    user_id = _id(user, "user")
+    with core.db.read() as s:
+        row = interaction_project(s, project)
+        rows = s.execute(select(InteractionRow).where(InteractionRow.project_id == row.id,
+                                                      InteractionRow.user_id == user_id)
+                         .order_by(InteractionRow.at.desc(), InteractionRow.id.desc()).limit(limit)).scalars()
+        return [{"id": r.id, "item": r.item_id, "rating": r.rating, "weight": r.weight, "at": r.at,
+                 "source": r.source} for r in rows]
+
+
+def stats(core: Core, project: str) -> dict[str, Any]:
+    """The newest version's counts, and the newest interactions (the data page)."""
+    with core.db.read() as s:
+        row = interaction_project(s, project)
+        head = _head(s, row)
+        latest = s.execute(select(InteractionRow).where(InteractionRow.project_id == row.id)
+                           .order_by(InteractionRow.id.desc()).limit(20)).scalars()
+        return {"version": row.head_version or 0, "counts": dict(head.counts) if head is not None else {},
+                "latest": [{"id": r.id, "user": r.user_id, "item": r.item_id, "rating": r.rating,
+                            "weight": r.weight, "at": r.at, "source": r.source} for r in latest]}
