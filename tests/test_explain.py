@@ -248,3 +248,112 @@ def test_explaining_never_imports_torch(probe):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_recorded_prediction_is_explained_by_the_version_that_answered(probe, core, client, tmp_path):
+    """GET …/predictions/{id}/explanation: the kept input, the model version that answered it, the
+    same queue (rate limit, cache); 409 without the input, 410 once that version is deleted."""
+    from datetime import timedelta
+
+    from dyntrain.kernel.projects import project_row
+    from dyntrain.ops.housekeeping import gc
+    from dyntrain.registry.models import register_model
+    from dyntrain.storage.rows import utcnow
+
+    path, scenes = probe
+    serve(core, "scenes", path, CLASSES, "image-classification")
+    url = "/api/v1/projects/scenes/predictions/{}/explanation"
+
+    def predict(image) -> dict:
+        r = client.post("/api/v1/projects/scenes/predict", files=[("files", ("a.png", _png(image)))])
+        assert r.status_code == 200, r.text
+        return r.json()["predictions"][0]
+
+    first = predict(scenes[0].image)
+    r = client.get(url.format(first["prediction_id"]))
+    assert r.status_code == 200, r.text
+    e = r.json()
+    assert e["status"] == "ready" and e["method"] == "cam" and e["label"] == first["label"]
+    assert abs(sum(map(sum, e["grid"])) - (e["logit"] - e["bias"])) < 1e-4
+    assert e["overlay"].startswith("data:image/png") and "mattered most" in e["summary"]
+    occ = client.get(url.format(first["prediction_id"]), params={"method": "occlusion"})
+    assert occ.status_code == 200 and occ.json()["method"] == "occlusion" and occ.json()["label"] == first["label"]
+    queue = explain.queue_for(core)
+    assert queue.computed == 1
+    assert client.get(url.format(first["prediction_id"]), params={"method": "occlusion"}).json() == occ.json()
+    assert queue.computed == 1  # cached per (version, input)
+    for method, says in [("words", "explain=cam or explain=occlusion"), ("shap", "method")]:
+        r = client.get(url.format(first["prediction_id"]), params={"method": method})
+        assert r.status_code == 422 and says in r.json()["error"]["message"], r.text
+    assert client.get(url.format(999_999)).status_code == 404
+
+    # the rate limit of the predict route's explanations applies here too
+    queue.per_minute, queue.burst = 1, 1
+    queue._buckets.clear()
+    second, third = predict(scenes[1].image), predict(scenes[2].image)
+    assert client.get(url.format(second["prediction_id"]), params={"method": "occlusion"}).status_code == 200
+    refused = client.get(url.format(third["prediction_id"]), params={"method": "occlusion"})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+    assert "a minute" in refused.json()["error"]["message"] and int(refused.headers["Retry-After"]) >= 1
+    queue.per_minute, queue.burst = 12, 4
+
+    # an input that was not kept: 409, saying why
+    assert client.patch("/api/v1/projects/scenes", json={"settings": {"store_prediction_inputs": False}}).status_code == 200
+    unkept = predict(scenes[3].image)
+    r = client.get(url.format(unkept["prediction_id"]))
+    assert r.status_code == 409 and "not kept" in r.json()["error"]["message"]
+
+    # two newer versions, keep one: housekeeping deletes v1, which answered the first prediction
+    assert client.patch("/api/v1/projects/scenes", json={"settings": {"keep_model_versions": 1,
+                                                                     "store_prediction_inputs": True}}).status_code == 200
+    with core.db.read() as s:
+        pid = project_row(s, "scenes").id
+    for _ in range(2):
+        v = register_model(core, pid, path, {"labels": CLASSES, "task": "image-classification"}, run_id=None).version
+        assert client.post(f"/api/v1/projects/scenes/models/{v}/promote").status_code == 200
+    latest = predict(scenes[4].image)
+    assert latest["model_version"] == 3
+    assert "scenes v1" in gc(core, now=utcnow() + timedelta(hours=2)).removed_models
+    r = client.get(url.format(first["prediction_id"]))
+    assert r.status_code == 410, r.text  # even though its map was cached: the version is gone
+    assert "model version 1 has been deleted" in r.json()["error"]["message"]
+    assert client.get(url.format(latest["prediction_id"])).json()["status"] == "ready"
+    # a model file lost from the store reads the same
+    v3 = registry_path(core, pid, 3)
+    v3.unlink()
+    r = client.get(url.format(latest["prediction_id"]), params={"method": "occlusion"})
+    assert r.status_code == 410 and "model version 3" in r.json()["error"]["message"]
+
+
+def registry_path(core, project_id: int, version: int):
+    from sqlalchemy import select
+
+    from dyntrain.storage.rows import ModelVersionRow
+
+    with core.db.read() as s:
+        key = s.scalar(select(ModelVersionRow.path).where(ModelVersionRow.project_id == project_id,
+                                                          ModelVersionRow.version == version))
+    return core.settings.model_dir / key
+
+
+def test_a_recorded_text_prediction_is_explained_by_its_words(core, client, tmp_path):
+    serve(core, "reviews", review_model(tmp_path), REVIEW_CLASSES, "text-classification")
+    text = "the staff were rude but the food was great"
+    r = client.post("/api/v1/projects/reviews/predict/texts", json={"texts": [text]})
+    said = r.json()["predictions"][0]
+    e = client.get(f"/api/v1/projects/reviews/predictions/{said['prediction_id']}/explanation")
+    assert e.status_code == 200, e.text
+    e = e.json()
+    assert e["status"] == "ready" and e["method"] == "words" and e["label"] == said["label"]  # auto: words
+    assert [text[s["start"]:s["end"]] for s in e["spans"]] == text.split()
+    top = max(e["spans"], key=lambda s: s["weight"])["text"]
+    assert top == ("great" if said["label"] == "good" else "rude") and repr(top) in e["summary"]
+    wrong = client.get(f"/api/v1/projects/reviews/predictions/{said['prediction_id']}/explanation",
+                       params={"method": "cam"})
+    assert wrong.status_code == 422 and "words" in wrong.json()["error"]["message"]

@@ -130,17 +130,12 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         "", "/aliases/history", "/audit", "/augmentation-preview", "/classes", "/dataset-versions",
         "/dataset-versions/{number}", "/dataset-versions/{number}/diff", "/events", "/health", "/jobs",
         "/jobs/{job_id}", "/models", "/models/{version}", "/models/{version}/file", "/predictions",
-        "/predictions/{prediction_id}/image", "/runs", "/samples", "/samples/{sample_id}",
-        "/samples/{sample_id}/blobs/{digest}", "/samples/{sample_id}/image", "/samples/{sample_id}/thumbnail",
-        "/unlabelled", "/unlabelled/{sample_id}/image"]},
+        "/predictions/{prediction_id}/explanation", "/predictions/{prediction_id}/image", "/runs", "/samples",
+        "/samples/{sample_id}", "/samples/{sample_id}/blobs/{digest}", "/samples/{sample_id}/image",
+        "/samples/{sample_id}/thumbnail", "/unlabelled",
+        "/unlabelled/{sample_id}/image"]},
     ("GET", "/api/v1/projects"): "read", ("GET", "/api/v1/runs/{run_id}"): "read",
     ("GET", "/api/v1/settings-schema"): "read", ("GET", "/metrics"): "read",
-    # Recommendation projects: interactions in (a person's deletion is a purge: no undo), answers
-    # out, and what a person chose from an answer (bounded to that answer's items, once).
-    ("POST", f"{_P}/interactions"): "edit", ("POST", f"{_P}/interactions/import"): "edit",
-    ("GET", f"{_P}/interactions"): "read", ("DELETE", f"{_P}/interactions"): "admin",
-    ("GET", f"{_P}/recommend"): "predict", ("POST", f"{_P}/recommend"): "predict",
-    ("GET", f"{_P}/similar"): "predict", ("POST", f"{_P}/recommend/{{prediction_id}}/chosen"): "predict",
     # Recommendation projects: interactions in (a person's deletion is a purge: no undo), answers
     # out, and what a person chose from an answer (bounded to that answer's items, once).
     ("POST", f"{_P}/interactions"): "edit", ("POST", f"{_P}/interactions/import"): "edit",
@@ -151,8 +146,9 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
     **{("GET", page): "read" for page in [
         "/", "/fragments/projects", "/projects/{name}", "/projects/{name}/activity",
         "/projects/{name}/fragments/data", "/projects/{name}/fragments/history", "/projects/{name}/history",
-        "/projects/{name}/predictions", "/projects/{name}/runs/{run_id}", "/projects/{name}/settings",
-        "/projects/{name}/try", "/projects/{name}/unlabelled"]},
+        "/projects/{name}/predictions", "/projects/{name}/predictions/{prediction_id}",
+        "/projects/{name}/runs/{run_id}", "/projects/{name}/settings", "/projects/{name}/try",
+        "/projects/{name}/unlabelled"]},
 }
 # Admin routes acting on every project at once (or making a new one, outside any scope): a token
 # limited to some projects may not call them, whatever its role.

@@ -19,7 +19,7 @@ RETRY_AFTER_S = 2
 
 __all__ = ["install_error_handlers", "error_response", "STATUS"]
 
-STATUS = {"not_found": 404, "conflict": 409, "invalid": 422, "too_large": 413, "not_ready": 409,
+STATUS = {"not_found": 404, "conflict": 409, "gone": 410, "invalid": 422, "too_large": 413, "not_ready": 409,
           "missing_extra": 501, "cancelled": 409, "unauthorized": 401, "forbidden": 403}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -160,10 +160,14 @@ def predict(name: str, request: Request, files: list[UploadFile] = File(..., des
 def _explain(core: Core, name: str, results: list, sent: list, method: str, request: Request) -> None:
     from ..serving import explain as explaining  # here: only requests that ask for one load it
 
+    explaining.attach(core, name, results, sent, method, _caller(request))
+
+
+def _caller(request: Request) -> str:
+    """Who the explanation rate limit counts against: the token, else the client's address."""
     who = getattr(request.state, "caller", None)
-    caller = (f"token:{who.token_id}" if who is not None and who.token_id is not None
-              else f"client:{request.client.host if request.client else ''}")
-    explaining.attach(core, name, results, sent, method, caller)
+    return (f"token:{who.token_id}" if who is not None and who.token_id is not None
+            else f"client:{request.client.host if request.client else ''}")
 
 
 class TextsIn(BaseModel):
@@ -237,6 +241,29 @@ def prediction_image(name: str, prediction_id: int, size: int = Query(160, ge=16
         raise NotFound(f"the image of prediction {prediction_id} was not kept")
     data = thumbnail_bytes(decode_image(core.blobs.get(digest), max_pixels=core.settings.max_image_pixels), size)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/projects/{name}/predictions/{prediction_id}/explanation")
+def prediction_explanation(name: str, prediction_id: int, request: Request, response: Response,
+                           method: str = Query("auto", pattern="^(auto|cam|occlusion|words)$", description=(
+                               "``auto``: ``words`` for texts; for images the exact class activation map "
+                               "where the model has one, else occlusion.")),
+                           core: Core = Depends(get_core)):
+    """Why a recorded prediction said what it said: its kept input explained with the model
+    version that answered it, through the same queue, rate limit and cache as ``?explain=`` on
+    ``/predict``. 200 ``ready`` (or ``unavailable`` with the reason), 202 ``pending`` (ask again:
+    the answer is cached), 429 ``rate_limited`` with Retry-After; 409 when the input was not kept,
+    410 when that model version has been deleted since."""
+    from ..serving import explain as explaining
+
+    e = explaining.explain_prediction(core, name, prediction_id, method, _caller(request))
+    if e.get("status") == "refused":  # an error like any other, with when to come back
+        wait = max(1, round(e.get("retry_after_s") or 1))
+        return JSONResponse({"error": {"code": "rate_limited", "message": e["reason"]}}, status_code=429,
+                            headers={"Retry-After": str(wait)})
+    if e.get("status") == "pending":
+        response.status_code = 202
+    return e
 
 
 class Feedback(BaseModel):

@@ -14,6 +14,7 @@ __all__ = [
     "DyntrainError",
     "NotFound",
     "Conflict",
+    "Gone",
     "Invalid",
     "TooLarge",
     "NotReady",
@@ -41,6 +42,12 @@ class NotFound(DyntrainError):
 
 class Conflict(DyntrainError):
     code = "conflict"
+
+
+class Gone(DyntrainError):
+    """The thing asked about existed and was deleted for good (e.g. a model version housekeeping removed)."""
+
+    code = "gone"
 
 
 class Invalid(DyntrainError):

@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..kernel.errors import DyntrainError, Invalid
+from ..kernel.errors import DyntrainError, Gone, Invalid
 from .trunks import TrunkCache, _field, _fields, _string, _varint_bytes, split_composed
 
 __all__ = ["METHODS", "CamExplainer", "ExplainQueue", "attach", "explain_prediction", "cam_map", "occlusion_map",
@@ -468,10 +468,18 @@ def _model_row(core, project_id: int, version: int):
         row = s.scalars(select(ModelVersionRow).where(ModelVersionRow.project_id == project_id,
                                                       ModelVersionRow.version == version)).first()
         task = s.scalar(select(ProjectRow.task).where(ProjectRow.id == project_id))
+    gone = (f"model version {version} has been deleted (housekeeping keeps the newest keep_model_versions "
+            "versions and those an alias needs), so answers it gave cannot be explained any more; predict the "
+            "input again with ?explain= to explain the model in service")
     if row is None:
-        raise Invalid(f"model version {version} does not exist")
+        raise Gone(gone)
     live = core.live
-    path = live.fetch(row.path) if live.fetch is not None else live.model_dir / row.path
+    try:
+        path = live.fetch(row.path) if live.fetch is not None else live.model_dir / row.path
+    except DyntrainError:  # the shared artifact store no longer has it
+        raise Gone(gone) from None
+    if not path.is_file():
+        raise Gone(gone)
     return path, row.card.get("task") or task, list(row.card.get("labels") or [])
 
 
@@ -582,17 +590,29 @@ def attach(core, project: str, results: list[dict[str, Any]], files: list[tuple[
 
 def explain_prediction(core, project: str, prediction_id: int, method: str = "auto", caller: str = "") -> dict[str, Any]:
     """The explanation of a recorded prediction, from its kept input and the model version that
-    answered it (for a prediction's detail page: ``GET …/predictions/{id}/explanation``)."""
+    answered it (for a prediction's detail page: ``GET …/predictions/{id}/explanation``).
+
+    ``auto`` is the modality's own method: ``words`` for texts, else cam where exact, else
+    occlusion. Raises Conflict (409) when the input was not kept, Gone (410) when the model
+    version that answered has been deleted since."""
+    from .. import tasks
     from ..kernel.errors import Conflict
     from ..kernel.projects import project_row
     from .predict import prediction_row
 
+    if method not in METHODS:
+        raise Invalid(f"method must be one of {', '.join(METHODS)}")
     with core.db.read() as s:
-        row = prediction_row(s, project_row(s, project).id, prediction_id)
+        project_ = project_row(s, project)
+        row = prediction_row(s, project_.id, prediction_id)
         stored, digest, version = row.input_stored, row.input_hash, row.model_version
+        kind = tasks.get(project_.task).modality.kind
     if not stored or not digest or not core.blobs.exists(digest):
         raise Conflict(f"the input of prediction {prediction_id} was not kept (store_prediction_inputs is off or "
                        "retention expired), so it cannot be explained; predict it again with ?explain=")
+    _model_row(core, project_.id, version)  # Gone before anything cached for it answers
+    if method == "auto" and kind == "text":
+        method = "words"
     results = [{"model_version": version}]
     attach(core, project, results, [(f"prediction-{prediction_id}", core.blobs.get(digest))], method, caller)
     return results[0]["explanation"]

@@ -371,6 +371,21 @@ def predictions_page(name: str, request: Request, label: str | None = None, max_
     })
 
 
+@router.get("/projects/{name}/predictions/{prediction_id}")
+@html
+def prediction_page(name: str, prediction_id: int, request: Request, core: Core = Depends(get_core)):
+    """One recorded prediction: its input, the answer and every class's score, and why — the
+    page asks ``…/predictions/{id}/explanation`` (the heatmap over the photo, or the words)."""
+    ctx = _project_context(core, name, "predictions")
+    with core.db.read() as s:
+        p = serving.prediction_row(s, ctx["project"].id, prediction_id).to_entity()
+    kept = p.input_stored and p.input_hash and core.blobs.exists(p.input_hash)
+    text = ctx["task"].modality.previews(core.blobs, [p.input_hash]).get(p.input_hash) if kept else None
+    scores = sorted(p.scores.items(), key=lambda kv: -kv[1])
+    return _render(request, "prediction.html", {**ctx, "p": p, "kept": kept, "text": text, "scores": scores,
+                                                "classes": changes.list_classes(core, name)})
+
+
 def _number(value: str | None, kind, lo, hi):
     try:
         x = kind(value)

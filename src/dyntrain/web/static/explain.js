@@ -1,8 +1,10 @@
-// Explanations on the Try page: every prediction made here asks for one (`explain=auto` for photos:
-// the exact class activation map where the model has one, else occlusion; `explain=words` for texts),
-// then the heatmap is laid over the photo with an opacity slider, or the words that moved the score
-// are highlighted, and the summary says in words which part mattered.
-// Loaded before try.js: it wraps dyntrain.api, the one fetch helper the page's scripts share.
+// Explanations: a heatmap laid over the photo with an opacity slider, or the words that moved the
+// score highlighted, and a summary saying in words which part mattered.
+// On the Try page every prediction made asks for one (`explain=auto` for photos: the exact class
+// activation map where the model has one, else occlusion; `explain=words` for texts): this script
+// wraps dyntrain.api, the one fetch helper the page's scripts share, so it loads before try.js.
+// A page showing a recorded prediction names its explanation's API path in #explain's data-source
+// instead; it is fetched on load (asked again while the server says it is still being computed).
 "use strict";
 
 (function () {
@@ -12,20 +14,37 @@
   const method = box.dataset.method;
   const summary = d.q("#explain-summary");
   const slider = d.q("#explain-opacity");
-  const call = d.api;
 
-  d.api = function (verb, path, body) {
-    const predicting = verb === "POST" && /\/predict(\/texts)?$/.test(path);
-    if (!predicting) return call(verb, path, body);
-    return call(verb, `${path}?explain=${method}`, body).then((res) => {
-      const p = res && res.predictions && res.predictions[0];
-      setTimeout(() => render(p), 0); // after try.js has shown the prediction (and set the photo)
-      return res;
-    });
-  };
+  if (box.dataset.source) {
+    load(box.dataset.source, 0);
+  } else {
+    const call = d.api;
+    d.api = function (verb, path, body) {
+      const predicting = verb === "POST" && /\/predict(\/texts)?$/.test(path);
+      if (!predicting) return call(verb, path, body);
+      return call(verb, `${path}?explain=${method}`, body).then((res) => {
+        const p = res && res.predictions && res.predictions[0];
+        setTimeout(() => render(p && p.explanation), 0); // after try.js has shown the prediction (and set the photo)
+        return res;
+      });
+    };
+  }
 
-  function render(p) {
-    const e = p && p.explanation;
+  async function load(source, attempt) {
+    box.hidden = false;
+    summary.textContent = "Working out which part mattered…";
+    if (slider) slider.parentElement.hidden = true;
+    try {
+      const e = await d.api("GET", `${source}?method=${method}`);
+      if (e.status === "pending" && attempt < 30) { setTimeout(() => load(source, attempt + 1), 2000); return; }
+      render(e);
+    } catch (err) { // 409 input not kept, 410 model deleted, 429 asked too often: the server says what to do
+      d.explanation = null;
+      summary.textContent = `No explanation: ${d.errorText(err)}`;
+    }
+  }
+
+  function render(e) {
     d.explanation = e || null; // tests read it
     const overlay = d.q("#explain-overlay");
     if (!e) { box.hidden = true; if (overlay) overlay.hidden = true; return; }
@@ -44,7 +63,7 @@
   function sentence(s) { return s.charAt(0).toUpperCase() + s.slice(1) + "."; }
 
   function heat(e) {
-    const img = d.q("#try-preview");
+    const img = d.q(box.dataset.photo);
     if (!img) return;
     let frame = img.parentElement;
     if (!frame.classList.contains("explain-frame")) {
@@ -75,13 +94,14 @@
   }
 
   function words(e) {
-    const sent = d.q("#try-sent");
+    const sent = d.q(box.dataset.text);
     if (!sent) return;
     const text = sent.textContent;
     const top = Math.max(1e-9, ...e.spans.map((s) => Math.abs(s.weight)));
     sent.textContent = "";
     let at = 0;
     for (const s of e.spans) {
+      if (s.end > text.length) break; // a long text is shown cut: the spans past its end stay in the summary
       sent.append(text.slice(at, s.start));
       const strength = Math.abs(s.weight) / top;
       if (strength < 0.05) {
