@@ -336,3 +336,176 @@ def test_data_page_adds_edits_and_stores_exactly_the_painted_mask(live_server, b
     assert len(api.get("/projects/temple/dataset-versions").json()) == 2
     page.context.close()
     assert not e.problems, e.problems
+
+
+# --- the Try page, with a model in service -----------------------------------------------------
+
+# Chromium's stand-in camera (a moving test pattern) and no permission prompt: the camera helper
+# (app.js camera()) runs for real.
+CAMERA_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+FAST = {"train_delay_s": 0.3, "train_max_delay_s": 5, "time_budget_s": 20}
+
+
+def _b64png(mask: np.ndarray, names: list[str]) -> str:
+    return base64.b64encode(mk.encode_png(mask, names)).decode()
+
+
+def _png(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A server (SQLite, scheduler on) whose project has a segmentation model in service, trained
+    by the loop itself on 8 synthetic scenes of real photos (~1 min on 2 busy cores); and two
+    scenes it has not seen."""
+    import httpx
+
+    from dyntrain.api import create_app
+    from dyntrain.kernel.config import Settings
+    from dyntrain.kernel.core import Core
+    from dyntrain.ops.scenes import make_scenes
+    from tests.conftest import LiveServer, wait_for
+
+    tmp = tmp_path_factory.mktemp("masks-served")
+    core = Core.create(Settings(data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'dyntrain.db'}", seed_demo=False,
+                                scheduler_enabled=True, scheduler_poll_s=0.2))
+    scenes = make_scenes(10, classes=2, size=(256, 192), seed=5)
+    train, new = scenes[:8], scenes[8:]
+    names = ["background", *train[0].class_names]
+    try:
+        with LiveServer(create_app(core=core)) as server:
+            api = httpx.Client(base_url=server.url + "/api/v1", timeout=120)
+            assert api.post("/projects", json={"name": "scenes", "task": "semantic-segmentation",
+                                               "settings": FAST}).status_code == 201
+            r = api.post("/projects/scenes/samples", files=[("files", (f"s{i}.png", _png(s.image))) for i, s in enumerate(train)],
+                         data={"labels": [json.dumps({"mask": _b64png(s.mask, names), "classes": names}) for s in train]})
+            assert r.status_code == 201, r.text
+            jobs = wait_for(lambda: [j for j in api.get("/projects/scenes/jobs").json()
+                                     if j["status"] in ("succeeded", "failed")], timeout=600)
+            assert jobs[0]["status"] == "succeeded", jobs
+            assert api.get("/projects/scenes/models").json()[0]["aliases"] == ["production"]
+            yield server, api, new
+    finally:
+        core.db.dispose()
+
+
+@pytest.mark.slow
+def test_try_page_overlays_the_served_mask_and_sends_a_correction(served, browser):
+    server, api, new = served
+    e = Editor.open(browser, f"{server.url}/projects/scenes/try")
+    page = e.page
+    photo = new[0].image
+    h, w = photo.shape[:2]
+    page.set_input_files("#try-file", files=[{"name": "new.png", "mimeType": "image/png", "buffer": _png(photo)}])
+    page.wait_for_selector("#try-answer:not([hidden])")
+    assert "version 1" in page.inner_text("#try-meta")
+    # the model's mask over the photo, at the photo's own resolution, exactly where the photo is
+    canvas = page.locator("#try-frame canvas.mk-overlay")
+    assert canvas.evaluate("(c) => [c.width, c.height]") == [w, h]
+    box, img = canvas.bounding_box(), page.locator("#try-preview").bounding_box()
+    assert all(abs(box[k] - img[k]) < 1 for k in ("x", "y", "width", "height")), (box, img)
+    # some of it painted (the scene's objects), with the answer's class colours
+    alpha = canvas.evaluate("(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                            " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n / (c.width * c.height); }")
+    answer = page.evaluate("() => window.dyntrain.lastPrediction")
+    painted = sum(f for c, f in answer["areas"].items() if c != "background")
+    assert painted > 0.02 and abs(alpha - painted) < 0.01, (alpha, answer["areas"])
+    # the opacity slider fades it; the areas are listed and said in words
+    page.locator("#try-opacity").fill("20")
+    assert canvas.evaluate("(c) => getComputedStyle(c).opacity") == "0.2"
+    assert page.locator("#try-areas li").count() == len(answer["areas"])  # every class the model knows
+    top = max((c for c in answer["areas"] if c != "background"), key=answer["areas"].get)
+    assert page.inner_text("#try-label").startswith(f"{top} covers ")
+
+    # "Correct this": the editor starts from the model's mask; a repainted corner goes back as feedback
+    page.get_by_role("button", name="Correct this mask and add to training…").click()
+    e.page.wait_for_function("() => window.dyntrain.masks.createEditor.live.size > 0")
+    e.page.evaluate("Promise.all([...window.dyntrain.masks.createEditor.live].map((x) => x.ready))")
+    start = page.evaluate("""() => { const ed = [...window.dyntrain.masks.createEditor.live][0];
+                                     return [Array.from(ed.value().slice(0, 50)), ed.classes()]; }""")
+    page.locator(".mk-class[data-class=background]").click()
+    page.keyboard.press("f")
+    page.evaluate("() => [...window.dyntrain.masks.createEditor.live][0].setTool('brush')")
+    page.evaluate("() => [...window.dyntrain.masks.createEditor.live][0].setSize(40)")
+    r = page.locator(".mk-stage canvas.mk-mask").bounding_box()
+    page.mouse.move(r["x"] + 2, r["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(r["x"] + r["width"] / 3, r["y"] + 2, steps=5)
+    page.mouse.up()
+    corrected = page.evaluate("() => Array.from([...window.dyntrain.masks.createEditor.live][0].value())")
+    corrected = np.array(corrected, np.uint8).reshape(h, w)
+    assert start[1][0] == "background" and (corrected[:10, :30] == 0).all()
+    before = len(api.get("/projects/scenes/dataset-versions").json())
+    page.get_by_role("button", name="Add to training with this mask").click()
+    page.wait_for_selector("#mk-dialog", state="hidden")
+    assert "added to the training examples" in page.inner_text("#try-msg")
+    versions = api.get("/projects/scenes/dataset-versions").json()
+    assert len(versions) == before + 1
+    sample = api.get("/projects/scenes/samples", params={"limit": 100}).json()["items"]
+    sample = max(sample, key=lambda s: s["id"])
+    stored = mk.decode_png(api.get(f"/projects/scenes/samples/{sample['id']}/blobs/{sample['annotation']['mask']}").content,
+                           sample["annotation"]["classes"])
+    assert (_as_names(stored, sample["annotation"]["classes"]) == _as_names(corrected, start[1])).all()
+    page.context.close()
+    assert not e.problems, e.problems
+
+
+@pytest.mark.slow
+def test_the_camera_photo_goes_to_the_model(served, browser):
+    """The one camera helper, on the segmentation try page: Chromium's stand-in camera."""
+    from tests.web.conftest import CHROMIUM
+
+    server, _, _ = served
+    # a second Chromium from the same Playwright, with the stand-in camera
+    b = browser.browser_type.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                    "--disable-background-networking", *CAMERA_FLAGS])
+    try:
+        e = Editor(b.new_page(), [])
+        page = e.page
+        page.on("pageerror", lambda err: e.problems.append(f"page error: {err}"))
+        page.goto(f"{server.url}/projects/scenes/try")
+        page.get_by_role("button", name="Use the camera").click()
+        page.wait_for_selector("#camera:not([hidden])")
+        page.wait_for_function("() => document.querySelector('#camera-video').videoWidth > 0")
+        page.get_by_role("button", name="Take photo").click()
+        page.wait_for_selector("#try-answer:not([hidden])")
+        size = page.locator("#try-frame canvas.mk-overlay").evaluate("(c) => [c.width, c.height]")
+        video = page.evaluate("() => [document.querySelector('#camera-video').videoWidth, document.querySelector('#camera-video').videoHeight]")
+        assert size == video  # the snapshot, at the camera's size, went to the model and came back as a mask
+        page.get_by_role("button", name="Close camera").click()
+        assert page.locator("#camera").is_hidden()
+        assert page.evaluate("() => document.querySelector('#camera-video').srcObject") is None
+        assert not e.problems, e.problems
+    finally:
+        b.close()
+
+
+@pytest.mark.slow
+def test_run_page_reports_miou_classes_and_worst_photos(served, browser):
+    server, api, _ = served
+    job = [j for j in api.get("/projects/scenes/jobs").json() if j["status"] == "succeeded"][-1]
+    metrics = api.get(f"/runs/{job['run_id']}").json()["result"]["metrics"]
+    e = Editor.open(browser, f"{server.url}/projects/scenes/runs/{job['run_id']}")
+    page = e.page
+    facts = page.locator("section[aria-labelledby=words-h] dl.facts").inner_text()
+    assert f"{round(100 * metrics['miou'])}%" in facts and "95%" in facts
+    rows = page.locator("section[aria-labelledby=classes-h] tbody tr")
+    assert rows.count() == len(metrics["per_class"])
+    assert rows.first.locator("th").inner_text() == "background"
+    said = page.locator("ul.sentences li").all_inner_texts()
+    assert said and all(s.startswith("Covers ") for s in said), said
+    # the worst photos: truth, prediction and difference, each a real picture
+    pictures = page.locator(".mk-examples .mk-triple img")
+    assert pictures.count() == 3 * len(metrics["worst"]) > 0
+    assert all(pictures.nth(i).evaluate("(i) => i.complete && i.naturalWidth > 0") for i in range(pictures.count()))
+    tops = [pictures.nth(i).bounding_box()["y"] for i in range(3)]
+    assert max(tops) - min(tops) < 1, tops  # side by side on a desktop screen (masks.css is on the page)
+    page.context.close()
+    assert not e.problems, e.problems

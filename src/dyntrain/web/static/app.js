@@ -293,9 +293,11 @@ function Live(el) {
       case "succeeded": {
         const k = state.kpis || {};
         let s = "Training finished";
-        const regression = (k.accuracy === undefined || k.accuracy === null) && k.r2 !== undefined && k.r2 !== null;
-        if (state.learner) s += `: ${learnerWords(state.learner)}, ` +
-          (regression ? `R² ${Number(k.r2).toFixed(2)}` : `right ${pct(k.accuracy)} of the time`);
+        const has = (v) => v !== undefined && v !== null;
+        // a score only where the run has one of these (a segmentation or detection run reports
+        // its own on its run page, not "right — of the time")
+        const score = has(k.accuracy) ? `, right ${pct(k.accuracy)} of the time` : has(k.r2) ? `, R² ${Number(k.r2).toFixed(2)}` : "";
+        if (state.learner) s += `: ${learnerWords(state.learner)}${score}`;
         text.textContent = s + ".";
         if (state.model_version) {
           detail.textContent = state.promoted
