@@ -168,6 +168,13 @@ def import_(
     box_format: Optional[str] = typer.Option(None, "--format", help="Object detection: coco, voc or yolo; "
                                              "semantic segmentation: png (images/ + masks/ with a class table) "
                                              "or coco (detected from the files when left out)."),
+    user: Optional[str] = typer.Option(None, "--user", help="Recommendation: the column holding the user id "
+                                       "(with --item; the task defaults to recommendation)."),
+    item: Optional[str] = typer.Option(None, "--item", help="Recommendation: the column holding the item id."),
+    rating: Optional[str] = typer.Option(None, "--rating", help="Recommendation: the column holding a rating."),
+    weight: Optional[str] = typer.Option(None, "--weight", help="Recommendation: the column holding a weight."),
+    time: Optional[str] = typer.Option(None, "--time", help="Recommendation: the column holding the event time "
+                                       "(ISO 8601 or Unix seconds)."),
     unlabelled: bool = typer.Option(False, "--unlabelled", help="Items WITHOUT labels into the labelling queue: "
                                     "images (a folder or .zip of files, no class folders), texts (.csv/.jsonl, "
                                     "--text-column) or table rows (.csv/.jsonl; --target names a column to leave "
@@ -180,7 +187,10 @@ def import_(
     VOC XML or YOLO txt boxes; every bad box is named (file and box) before anything is sent.
     Semantic segmentation (--task semantic-segmentation): images/ and masks/ (PNG masks of the same
     stem, indexed or RGB, with classes.json, labelmap.txt or classes.txt), or COCO polygons / RLE;
-    a bad mask (not a PNG, another size, an unknown colour or class) is named with its file."""
+    a bad mask (not a PNG, another size, an unknown colour or class) is named with its file.
+    Recommendation (--task recommendation, or --user and --item): a .csv or .jsonl file of
+    interactions with its columns named; every row is checked before anything is sent, then it
+    goes in batches of 10,000 (each a dataset version)."""
     client = _client(url)
     if unlabelled:
         from .cli_unlabelled import import_unlabelled
@@ -197,6 +207,9 @@ def import_(
             task = client.get(f"/projects/{project}")["task"]
         except ApiError:
             pass
+    if user or item or _upload_format(task) == "interactions":
+        return _import_interactions(client, path, project, task or "recommendation", user or "user",
+                                    item or "item", rating, weight, time)
     if target is not None or _upload_format(task) == "rows":
         task = task or tasks.default_for("rows")
         if _upload_format(task) != "rows" or not tabular:
@@ -340,6 +353,78 @@ def _import_table(client: Client, path: Path, project: str, task: str, target: O
             raise
 
     _upload_as_one_version(client, project, task, rows, TABLE_CHUNK, "rows", send, source=path)
+
+
+def _import_interactions(client: Client, path: Path, project: str, task: str, user: str, item: str,
+                         rating: Optional[str], weight: Optional[str], time: Optional[str]) -> None:
+    """Interactions of a CSV / JSON Lines file into a recommendation project, in batches."""
+    from .codecs.interactions import read_file, wire
+
+    if _upload_format(task) != "interactions":
+        console.print(f"[red]error:[/red] --user/--item import interactions into a project of: "
+                      + " or ".join(n for n in tasks.names() if _upload_format(n) == "interactions"))
+        raise typer.Exit(1)
+    try:  # every row checked here first: a bad file sends nothing
+        records = read_file(path.read_bytes(), path.name, user=user, item=item, rating=rating, weight=weight,
+                            time=time)
+    except (DyntrainError, OSError) as exc:
+        if isinstance(exc, DyntrainError):
+            _fail(exc)
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    try:
+        _create_project_if_missing(client, project, task)
+        sent, version = 0, None
+        with _progress() as bar:
+            job = bar.add_task("uploading interactions", total=len(records))
+            for chunk in _chunks(records, INTERACTION_CHUNK):
+                version = client.post(f"/projects/{project}/interactions",
+                                      json={"interactions": [wire(r) for r in chunk], "source": "import"})["version"]
+                sent += len(chunk)
+                bar.advance(job, len(chunk))
+    except DyntrainError as exc:
+        if sent:
+            console.print(f"[yellow]{sent:,} of {len(records):,} interactions were imported before this:[/yellow]")
+        _fail(exc)
+    console.print(f"imported {sent:,} interactions into {project!r}: dataset version {version}")
+
+
+#: Interactions per request (the server's limit per JSON batch).
+INTERACTION_CHUNK = 10_000
+
+
+@app.command()
+def recommend(project: str = typer.Argument(..., help="Project name."),
+              user: str = typer.Option(..., "--user", help="The person."),
+              n: int = typer.Option(10, "-n", help="How many items."),
+              include_seen: bool = typer.Option(False, "--include-seen", help="Also items they already had."),
+              url: str = URL):
+    """A person's top items from the model in service (a stranger gets the most popular ones)."""
+    _print_items(_client(url), f"/projects/{project}/recommend",
+                 {"user": user, "n": n, "exclude_seen": not include_seen}, f"for {user}")
+
+
+@app.command()
+def similar(project: str = typer.Argument(..., help="Project name."),
+            item: str = typer.Option(..., "--item", help="The item."),
+            n: int = typer.Option(10, "-n", help="How many items."), url: str = URL):
+    """The items most like one item, from the model in service."""
+    _print_items(_client(url), f"/projects/{project}/similar", {"item": item, "n": n}, f"like {item}")
+
+
+def _print_items(client: Client, path: str, params: dict, what: str) -> None:
+    try:
+        answer = client.get(path, params=params)
+    except DyntrainError as exc:
+        _fail(exc)
+    table = Table(title=f"{len(answer['items'])} items {what} (model v{answer['model_version']}, "
+                        f"{answer['source']}; prediction {answer['prediction_id']})")
+    table.add_column("#", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    for rank, (i, score) in enumerate(zip(answer["items"], answer["scores"]), start=1):
+        table.add_row(str(rank), i, f"{score:.4g}")
+    out.print(table)
 
 
 @app.command()

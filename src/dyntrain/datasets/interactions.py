@@ -7,8 +7,8 @@ handed out under the project's lock and never reused, so "id ≤ watermark" name
 interactions exactly, and a version costs one row however many interactions it covers.
 
 Hashes: a version's hash chains its parent's hash with a digest of the interactions added since
-(sha256 over their canonical lines in id order), so equal histories have equal hashes and a
-new batch is hashed in time proportional to the batch. Deleting a person's interactions
+(sha256 over their canonical lines — user, item, rating, weight, time — in id order), so equal
+histories have equal hashes and a new batch is hashed in time proportional to the batch. Deleting a person's interactions
 (privacy) is the one change that is not an append: the new version's hash is a digest of every
 remaining interaction (a full recount, prefixed ``recount``), and older versions that included
 deleted interactions count them in ``purged`` (they can no longer be reproduced exactly, as with
@@ -21,21 +21,18 @@ is named; nothing is written if any is bad.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-import math
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import timezone
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .. import tasks
+from ..codecs.interactions import MAX_IMPORT_ROWS, check_id, parse_records, read_file
 from ..kernel.core import Core
 from ..kernel.errors import Invalid, NotFound, TooLarge
 from ..kernel.events import publish
@@ -48,14 +45,8 @@ __all__ = ["MAX_BATCH", "MAX_IMPORT_ROWS", "SOURCES", "InteractionLog", "parse_r
 
 #: Most interactions one JSON request may carry (split larger sets into batches, or import a file).
 MAX_BATCH = 10_000
-#: Most interactions one imported file may hold.
-MAX_IMPORT_ROWS = 2_000_000
-#: Longest user or item id.
-MAX_ID = 200
 #: Where an interaction came from.
 SOURCES = ("api", "import", "feedback", "ingest")
-#: Problems named in an error's details (the message counts them all).
-_MAX_DETAILS = 100
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,145 +63,6 @@ class InteractionLog:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-# -- checking ----------------------------------------------------------------------------
-def _id(value: Any, what: str) -> str:
-    if isinstance(value, bool) or value is None:
-        raise Invalid(f"{what} id is missing")
-    if isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            raise Invalid(f"{what} id {value!r} is not an id (use text or whole numbers)")
-        value = int(value)
-    if not isinstance(value, (str, int)):
-        raise Invalid(f"{what} id must be text or a whole number, got {type(value).__name__}")
-    text = str(value).strip()
-    if not text:
-        raise Invalid(f"{what} id is empty")
-    if len(text) > MAX_ID:
-        raise Invalid(f"{what} id is {len(text)} characters long; the limit is {MAX_ID}")
-    return text
-
-
-def _number(value: Any, what: str) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise Invalid(f"{what} must be a number, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise Invalid(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise Invalid(f"{what} must be a finite number, got {value!r}")
-    return x
-
-
-def _time(value: Any) -> datetime | None:
-    """An event time: ISO 8601 text (UTC unless it says otherwise) or Unix seconds."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if not isinstance(value, bool):
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            seconds = None
-        if seconds is not None:
-            if not math.isfinite(seconds) or not 0 <= seconds < 4e9:
-                raise Invalid(f"time {value!r} is not a Unix time in seconds")
-            return datetime.fromtimestamp(seconds, timezone.utc)
-        try:
-            t = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-    raise Invalid(f"time {value!r} is neither ISO 8601 (2026-12-05T09:30:00Z) nor Unix seconds")
-
-
-def _record(raw: Any, fields: dict[str, str | None]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise Invalid(f"an interaction is an object {{\"user\", \"item\"[, \"rating\", \"weight\", \"time\"]}}, "
-                      f"got {type(raw).__name__}")
-    missing = [fields[k] for k in ("user", "item") if fields[k] not in raw]
-    if missing:
-        raise Invalid(f"no {' and no '.join(repr(m) for m in missing)}")
-    weight = _number(raw.get(fields["weight"]) if fields["weight"] else None, "weight")
-    if weight is not None and weight <= 0:
-        raise Invalid(f"weight must be positive, got {weight:g}")
-    return {"user_id": _id(raw[fields["user"]], "user"), "item_id": _id(raw[fields["item"]], "item"),
-            "rating": _number(raw.get(fields["rating"]) if fields["rating"] else None, "rating"),
-            "weight": 1.0 if weight is None else weight,
-            "at": _time(raw.get(fields["time"]) if fields["time"] else None)}
-
-
-def parse_records(records: Iterable[Any], *, user: str = "user", item: str = "item", rating: str | None = "rating",
-                  weight: str | None = "weight", time: str | None = "time", first_row: int = 1) -> list[dict]:
-    """Check interactions (objects naming the user, the item and optionally a rating, a weight
-    and a time under the given field names); every bad one is named, then nothing is kept.
-
-    >>> parse_records([{"user": 7, "item": "a", "rating": "4.5"}])[0]["rating"]
-    4.5
-    """
-    fields = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
-    out, problems, n = [], [], 0
-    for n, raw in enumerate(records, start=first_row):
-        try:
-            out.append(_record(raw, fields))
-        except Invalid as exc:
-            problems.append({"row": n, "reason": exc.message})
-    if problems:
-        first = problems[0]
-        raise Invalid(f"{len(problems)} of {n - first_row + 1} interactions are wrong; row {first['row']}: "
-                      f"{first['reason']}. Nothing was added", details=problems[:_MAX_DETAILS])
-    if not out:
-        raise Invalid("no interactions were sent: give at least one {\"user\", \"item\"}")
-    return out
-
-
-def read_file(data: bytes, filename: str, *, user: str, item: str, rating: str | None = None,
-              weight: str | None = None, time: str | None = None, format: str | None = None) -> list[dict]:
-    """Interactions from a CSV (header row) or JSON Lines file, with its column names mapped:
-    ``user`` and ``item`` name the columns holding the ids, the others are optional."""
-    fmt = (format or ("jsonl" if filename.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")).lower()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise Invalid(f"{filename} is not UTF-8 text: save it as UTF-8 CSV or JSON Lines") from None
-    if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        columns = reader.fieldnames or []
-        wanted = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
-        missing = [f"{k} column {v!r}" for k, v in wanted.items() if v and v not in columns]
-        if missing:
-            raise Invalid(f"{filename} has no {', no '.join(missing)}; its columns are: "
-                          f"{', '.join(columns) or '(none: the first line must name the columns)'}")
-        rows: Iterable[Any] = _limited(reader)
-        first = 2  # the header is line 1
-    elif fmt == "jsonl":
-        rows, first = _limited(_json_lines(text)), 1
-    else:
-        raise Invalid(f"unknown interaction file format {format!r}: use csv or jsonl")
-    return parse_records(rows, user=user, item=item, rating=rating, weight=weight, time=time, first_row=first)
-
-
-def _json_lines(text: str):
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise Invalid(f"line {n} is not JSON ({exc.msg}); each line must be one object") from None
-
-
-def _limited(rows: Iterable[Any]):
-    for n, row in enumerate(rows, start=1):
-        if n > MAX_IMPORT_ROWS:
-            raise TooLarge(f"the file holds more than {MAX_IMPORT_ROWS:,} interactions: split it into parts")
-        yield row
 
 
 # -- writing and versions --------------------------------------------------------------------
@@ -263,7 +115,9 @@ def add_interactions(core: Core, project: str, records: list[dict], *, source: s
 def _line(r) -> str:
     rating = "" if r.rating is None else repr(float(r.rating))
     at = r.at if r.at.tzinfo else r.at.replace(tzinfo=timezone.utc)
-    return f"{r.id}\t{r.user_id}\t{r.item_id}\t{rating}\t{float(r.weight)!r}\t{at.timestamp():.6f}\n"
+    # the content, not the id: two projects given the same interactions in the same order have the
+    # same version hashes (the order is in the chain)
+    return f"{r.user_id}\t{r.item_id}\t{rating}\t{float(r.weight)!r}\t{at.timestamp():.6f}\n"
 
 
 def _digest(s: Session, project_id: int, after: int, up_to: int | None = None) -> tuple[str, int, int]:
@@ -327,7 +181,7 @@ def _new_version(s: Session, project: ProjectRow, digest: str, counts: dict[str,
 def delete_user(core: Core, project: str, user: Any) -> dict[str, Any]:
     """Delete every interaction of ``user`` (privacy) as one new version whose hash and counts
     are a full recount of what remains; older versions that held them count them as purged."""
-    user_id = _id(user, "user")
+    user_id = check_id(user, "user")
     with core.db.write() as s:
         row = interaction_project(s, project, lock=True)
         ids = sorted(s.scalars(select(InteractionRow.id).where(InteractionRow.project_id == row.id,
@@ -378,7 +232,7 @@ def load_log(s: Session, project: ProjectRow, number: int) -> InteractionLog:
 
 def history(core: Core, project: str, user: Any, *, limit: int = 50) -> list[dict[str, Any]]:
     """A person's latest interactions, newest first."""
-    user_id = _id(user, "user")
+    user_id = check_id(user, "user")
     with core.db.read() as s:
         row = interaction_project(s, project)
         rows = s.execute(select(InteractionRow).where(InteractionRow.project_id == row.id,

@@ -71,16 +71,16 @@ def recommend(core: Core, project: str, user: Any, *, n: int = 10, exclude_seen:
     ``history`` of item ids), ``popular`` for a stranger (the cold-start answer). ``exclude_seen``
     leaves out what they already had; ``items`` restricts the answer to those item ids.
     """
-    from ..datasets.interactions import _id
+    from ..codecs.interactions import check_id
 
     start = time.perf_counter()
-    user_id = _id(user, "user")
+    user_id = check_id(user, "user")
     n = _n(n)
     if items is not None:
         if len(items) > MAX_FILTER:
             raise Invalid(f"{len(items):,} item ids to choose from; the limit is {MAX_FILTER:,}")
-        items = [_id(i, "item") for i in items]
-    history = [_id(i, "item") for i in history or ()][:MAX_FILTER]
+        items = [check_id(i, "item") for i in items]
+    history = [check_id(i, "item") for i in history or ()][:MAX_FILTER]
     pid, task, _, model = _served(core, project, version)
     request = {"user": user_id, "n": n, "exclude_seen": bool(exclude_seen), "items": items, "history": history or None}
     (answer,) = model.predict_items([request])
@@ -95,10 +95,10 @@ def recommend(core: Core, project: str, user: Any, *, n: int = 10, exclude_seen:
 def similar(core: Core, project: str, item: Any, *, n: int = 10, version: int | None = None,
             client: str = "") -> dict[str, Any]:
     """The ``n`` items most like ``item`` (``source`` ``popular`` for an item the model never saw)."""
-    from ..datasets.interactions import _id
+    from ..codecs.interactions import check_id
 
     start = time.perf_counter()
-    item_id, n = _id(item, "item"), _n(n)
+    item_id, n = check_id(item, "item"), _n(n)
     pid, task, _, model = _served(core, project, version)
     answer = model.recommender.similar(item_id, n)
     said = [str(i) for i in answer["items"]]
@@ -116,9 +116,10 @@ def chosen(core: Core, project: str, prediction_id: int, item: Any) -> dict[str,
     Only an item the answer held, once per answer: a token that may only ask for
     recommendations can report real choices, not write arbitrary training data.
     """
-    from ..datasets.interactions import _id, add_interactions, interaction_project
+    from ..codecs.interactions import check_id
+    from ..datasets.interactions import add_interactions, interaction_project
 
-    item_id = _id(item, "item")
+    item_id = check_id(item, "item")
     with core.db.read() as s:
         row = prediction_row(s, interaction_project(s, project).id, prediction_id)
         output, already = dict(row.output or {}), row.feedback_label

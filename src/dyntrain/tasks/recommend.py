@@ -158,9 +158,9 @@ class RankingTarget(Target):
 
     def validate_label(self, label: Any) -> str:
         """An item id (what a person chose)."""
-        from ..datasets.interactions import _id
+        from ..codecs.interactions import check_id
 
-        return _id(label, "item")
+        return check_id(label, "item")
 
     def training_stages(self):
         from ..training.recommend import REC_STAGES

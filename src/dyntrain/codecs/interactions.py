@@ -1,0 +1,175 @@
+"""Interactions as clients send them: checked one by one, every bad one named.
+
+An interaction is a user id, an item id and optionally a rating, a weight and when it happened,
+as a JSON object or a CSV / JSON Lines row whose column names are mapped. Shared by the server
+(:mod:`dyntrain.datasets.interactions` stores them) and the CLI (which checks a whole file before
+sending anything); no database here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from ..kernel.errors import Invalid, TooLarge
+
+__all__ = ["MAX_IMPORT_ROWS", "MAX_ID", "check_id", "parse_records", "read_file", "wire"]
+
+#: Most interactions one imported file may hold.
+MAX_IMPORT_ROWS = 2_000_000
+#: Longest user or item id.
+MAX_ID = 200
+#: Problems named in an error's details (the message counts them all).
+_MAX_DETAILS = 100
+
+
+def check_id(value: Any, what: str) -> str:
+    if isinstance(value, bool) or value is None:
+        raise Invalid(f"{what} id is missing")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise Invalid(f"{what} id {value!r} is not an id (use text or whole numbers)")
+        value = int(value)
+    if not isinstance(value, (str, int)):
+        raise Invalid(f"{what} id must be text or a whole number, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise Invalid(f"{what} id is empty")
+    if len(text) > MAX_ID:
+        raise Invalid(f"{what} id is {len(text)} characters long; the limit is {MAX_ID}")
+    return text
+
+
+def _number(value: Any, what: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise Invalid(f"{what} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise Invalid(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise Invalid(f"{what} must be a finite number, got {value!r}")
+    return x
+
+
+def _time(value: Any) -> datetime | None:
+    """An event time: ISO 8601 text (UTC unless it says otherwise) or Unix seconds."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = None
+        if seconds is not None:
+            if not math.isfinite(seconds) or not 0 <= seconds < 4e9:
+                raise Invalid(f"time {value!r} is not a Unix time in seconds")
+            return datetime.fromtimestamp(seconds, timezone.utc)
+        try:
+            t = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    raise Invalid(f"time {value!r} is neither ISO 8601 (2026-12-05T09:30:00Z) nor Unix seconds")
+
+
+def _record(raw: Any, fields: dict[str, str | None]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise Invalid(f"an interaction is an object {{\"user\", \"item\"[, \"rating\", \"weight\", \"time\"]}}, "
+                      f"got {type(raw).__name__}")
+    missing = [fields[k] for k in ("user", "item") if fields[k] not in raw]
+    if missing:
+        raise Invalid(f"no {' and no '.join(repr(m) for m in missing)}")
+    weight = _number(raw.get(fields["weight"]) if fields["weight"] else None, "weight")
+    if weight is not None and weight <= 0:
+        raise Invalid(f"weight must be positive, got {weight:g}")
+    return {"user_id": check_id(raw[fields["user"]], "user"), "item_id": check_id(raw[fields["item"]], "item"),
+            "rating": _number(raw.get(fields["rating"]) if fields["rating"] else None, "rating"),
+            "weight": 1.0 if weight is None else weight,
+            "at": _time(raw.get(fields["time"]) if fields["time"] else None)}
+
+
+def parse_records(records: Iterable[Any], *, user: str = "user", item: str = "item", rating: str | None = "rating",
+                  weight: str | None = "weight", time: str | None = "time", first_row: int = 1) -> list[dict]:
+    """Check interactions (objects naming the user, the item and optionally a rating, a weight
+    and a time under the given field names); every bad one is named, then nothing is kept.
+
+    >>> parse_records([{"user": 7, "item": "a", "rating": "4.5"}])[0]["rating"]
+    4.5
+    """
+    fields = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
+    out, problems, n = [], [], 0
+    for n, raw in enumerate(records, start=first_row):
+        try:
+            out.append(_record(raw, fields))
+        except Invalid as exc:
+            problems.append({"row": n, "reason": exc.message})
+    if problems:
+        first = problems[0]
+        raise Invalid(f"{len(problems)} of {n - first_row + 1} interactions are wrong; row {first['row']}: "
+                      f"{first['reason']}. Nothing was added", details=problems[:_MAX_DETAILS])
+    if not out:
+        raise Invalid("no interactions were sent: give at least one {\"user\", \"item\"}")
+    return out
+
+
+def read_file(data: bytes, filename: str, *, user: str, item: str, rating: str | None = None,
+              weight: str | None = None, time: str | None = None, format: str | None = None) -> list[dict]:
+    """Interactions from a CSV (header row) or JSON Lines file, with its column names mapped:
+    ``user`` and ``item`` name the columns holding the ids, the others are optional."""
+    fmt = (format or ("jsonl" if filename.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")).lower()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid(f"{filename} is not UTF-8 text: save it as UTF-8 CSV or JSON Lines") from None
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        columns = reader.fieldnames or []
+        wanted = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
+        missing = [f"{k} column {v!r}" for k, v in wanted.items() if v and v not in columns]
+        if missing:
+            raise Invalid(f"{filename} has no {', no '.join(missing)}; its columns are: "
+                          f"{', '.join(columns) or '(none: the first line must name the columns)'}")
+        rows: Iterable[Any] = _limited(reader)
+        first = 2  # the header is line 1
+    elif fmt == "jsonl":
+        rows, first = _limited(_json_lines(text)), 1
+    else:
+        raise Invalid(f"unknown interaction file format {format!r}: use csv or jsonl")
+    return parse_records(rows, user=user, item=item, rating=rating, weight=weight, time=time, first_row=first)
+
+
+def _json_lines(text: str):
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"line {n} is not JSON ({exc.msg}); each line must be one object") from None
+
+
+def _limited(rows: Iterable[Any]):
+    for n, row in enumerate(rows, start=1):
+        if n > MAX_IMPORT_ROWS:
+            raise TooLarge(f"the file holds more than {MAX_IMPORT_ROWS:,} interactions: split it into parts")
+        yield row
+
+
+def wire(record: dict[str, Any]) -> dict[str, Any]:
+    """A checked interaction as the API takes it (the time as ISO 8601)."""
+    out = {"user": record["user_id"], "item": record["item_id"], "weight": record["weight"]}
+    if record["rating"] is not None:
+        out["rating"] = record["rating"]
+    if record["at"] is not None:
+        out["time"] = record["at"].isoformat()
+    return out
