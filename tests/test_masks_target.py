@@ -103,6 +103,20 @@ def test_renaming_a_class_renames_it_in_the_class_table_only():
         TARGET.renamed(key, ann, "background", "floor")
 
 
+def test_deleting_a_class_leaves_its_pixels_unlabelled():
+    from dyntrain.tasks.masks import class_table
+
+    key, ann = TARGET.read_label(_indexed(), META)
+    new_key, new_ann = TARGET.without_class(key, ann, "cup")
+    assert new_key == "plate" and new_ann["classes"] == ["background", None, "plate"]
+    assert new_ann["mask"] == ann["mask"]  # the PNG stays; its cup id now names no class
+    assert TARGET.label_classes(new_key, new_ann) == {"background", "plate"}
+    assert class_table(new_ann["classes"]) == ["background", "deleted/1", "plate"]
+    assert TARGET.renamed(new_key, new_ann, "plate", "dish")[0] == "dish"
+    with pytest.raises(Invalid, match="every segmentation project has"):
+        TARGET.without_class(key, ann, "background")
+
+
 def test_counts_and_trainability():
     counts = TARGET.counts(["cup/plate", "cup", "", "cup"])
     assert counts == {"cup": 3, "plate": 1, "background": 4}

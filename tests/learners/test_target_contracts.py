@@ -122,11 +122,42 @@ def recommender():
 
 
 @pytest.fixture(scope="module")
-def every(non_image, fitted, digits_small, detector, recommender):
+def segmenter(extractor):
+    """The segmenter, fitted briefly on synthetic scenes (objects cut from photos on photo backgrounds)."""
+    import io
+
+    from PIL import Image
+
+    from dyntrain.ops.scenes import make_scenes
+    from dyntrain.training.masks import MASK_STAGES
+
+    out = {}
+    for name in NAMES:
+        cls = learners.get(name)
+        if cls.contract != "segmenter":
+            continue
+        task = _task_for(cls)
+        scenes = make_scenes(8, classes=2, size=(256, 192), seed=3)
+        blobs = {}
+        for i, sc in enumerate(scenes):
+            buf = io.BytesIO()
+            Image.fromarray(sc.image).save(buf, "PNG")
+            blobs[f"h{i}"] = buf.getvalue()
+        X = task.modality.features([cls.input_kind], list(blobs), blobs.get, extractor)[cls.input_kind]
+        names = ["background", *scenes[0].class_names]
+        y = [sc.mask for sc in scenes]
+        learner = cls(epochs=8).fit(X, y, n_classes=len(names), class_names=names)
+        out[name] = {"task": task, "learner": learner, "X": X, "y": y, "stages": MASK_STAGES,
+                     "items": [task.modality.decode(b) for b in blobs.values()], "classes": names}
+    return out
+
+
+@pytest.fixture(scope="module")
+def every(non_image, fitted, digits_small, detector, segmenter, recommender):
     image = {name: {"task": _task_for(learners.get(name)), "learner": learner, "y": digits_small["y"],
                     "X": digits_small["X"][learner.input_kind], "items": list(digits_small["images"])}
              for name, learner in fitted.items()}
-    return {**image, **non_image, **detector, **recommender}
+    return {**image, **non_image, **detector, **segmenter, **recommender}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -155,6 +186,13 @@ def test_answers_follow_the_contract(name, every):
                 for u in X}
         assert all(len(items) == 10 and not set(items) & seen[u] for u, items in zip(X, lists))
         assert learner.model_.recommend("a stranger", 10)["source"] == "popular"  # the cold-start answer
+    elif learner.contract == "segmenter":
+        from dyntrain.learners.segmentation_metrics import segmentation_metrics
+
+        said = learner.predict(X)
+        assert [m.shape for m in said] == [t.shape for t in case["y"]] and all(m.dtype == np.uint8 for m in said)
+        m = segmentation_metrics(case["y"], said, case["classes"], boundary=False)
+        assert m["miou"] > 0.5, m["per_class"]  # it learnt something: on its own photos, most pixels right
     elif learner.contract == "classifier":
         n_classes = int(np.max(case["y"])) + 1
         proba = learner.predict_proba(X)
@@ -189,6 +227,9 @@ def test_the_served_file_reproduces_the_answers(name, every, cache_dir, tmp_path
     elif learner.contract == "detector":  # the same boxes, within the letterbox's pixel
         assert case["stages"].agrees(served, learner.predict(case["X"])) is None
         assert sum(len(b) for b in served) > 0
+    elif learner.contract == "segmenter":  # the same masks, within the letterbox's pixel at outlines
+        assert case["stages"].agrees(served, learner.predict(case["X"])) is None
+        assert all(s["mask"].shape == t.shape for s, t in zip(served, case["y"]))
     elif learner.contract == "classifier":
         np.testing.assert_allclose(served, learner.predict_proba(case["X"]), atol=1e-4, rtol=0)
     else:

@@ -104,6 +104,24 @@ def add_csv(name: str, file: UploadFile = File(..., description="A CSV file with
     return _change(samples, version)
 
 
+@router.post("/projects/{name}/samples/archive", status_code=201, response_model=ChangeResult)
+def add_archive(name: str,
+                file: UploadFile = File(..., description="A .zip: files in class folders, or in an object-detection "
+                                                         "project photos with COCO JSON, Pascal VOC XML or YOLO txt "
+                                                         "box files."),
+                format: str | None = Form(None, description="coco, voc or yolo (object detection); detected when omitted."),
+                batch: str | None = Query(None, description="Stage into an open upload batch instead of a new version."),
+                core: Core = Depends(get_core)):
+    """Add a zip of labelled files as ONE dataset version, read the way the project's task reads
+    files (as `dyntrain import` does). Any bad file, label or box rejects the whole archive (422
+    naming the file and the box); nothing is stored."""
+    from ..datasets.archives import import_archive
+
+    samples, version = import_archive(core, name, file.file, file.filename or "the archive", format=format,
+                                      batch=batch)
+    return _change(samples, version)
+
+
 @router.get("/projects/{name}/samples", response_model=SamplesPage)
 def list_samples(name: str, label: str | None = None, offset: int = Query(0, ge=0),
                  limit: int = Query(100, ge=1, le=1000), core: Core = Depends(get_core)):
@@ -182,7 +200,8 @@ def patch_class(name: str, label: str, body: ClassPatch, core: Core = Depends(ge
 
 @router.delete("/projects/{name}/classes/{label}", response_model=ChangeResult)
 def delete_class(name: str, label: str, core: Core = Depends(get_core)):
-    """Delete a class and its samples (one new version; restore an older version to undo)."""
+    """Delete a class and its samples (one new version; restore an older version to undo). In an
+    object-detection project the images stay and only the class's boxes go."""
     return _change((), changes.delete_class(core, name, label))
 
 

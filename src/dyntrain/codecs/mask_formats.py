@@ -199,8 +199,8 @@ def write_masks(out: Path, samples: list[dict], content: Callable[..., bytes], *
     if format not in FORMATS:
         raise Invalid(f"unknown segmentation format {format!r}; choose {' or '.join(FORMATS)}")
     out = Path(out)
-    classes = [BACKGROUND, *sorted({c for s in samples for c in (s.get("annotation") or {}).get("classes", ())}
-                                   - {BACKGROUND})]
+    classes = [BACKGROUND, *sorted({c for s in samples for c in (s.get("annotation") or {}).get("classes", ())
+                                    if c is not None} - {BACKGROUND})]
     names, taken = {}, set()
     for s in samples:  # safe, unique file names (a clash gets the sample id in front)
         name = _export_name(s["id"], s["meta"].get("filename") or "")
@@ -213,11 +213,13 @@ def write_masks(out: Path, samples: list[dict], content: Callable[..., bytes], *
         ann = s.get("annotation") or {}
         if not ann.get("mask"):
             continue
-        own = list(ann["classes"])
-        ids = mk.decode_png(content(s, ann["mask"]), own, name=f"the mask of sample {s['id']}")
+        own = list(ann["classes"])  # a deleted class is null: its pixels leave as unlabelled
+        table = [c if c is not None else f"deleted/{i}" for i, c in enumerate(own)]
+        ids = mk.decode_png(content(s, ann["mask"]), table, name=f"the mask of sample {s['id']}")
         lut = np.full(256, mk.UNLABELLED, np.uint8)
         for i, c in enumerate(own):
-            lut[i] = classes.index(c)
+            if c is not None:
+                lut[i] = classes.index(c)
         ids = lut[ids]
         image = content(s)
         (out / "images" / names[s["id"]]).write_bytes(image)

@@ -257,13 +257,28 @@ def update_class(core: Core, project: str, label: str, *, new_label: str | None 
 
 
 def delete_class(core: Core, project: str, label: str) -> DatasetVersion | None:
-    """Delete a class and its samples in one version (restore an older version to undo)."""
+    """Delete a class and its samples in one version (restore an older version to undo). Where a
+    label holds several classes (an image's boxes) the target says what is left of each sample
+    naming the class (the image without that class's boxes)."""
     with core.db.write() as s:
         row = project_row(s, project, lock=True)
         s.delete(_class_row(s, row, label))
-        s.execute(delete(SampleRow).where(SampleRow.project_id == row.id, SampleRow.label == label,
-                                          SampleRow.status == "active"))
-        return snapshot(s, row, f"deleted class {label!r} and its samples")
+        gone = s.execute(delete(SampleRow).where(SampleRow.project_id == row.id, SampleRow.label == label,
+                                                 SampleRow.annotation.is_(None), SampleRow.status == "active")).rowcount
+        target, changed = tasks.get(row.task).target, 0
+        for sample in s.scalars(select(SampleRow).where(SampleRow.project_id == row.id, SampleRow.status == "active",
+                                                        SampleRow.annotation.is_not(None))):
+            if label not in target.label_classes(sample.label, sample.annotation):
+                continue
+            left = target.without_class(sample.label, sample.annotation, label)
+            if left is None:
+                s.delete(sample)
+                gone += 1
+            else:
+                (sample.label, sample.annotation), changed = left, changed + 1
+        s.flush()
+        return snapshot(s, row, f"deleted class {label!r}: {gone} sample(s) removed"
+                                + (f", {changed} kept without it" if changed else ""))
 
 
 def open_batch(core: Core, project: str) -> str:

@@ -225,6 +225,11 @@ class Target(abc.ABC):
         """A sample's (key, annotation) after the class ``old`` is renamed ``new``."""
         return (new if key == old else key), annotation
 
+    def without_class(self, key: str, annotation: Any, label: str) -> tuple[str, Any] | None:
+        """A sample's (key, annotation) once the class ``label`` is deleted, or None when the sample
+        goes with it (by default: a sample of that class goes)."""
+        return None if key == label else (key, annotation)
+
     def label_from_cell(self, value: Any, column: str) -> str:
         """A label from a table cell (the target column of an uploaded row)."""
         return self.validate_label(value)

@@ -131,6 +131,12 @@ class BoxesTarget(Target):
                        key=lambda b: (b["label"], b["x"], b["y"], b["w"], b["h"]))
         return SEPARATOR.join(sorted({b["label"] for b in boxes}))[:200], boxes
 
+    def without_class(self, key: str, annotation: Any, label: str) -> tuple[str, Any]:
+        """The image stays and only the class's boxes go: an image left without boxes has nothing
+        to find, which teaches the model what background looks like."""
+        boxes = [b for b in annotation or () if b["label"] != label]
+        return SEPARATOR.join(sorted({b["label"] for b in boxes}))[:200], boxes
+
     file_formats = ("coco", "voc", "yolo")
 
     def read_files(self, path, *, max_bytes: int | None = None, format: str | None = None):

@@ -38,7 +38,7 @@ import numpy as np
 from .base import Answer, Target
 from .boxes import PhotoModality
 
-__all__ = ["MaskTarget", "MaskPhotoModality", "BACKGROUND", "SEPARATOR", "mask_classes", "MIN_IMAGES"]
+__all__ = ["MaskTarget", "MaskPhotoModality", "BACKGROUND", "SEPARATOR", "mask_classes", "class_table", "MIN_IMAGES"]
 
 #: The class every segmentation project has, id 0.
 BACKGROUND = "background"
@@ -60,6 +60,16 @@ def mask_classes(key: str) -> list[str]:
     (['cup', 'plate'], [])
     """
     return [c for c in key.split(SEPARATOR) if c]
+
+
+def class_table(classes: list[str | None]) -> list[str]:
+    """A stored annotation's class table as names to decode its PNG with: the id of a deleted class
+    (null) gets a name no class can have (it holds "/"), so its pixels belong to no class.
+
+    >>> class_table(["background", None, "cup"])
+    ['background', 'deleted/1', 'cup']
+    """
+    return [c if c is not None else f"deleted{SEPARATOR}{i}" for i, c in enumerate(classes)]
 
 
 def _pct(x: float | None) -> str:
@@ -184,7 +194,7 @@ class MaskTarget(Target):
         return self.validate_label(name)
 
     def label_classes(self, key: str, annotation: Any) -> set[str]:
-        return set((annotation or {}).get("classes") or ()) | {BACKGROUND}
+        return {c for c in (annotation or {}).get("classes") or () if c is not None} | {BACKGROUND}
 
     def renamed(self, key: str, annotation: Any, old: str, new: str) -> tuple[str, Any]:
         """The class renamed in the annotation's class table (the pixels keep their ids, so the
@@ -195,7 +205,19 @@ class MaskTarget(Target):
             raise Invalid(f"{BACKGROUND!r} is the class every segmentation project has (class 0); it cannot be "
                           "renamed")
         classes = [new if c == old else c for c in (annotation or {}).get("classes") or ()]
-        return SEPARATOR.join(sorted(c for c in classes if c != BACKGROUND))[:200], {**annotation, "classes": classes}
+        return _key(classes), {**annotation, "classes": classes}
+
+    def without_class(self, key: str, annotation: Any, label: str) -> tuple[str, Any]:
+        """The photo stays and the class's pixels become unlabelled (neither learnt nor scored: they
+        are not background either); its id is null in the class table, so the stored PNG stays as it
+        is. A photo left with background only still teaches what background looks like."""
+        from ..kernel.errors import Invalid
+
+        if label == BACKGROUND:
+            raise Invalid(f"{BACKGROUND!r} is the class every segmentation project has (class 0); it cannot be "
+                          "deleted")
+        classes = [None if c == label else c for c in (annotation or {}).get("classes") or ()]
+        return _key(classes), {**annotation, "classes": classes}
 
     def blob_refs(self, annotation: Any) -> list[str]:
         mask = (annotation or {}).get("mask") if isinstance(annotation, dict) else None
@@ -254,13 +276,14 @@ class MaskTarget(Target):
     # -- gate --------------------------------------------------------------------------------
     def comparable(self, unseen: list[dict], served_labels: list[str]) -> list[dict]:
         known = set(served_labels)  # pixels of a class the served model does not know cannot be scored
-        return [p for p in unseen if set(p["true"]["classes"]) <= known]
+        return [p for p in unseen if {c for c in p["true"]["classes"] if c is not None} <= known]
 
     def attach_blobs(self, samples: list[dict], load) -> list[dict]:
         """The samples with their true masks (ids into ``true.classes``) loaded from the blob store."""
         from ..codecs.masks import decode_png
 
-        return [{**p, "true_mask": decode_png(load(p["true"]["mask"]), p["true"]["classes"])} for p in samples]
+        return [{**p, "true_mask": decode_png(load(p["true"]["mask"]), class_table(p["true"]["classes"]))}
+                for p in samples]
 
     def score_output(self, samples: list[dict], output, served_labels: list[str]) -> dict[str, Any]:
         """mIoU and per-class IoU of the served file's masks, in the classes of the new run."""
@@ -270,7 +293,7 @@ class MaskTarget(Target):
         n = len(names)
         total = np.zeros((n, n + 1), np.int64)
         for p, said in zip(samples, output):
-            truth = _renumber(p["true_mask"], p["true"]["classes"], names)
+            truth = _renumber(p["true_mask"], class_table(p["true"]["classes"]), names)
             # a class the new run does not have is the extra column: wrong wherever it is painted
             pred = _renumber(said["mask"], served_labels, names, missing=n)
             total += confusion(truth, pred, n + 1)[:n]
@@ -370,6 +393,11 @@ class MaskTarget(Target):
 
     def prediction_files(self, prediction: dict) -> dict[str, bytes]:
         return {".png": base64.b64decode(prediction["mask"])} if prediction.get("mask") else {}
+
+
+def _key(classes: list[str | None]) -> str:
+    """A sample's key: its classes but background (and deleted ones) joined by "/"."""
+    return SEPARATOR.join(sorted(c for c in classes if c is not None and c != BACKGROUND))[:200]
 
 
 def _renumber(mask: np.ndarray, names: list[str], into: list[str], missing: int | None = None) -> np.ndarray:

@@ -55,7 +55,8 @@ PLANNED_SHARE = 0.7
 
 @dataclass(eq=False)
 class Truth:
-    """One photo's true mask: its blob, its own class table, and (once loaded) the ids in the run's classes."""
+    """One photo's true mask: its blob, its own class table (a deleted class: null), and (once
+    loaded) the ids in the run's classes."""
 
     sha: str
     classes: list[str]
@@ -107,13 +108,14 @@ class MaskStages:
         """Read each mask from the blob store, renumbered into the run's classes ``labels`` (a
         waiting class: unlabelled)."""
         from ..codecs.masks import UNLABELLED, decode_png
+        from ..tasks.masks import class_table
 
         for t in y:
             lut = np.full(256, UNLABELLED, np.uint8)
             for i, name in enumerate(t.classes):
                 if name in labels:
                     lut[i] = labels.index(name)
-            t.mask = lut[decode_png(load(t.sha), t.classes, name=f"mask {t.sha[:12]}")]
+            t.mask = lut[decode_png(load(t.sha), class_table(t.classes), name=f"mask {t.sha[:12]}")]
         return y
 
     def plan(self, items: list[VersionItem], spec: TrainingSpec) -> dict[str, Any]:
@@ -235,11 +237,17 @@ class MaskStages:
             winners.append(cand.label)
             if progress is not None:
                 progress((k + 1) / len(outer))
-        how = (f"nested cross-validation: {len(outer)} outer folds of photos; the model was chosen again inside each "
-               "fold's training part, so no scored photo was used to choose or fit it") if reselected else (
-               f"cross-validation over {len(outer)} folds of photos of the chosen model; the time budget did not "
-               f"allow choosing again inside each fold, so the choice among {len(ran)} candidates may flatter it")
-        return self._finish(data, oof, {"method": "nested_cv" if reselected else "cv", "description": how,
+        if len(ran) == 1:  # nothing was chosen on these photos: a plain cross-validation score is honest
+            how = (f"cross-validation over {len(outer)} folds of photos of the one candidate that ran within the time "
+                   "budget (no choice was made on these folds)")
+        elif reselected:
+            how = (f"nested cross-validation: {len(outer)} outer folds of photos; the model was chosen again inside "
+                   "each fold's training part, so no scored photo was used to choose or fit it")
+        else:
+            how = (f"cross-validation over {len(outer)} folds of photos of the chosen model; the time budget did not "
+                   f"allow choosing again inside each fold, so the choice among {len(ran)} candidates may flatter it")
+        method = "nested_cv" if reselected and len(ran) > 1 else "cv"
+        return self._finish(data, oof, {"method": method, "description": how,
                                         "outer_folds": len(outer), "chosen_per_fold": winners,
                                         "seconds": round(time.perf_counter() - start, 3)})
 
