@@ -195,3 +195,16 @@ def test_masks_live_in_the_blob_store_and_versions_follow_the_painting(client, c
     after = client.get(f"{api}/samples/{sample['id']}").json()
     assert "thing" in after["annotation"]["classes"] and after["annotation"]["mask"] == new_sha
     assert client.patch(f"{api}/classes/background", json={"label": "floor"}).status_code == 422
+
+    # deleting a class keeps the photo: the class's pixels become unlabelled (its id is null), one version
+    r = client.delete(f"{api}/classes/thing")
+    assert r.status_code == 200, r.text
+    kept = client.get(f"{api}/samples/{sample['id']}").json()["annotation"]
+    assert None in kept["classes"] and "thing" not in kept["classes"] and kept["mask"] == new_sha
+    assert client.get(f"{api}/samples/{sample['id']}/blobs/{new_sha}").status_code == 200
+
+    # purging the photo takes its masks with it: no sample, version or correction names them any more
+    r = client.post(f"{api}/purge", json={"content_hash": sample["content_hash"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["annotation_files_deleted"] == 2, r.json()
+    assert not core.blobs.exists(ann["mask"]) and not core.blobs.exists(new_sha)
