@@ -91,6 +91,15 @@ def test_mask_folders_and_coco_import_and_export(live_server, scenes, tmp_path, 
         for name, (classes, ids) in first.items():
             assert (_names_of(*again[name]) == _names_of(classes, ids)).all(), (fmt, name)
 
+    # a zip of the folder (one top folder around it) reads the same
+    import shutil
+
+    archive = shutil.make_archive(str(tmp_path / "kitchen"), "zip", tmp_path, "kitchen")
+    r = runner.invoke(app, ["import", archive, "-p", "zipped", "--task", "semantic-segmentation", *url])
+    assert r.exit_code == 0, r.output
+    assert {n: _names_of(*v).tolist() for n, v in _stored(client, "zipped").items()} == \
+        {n: _names_of(*v).tolist() for n, v in first.items()}
+
     # RGB masks with a labelmap.txt (CVAT / Pascal VOC's class table) read the same
     rgb = tmp_path / "rgb"
     (rgb / "images").mkdir(parents=True)

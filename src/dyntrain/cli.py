@@ -491,8 +491,14 @@ def train(
                 raise typer.Exit(1)
             run = client.get(f"/runs/{job['run_id']}")
             gate = (run["result"] or {}).get("gate") or {}
-            scores = (f"R² {_num(run.get('r2'))} MAE {_num(run.get('mae'))}" if run["accuracy"] is None
-                      else f"accuracy {run['accuracy']:.3f} macro-F1 {run['macro_f1']:.3f}")  # regression: no classes
+            headline = tasks.get(((run["result"] or {}).get("gate") or {}).get("task")
+                                 or client.get(f"/projects/{project}")["task"]).target.headline
+            if run["accuracy"] is not None:
+                scores = f"accuracy {run['accuracy']:.3f} macro-F1 {run['macro_f1']:.3f}"
+            elif run.get("r2") is not None or run.get("mae") is not None:  # regression: no classes
+                scores = f"R² {_num(run.get('r2'))} MAE {_num(run.get('mae'))}"
+            else:  # boxes, masks …: the target's own headline score
+                scores = f"{headline} {_num(((run['result'] or {}).get('metrics') or {}).get(headline))}"
             console.print(f"run {run['id']}: {run['learner']} {scores} → model v{run['model_version']} "
                           f"{'[green]in service[/green]' if gate.get('promoted') else '[yellow]kept back[/yellow]'}"
                           f" ({gate.get('reason', '')})")
