@@ -142,6 +142,8 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
     ("GET", f"{_P}/interactions"): "read", ("DELETE", f"{_P}/interactions"): "admin",
     ("GET", f"{_P}/recommend"): "predict", ("POST", f"{_P}/recommend"): "predict",
     ("GET", f"{_P}/similar"): "predict", ("POST", f"{_P}/recommend/{{prediction_id}}/chosen"): "predict",
+    # who and what the project knows (read like samples)
+    ("GET", f"{_P}/people"): "read", ("GET", f"{_P}/items"): "read", ("GET", f"{_P}/interactions/summary"): "read",
     # … and the UI's pages.
     **{("GET", page): "read" for page in [
         "/", "/fragments/projects", "/projects/{name}", "/projects/{name}/activity",

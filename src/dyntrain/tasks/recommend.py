@@ -36,8 +36,8 @@ def _pct(x: float | None) -> str:
 
 
 class SeenUpTo:
-    """The evaluation keys (``"<first held-out interaction id>:<user>"``) of people whose
-    held-out interactions the served model had trained on: those up to its watermark."""
+    """The evaluation keys (``"<newest held-out item's first interaction id>:<user>"``) of people
+    all of whose held-out items the served model had trained on: those up to its watermark."""
 
     def __init__(self, watermark: int):
         self.watermark = watermark
@@ -82,7 +82,7 @@ class InteractionModality(Modality):
     add_template = "_add_recommend.html"
     help_template = "_help_recommend.html"
     try_template = "_try_recommend.html"
-    try_script = ""
+    data_scripts, try_script = ("recommend.js",), "recommend.js"
 
     def upload_limit(self, settings) -> tuple[int, str, str]:
         from ..datasets.interactions import MAX_BATCH
@@ -194,7 +194,13 @@ class RankingTarget(Target):
         return _list_scores(samples, [[str(i) for i in answer["items"]] for answer in output])
 
     def score_predicted(self, samples: list[dict]) -> dict[str, Any]:
-        return _list_scores(samples, [p["predicted"] for p in samples])
+        # held-out items the served model had seen are neither hits nor slots for either model: the
+        # served file leaves them out as seen, so the new model's list does too (it may then be shorter)
+        lists = []
+        for p in samples:
+            known = set(p["true"]) - set(p.get("fresh", p["true"]))
+            lists.append([i for i in p["predicted"] if i not in known])
+        return _list_scores(samples, lists)
 
     def first_model(self, score: float, floor: Any, metric: str) -> tuple[bool, str]:
         floor = float(floor or 0.0)
@@ -261,7 +267,7 @@ def _list_scores(samples: list[dict], lists: list[list[str]]) -> dict[str, Any]:
     discounts = 1.0 / np.log2(np.arange(2, K + 2))
     out = {m: [] for m in ("ndcg", "hit_rate", "precision", "recall", "map")}
     for p, said in zip(samples, lists):
-        rel = {str(t) for t in p["true"]}
+        rel = {str(t) for t in p.get("fresh", p["true"])}  # the chosen items the served model never saw
         hits = np.array([str(i) in rel for i in said[:K]] + [False] * (K - len(said[:K])))
         ideal = discounts[:min(K, len(rel))].sum()
         out["ndcg"].append(float((discounts * hits).sum() / ideal) if ideal else 0.0)

@@ -41,6 +41,10 @@ LEARNERS = {
     "tabular.hgb": "Many small decision trees (gradient boosting)",
     "tabular.ridge": "Simple weighted sum of the columns (linear regression)",
     "tabular.hgb_regressor": "Many small decision trees (gradient boosting)",
+    "rec.popularity": "The most popular items, the same for everyone",
+    "rec.item_knn": "Items chosen together with what they chose (item neighbours)",
+    "rec.als": "Hidden tastes learned from who chose what (matrix factorisation, ALS)",
+    "rec.svd": "Hidden tastes learned from the ratings (matrix factorisation, SVD)",
 }
 
 #: Training stages as shown in the live panel (also used by app.js; keep in step).
@@ -501,10 +505,10 @@ _PREDICT_ROUTES = {"files": ("", None), "texts": ("/texts", "texts"), "rows": ("
 _AUTH = '"Authorization": "Bearer " + os.environ["DYNTRAIN_TOKEN"]'
 
 
-def use_model(task, base_url: str, project: str, example: Any = None) -> dict[str, str]:
+def use_model(task, base_url: str, project: str, example: Any = None) -> dict[str, str] | None:
     """The prediction endpoint of a project and copy-paste ``curl`` and Python snippets that call
     it, built from the task's upload format; ``example`` is one real item to send (a text, a row),
-    or None for a file upload.
+    or None for a file upload. None for a format answered by routes of its own.
 
     >>> from dyntrain import tasks
     >>> u = use_model(tasks.get("text-classification"), "http://h:8000/", "reviews", "great film")
@@ -515,7 +519,9 @@ def use_model(task, base_url: str, project: str, example: Any = None) -> dict[st
     import shlex
     from urllib.parse import quote
 
-    suffix, field = _PREDICT_ROUTES.get(task.modality.upload_format, ("", None))
+    if task.modality.upload_format not in _PREDICT_ROUTES:
+        return None  # its own routes (e.g. interactions → …/recommend), shown by its try partial
+    suffix, field = _PREDICT_ROUTES[task.modality.upload_format]
     endpoint = f"{base_url.rstrip('/')}/api/v1/projects/{quote(project)}/predict{suffix}"
     head = 'curl -s -H "Authorization: Bearer $DYNTRAIN_TOKEN"'
     if field is None:  # one or more files, multipart
