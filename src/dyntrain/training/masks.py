@@ -181,6 +181,8 @@ class MaskStages:
             mark = time.perf_counter()
             oof = dict(self._oof(cand, data, folds, spec.seed, epochs,
                                  progress=lambda f, i=i, c=cand: report((i + f) / len(candidates), c.label)))
+            if len(train_idx) == len(data.y):  # every photo scored out of fold: nested() may reuse it
+                data.plan.setdefault("selection_oof", {})[cand.label] = oof
             by_fold = [_miou([data.y[t].mask for t in te], [oof[int(t)] for t in te], data.labels) for _, te in folds]
             scores.append({"index": i, "candidate": cand.to_dict(), "label": cand.label,
                            "miou": round(float(np.mean(by_fold)), 6),
@@ -222,6 +224,14 @@ class MaskStages:
         part alone while the budget allows (else the run's choice is scored, and the estimate says so)."""
         n, start = len(data.y), time.perf_counter()
         epochs = self._epochs(data, spec, chosen, len(ran), budget_s)
+        reused = data.plan.get("selection_oof", {}).get(chosen.label) if len(ran) == 1 else None
+        if reused is not None:
+            # one candidate ran, so no choice was made on the selection's folds: their out-of-fold
+            # masks are already an honest score of it (fitting three more decoders would add nothing)
+            return self._finish(data, sorted(reused.items()), {
+                "method": "cv", "description": f"cross-validation over {FOLDS} folds of photos of the one candidate "
+                                               "that ran within the time budget (no choice was made on these folds)",
+                "outer_folds": FOLDS, "chosen_per_fold": [chosen.label] * FOLDS, "seconds": 0.0})
         outer = _folds(n, spec.seed + 1)
         oof, winners, reselected = [], [], True
         for k, (tr, te) in enumerate(outer):
