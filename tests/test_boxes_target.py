@@ -90,3 +90,21 @@ def test_renaming_a_class_renames_its_boxes():
     key, boxes = BOXES.read_label([{"label": "cup", "x": 1, "y": 1, "w": 2, "h": 2},
                                    {"label": "pen", "x": 3, "y": 1, "w": 2, "h": 2}], META)
     assert BOXES.renamed(key, boxes, "cup", "zebra")[0] == "pen/zebra"
+
+
+def test_the_run_report_draws_the_boxes_it_answers_with_and_names_its_misses():
+    cup = {"label": "cup", "x": 10, "y": 10, "w": 20, "h": 20}
+    weak = {"label": "cup", "x": 60, "y": 40, "w": 10, "h": 10, "confidence": 0.1}  # under the threshold
+    wrong = {"label": "pen", "x": 60, "y": 10, "w": 10, "h": 10, "confidence": 0.8}  # a false box
+    found = {**cup, "x": 11, "confidence": 0.9}
+    predictions = [{"sample_id": 1, "true": [cup], "predicted": [found, weak], "size": [100, 80]},
+                   {"sample_id": 2, "true": [cup, {**cup, "x": 50}], "predicted": [found, weak, wrong], "size": [100, 80]}]
+    per_class = {"cup": {"n": 3, "found": 2, "drawn": 2, "false": 0, "recall": 2 / 3, "ap": 0.5, "ap50": 0.6},
+                 "pen": {"n": 0, "found": 0, "drawn": 1, "false": 1, "recall": None, "ap": None, "ap50": None}}
+    view = BOXES.run_view({}, {"predictions": predictions, "threshold": 0.3, "per_class": per_class})
+    assert [e["sample_id"] for e in view["box_examples"]] == [2]  # image 1: all found, the weak box not drawn
+    example = view["box_examples"][0]
+    assert example["missed"] == 2  # one cup not found, one pen drawn on nothing
+    assert weak not in example["predicted"] and wrong in example["predicted"]
+    assert [s["sentence"] for s in view["sentences"]] == [
+        "Finds 2 of 3 cup; the boxes it draws are almost always right"]

@@ -81,9 +81,11 @@ class DetectorModel:
 
 
 def copies_for(n_images: int) -> int:
-    """Augmented copies per image: measured that fewer than 8 lose mAP on 40 images; beyond ~60
-    images the data itself varies enough and the cost would grow linearly."""
-    return 8 if n_images <= 60 else max(3, 480 // n_images)
+    """Augmented copies per image (the original among them): 5 while that is at most ~480 copies,
+    then fewer (at least 3), since more images vary enough by themselves. Measured on 39 scenes
+    (20 per class), three draws of the training scenes, 100 held-out scenes: 8 copies mAP50 0.976,
+    mAP50:95 0.585; 5 copies 0.976, 0.589, with a fifth less CPU for the whole run."""
+    return max(3, min(5, 480 // max(1, n_images)))
 
 
 def _progress_range(progress: Callable[[float], None] | None, lo: float, hi: float) -> Callable[[float], None]:

@@ -32,6 +32,10 @@ PHOTO_KIND = "image.photo"
 OPERATING_THRESHOLD = 0.3
 #: Lowest score serving decodes (the project's confidence threshold may only raise it).
 DECODE_FLOOR = 0.05
+#: Folds trained at once: one per core of the 2-core machines this is sized for (each head trains
+#: on one thread); three folds take two rounds, and the second round's spare slot trains the head
+#: the final fit needs (see cross_validate).
+FOLD_WORKERS = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +110,15 @@ def to_original(outputs, bank, index: int, photo: Photo, floor: float = DECODE_F
 def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, seed: int,
                    progress=None) -> list[list[dict]]:
     """Out-of-fold predictions (original pixels) for every photo tested in ``folds``, one bank for
-    all of them: ``[(train, test)]`` index pairs; returns per fold the test photos' boxes."""
+    all of them: ``[(train, test)]`` index pairs; returns per fold the test photos' boxes.
+
+    Folds train two at a time (each head on one thread: see train_head), and a fold's predictions
+    are kept with the bank: the run's estimate scores the selection's folds again when selection
+    scored one candidate only, and the gate's refit of the served configuration on the same folds
+    is often the same head (same photos, fold, seed and passes: the same head, bit for bit)."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from ._training import torch_threads
     from .detection_train import predict_bank, train_head
 
     learner = CenterNetDetector(**params)
@@ -114,14 +126,64 @@ def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, 
     # one bank per run's photos, whatever the fold; each fold's head has the same seed for every
     # candidate, so candidates compare on equal terms (as detection_fit.select_detector does)
     bank = bank_for(photos, y, learner.size, learner.copies_for(len(photos)), 0)
-    out = []
-    for k, (train, test) in enumerate(folds):
-        head = train_head(bank, np.asarray(train), n_classes, seed=seed + k, passes=learner.passes)  # seed: the fold's
-        raw = predict_bank(head, bank, np.asarray(test))
-        out.append([to_original(r, bank, int(i), photos[int(i)]) for r, i in zip(raw, test)])
-        if progress is not None:
-            progress((k + 1) / len(folds))
-    return out
+    kept = bank.extra.setdefault("folds", {})
+
+    def fold(k: int, train, test) -> list[dict]:
+        key = (learner.passes, n_classes, seed + k, tuple(np.asarray(train).tolist()), tuple(np.asarray(test).tolist()))
+        if key not in kept:
+            head = train_head(bank, np.asarray(train), n_classes, seed=seed + k, passes=learner.passes)
+            raw = predict_bank(head, bank, np.asarray(test))
+            kept[key] = [to_original(r, bank, int(i), photos[int(i)]) for r, i in zip(raw, test)]
+        return kept[key]
+
+    out: list = [None] * len(folds)
+    everything = np.arange(len(photos))
+    tested = np.sort(np.concatenate([np.asarray(te) for _, te in folds])) if folds else everything
+    # Folds over all the photos leave a worker idle in the last round (3 folds, 2 workers): the
+    # head on all of them, which the final fit trains if this candidate wins, trains there.
+    spare = len(folds) % FOLD_WORKERS and np.array_equal(tested, everything)
+    with torch_threads(1), ThreadPoolExecutor(FOLD_WORKERS) as pool:
+        if spare:
+            pool.submit(full_head, bank, n_classes, FIT_SEED, learner.passes)
+        running = {pool.submit(fold, k, tr, te): k for k, (tr, te) in enumerate(folds)}
+        for done, future in enumerate(as_completed(running)):
+            out[running[future]] = future.result()
+            if progress is not None:  # called here, on the caller's thread
+                progress((done + 1) / len(folds))
+    return [[[dict(b) for b in boxes] for boxes in fold] for fold in out]  # copies: callers may edit them
+
+
+#: The seed of a final fit (its head on all photos).
+FIT_SEED = 0
+
+
+def full_head(bank, n_classes: int, seed: int, passes: int, progress=None):
+    """The head on every photo of ``bank``, trained once and kept with it (cross_validate may have
+    trained it in a spare slot already)."""
+    from .detection_train import train_head
+
+    heads = bank.extra.setdefault("heads", {})
+    key = (passes, n_classes, seed)
+    with bank.extra.setdefault("lock", threading.Lock()):
+        event = heads.get(key)
+        if event is None:
+            event = heads[key] = [threading.Event(), None]
+            mine = True
+        else:
+            mine = False
+    if mine:
+        try:
+            event[1] = train_head(bank, np.unique(bank.owner), n_classes, seed=seed, passes=passes, progress=progress)
+        finally:
+            event[0].set()
+    event[0].wait()
+    if event[1] is None:  # the spare slot's training failed: train here
+        with bank.extra["lock"]:
+            heads.pop(key, None)
+        return train_head(bank, np.unique(bank.owner), n_classes, seed=seed, passes=passes, progress=progress)
+    if progress is not None:
+        progress(1.0)
+    return event[1]
 
 
 @register
@@ -144,16 +206,15 @@ class CenterNetDetector(Learner):
 
         return int(self.copies or copies_for(n_images))
 
-    def fit(self, X, y, *, n_classes: int, sample_weight=None, progress=None, seed: int = 0,
+    def fit(self, X, y, *, n_classes: int, sample_weight=None, progress=None, seed: int = FIT_SEED,
             class_names: list[str] | None = None) -> "CenterNetDetector":
-        from .detection_train import train_head
 
         if not len(X):
             from ..kernel.errors import Invalid
 
             raise Invalid("no images to train the detector on")
-        bank = bank_for(X, y, self.size, self.copies_for(len(X)), seed)
-        self.head_ = train_head(bank, np.arange(len(X)), n_classes, seed=seed, passes=self.passes, progress=progress)
+        bank = bank_for(X, y, self.size, self.copies_for(len(X)), FIT_SEED)
+        self.head_ = full_head(bank, n_classes, seed, self.passes, progress)
         self.cache_dir_ = X[0].cache_dir
         self.n_classes_ = n_classes
         self.class_names_ = list(class_names or (str(k) for k in range(n_classes)))
