@@ -202,6 +202,9 @@ def test_masks_live_in_the_blob_store_and_versions_follow_the_painting(client, c
     kept = client.get(f"{api}/samples/{sample['id']}").json()["annotation"]
     assert None in kept["classes"] and "thing" not in kept["classes"] and kept["mask"] == new_sha
     assert client.get(f"{api}/samples/{sample['id']}/blobs/{new_sha}").status_code == 200
+    # the stored annotation sent back as it is (an editor saving what it was given): the same label
+    r = client.patch(f"{api}/samples/{sample['id']}", json={"label": kept})
+    assert r.status_code == 200 and r.json()["version"] is None and r.json()["samples"][0]["annotation"] == kept
 
     # purging the photo takes its masks with it: no sample, version or correction names them any more
     r = client.post(f"{api}/purge", json={"content_hash": sample["content_hash"]})

@@ -155,14 +155,17 @@ class MaskTarget(Target):
             raise Invalid('"colors" must be an object {"class name": [r, g, b]}')
         if classes is not None and (not isinstance(classes, list) or not classes):
             raise Invalid('"classes" must be a non-empty list of class names, the class of pixel value 0 first')
-        names = [self._class_name(c) for c in (classes if classes is not None else list(colors))]
+        stored = raw["mask"]
+        kept = isinstance(stored, str) and _SHA256.match(stored)
+        # a stored annotation sent back names a deleted class null: its pixels stay unlabelled
+        names = [c if c is None and kept else self._class_name(c)
+                 for c in (classes if classes is not None else list(colors))]
         if classes is None and BACKGROUND not in names:
             names = [BACKGROUND, *names]  # a colour table without it: background is black
         colors = {self._class_name(k): v for k, v in (colors or {}).items()}
         if classes is None and BACKGROUND not in colors:
             colors[BACKGROUND] = [0, 0, 0]
-        stored = raw["mask"]
-        if isinstance(stored, str) and _SHA256.match(stored):
+        if kept:
             if blobs is None or not blobs.exists(stored):
                 raise Invalid(f"mask {stored[:12]}… is not a stored mask of this installation; send the PNG itself "
                               "(base64)")
@@ -170,11 +173,14 @@ class MaskTarget(Target):
         else:
             data = png_bytes(stored)
         size = (int(meta["width"]), int(meta["height"])) if meta.get("width") and meta.get("height") else None
-        ids = mk.decode_png(data, names, colors or None, image_size=size, name="the mask")
-        present = [int(v) for v in np.unique(ids) if v != mk.UNLABELLED]
+        ids = mk.decode_png(data, class_table(names), colors or None, image_size=size, name="the mask")
+        present = [int(v) for v in np.unique(ids) if v != mk.UNLABELLED and names[v] is not None]
         if not present:
             raise Invalid("the mask has no labelled pixel: paint at least the things you want found (and some "
                           "background) in their classes")
+        if kept:  # stored canonical once; its class table may have changed since (renames, deletions)
+            return _key([names[i] for i in present]), {"mask": stored, "classes": names,
+                                                       "digest": mk.digest(ids)}, None
         # canonical: background, then the painted classes in name order (ids renumbered to match)
         painted = sorted({names[i] for i in present} - {BACKGROUND})
         order = [BACKGROUND, *painted]
