@@ -51,7 +51,11 @@ def test_cam_adds_up_to_the_logit_minus_the_bias(probe, served):
         np.testing.assert_allclose(r["cam"].sum(axis=(1, 2)), r["logits"] - r["bias"], atol=1e-5)
         assert np.ptp(r["cam"][int(np.argmax(r["logits"]))]) > 0  # a map, not a constant
     one = explain.cam_map(explainer, batch[0], served.labels)
-    assert one["label"] == CLASSES[int(np.argmax(served.predict_items([batch[0]])[0]))]
+    k = int(np.argmax(served.predict_items([batch[0]])[0]))
+    assert one["label"] == CLASSES[k]
+    # shown: the evidence for k over the mean class (the softmax sees only differences), still exact
+    cam = explainer.explain(batch[:1])[0]["cam"]
+    np.testing.assert_allclose(one["grid"], cam[k] - cam.mean(axis=0), atol=1e-9)
     assert abs(one["grid"].sum() - (one["logit"] - one["bias"])) < 1e-5
 
 

@@ -75,6 +75,13 @@ class Run:
     gate_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    @property
+    def per_class(self) -> dict[str, dict[str, Any]]:
+        """Each class's holdout scores (``precision``, ``recall``, ``f1``, ``support`` for classes;
+        the task's own for boxes and masks). Runs from :meth:`Project.run` and ``train()`` carry
+        them; the summaries of :meth:`Project.runs` do not (an empty dict)."""
+        return ((self.raw.get("result") or {}).get("metrics") or {}).get("per_class") or {}
+
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> "Run":
         gate = d.get("gate") or (d.get("result") or {}).get("gate") or {}
@@ -259,6 +266,18 @@ class Project:
         else:
             raise ValueError("pass files=, texts= or rows=")
         return [Prediction.from_api(p) for p in answer["predictions"]]
+
+    def explain(self, prediction: Prediction | int, method: str = "auto", timeout: float = 120.0) -> dict[str, Any]:
+        """Why a recorded prediction said what it said, explained later with the model version that
+        answered it (``auto``: words for texts, else a heatmap). Waits while the server computes it;
+        an :class:`ApiError` 409 when its input was not kept, 410 when that version was deleted."""
+        pid = prediction.prediction_id if isinstance(prediction, Prediction) else int(prediction)
+        deadline = time.monotonic() + timeout
+        while True:
+            e = self.client.get(f"{self._p}/predictions/{pid}/explanation", params={"method": method})
+            if e.get("status") != "pending" or time.monotonic() > deadline:
+                return e
+            time.sleep(1.0)
 
     def feedback(self, prediction: Prediction | int, label: Any, add_to_training: bool = False) -> dict[str, Any]:
         """Record the right answer to a prediction (and, with ``add_to_training``, learn from it)."""

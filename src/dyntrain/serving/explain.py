@@ -4,7 +4,8 @@ Three methods, all on ONNX Runtime and NumPy alone (serving never imports torch)
 
 * ``cam`` — a class activation map, for models whose head is a linear layer on L2-normalised,
   globally averaged backbone features (the linear probe on EfficientNet-Lite0). It is *exact*:
-  the 7×7 cells add up to the predicted class's logit minus the head's bias. It is computed from
+  the 7×7 cells add up to the predicted class's logit minus the head's bias (the map shown is the
+  class's map minus the mean of all classes' maps: the softmax sees only differences). It is computed from
   the model file the registry holds, not a second export: the file's shared trunk gets the
   feature map before pooling as an extra output, and the head's own logits (the input of its
   Softmax) another, both by editing the protobuf wire format like :mod:`.trunks` (no ``onnx``
@@ -198,9 +199,13 @@ def cam_map(explainer: CamExplainer, image: np.ndarray, labels: tuple[str, ...])
     """The map of the predicted class of one decoded image, as the API answers it."""
     (r,) = explainer.explain(image[None])
     k = int(np.argmax(r["probabilities"]))
-    grid = r["cam"][k]
+    # The softmax only sees differences between logits, so the evidence for k is its map minus the
+    # classes' mean map: a region every class scores alike explains nothing (with two classes, a
+    # dahlia's own map can be negative everywhere and still beat the pagoda's). Still exact: the
+    # cells add up to (logit_k - mean logit) - (bias_k - mean bias), the fields below.
+    grid = r["cam"][k] - r["cam"].mean(axis=0)
     return {"method": "cam", "label": labels[k] if k < len(labels) else str(k), "grid": grid,
-            "logit": float(r["logits"][k]), "bias": float(r["bias"][k])}
+            "logit": float(r["logits"][k] - r["logits"].mean()), "bias": float(r["bias"][k] - r["bias"].mean())}
 
 
 # -- occlusion -----------------------------------------------------------------------------------------
