@@ -292,8 +292,10 @@ def test_run_page_reports_ndcg_with_its_range_against_the_popular_list(trained, 
     assert f"95% range {lo:.3f} to {hi:.3f}" in page.inner_text("#rc-interval")
     measures = page.locator("#rc-measures tbody tr").evaluate_all("(rs) => rs.map((r) => r.dataset.measure)")
     assert measures == ["ndcg", "hit_rate", "precision", "recall", "map", "coverage", "novelty", "popularity_bias"]
-    coverage = page.locator("#rc-measures tr[data-measure=coverage] td").all_inner_texts()
-    assert coverage[0] == f"{metrics['coverage'] * 100:.1f}%" and "share of all items" in coverage[2]
+    coverage = page.locator("#rc-measures tr[data-measure=coverage]")
+    assert coverage.locator("td").all_inner_texts() == [f"{metrics['coverage'] * 100:.1f}%",
+                                                         f"{metrics['popular']['coverage'] * 100:.1f}%"]
+    assert "share of all items" in coverage.locator("th").inner_text()
     # every learner tried, the popular list marked as the baseline, one chosen
     tried = page.locator("#rc-candidates tbody tr").evaluate_all("(rs) => rs.map((r) => r.dataset.learner)")
     assert tried[0] == "rec.popularity" and "rec.als" in tried, tried
