@@ -417,8 +417,9 @@ def _print_items(client: Client, path: str, params: dict, what: str) -> None:
         answer = client.get(path, params=params)
     except DyntrainError as exc:
         _fail(exc)
-    table = Table(title=f"{len(answer['items'])} items {what} (model v{answer['model_version']}, "
-                        f"{answer['source']}; prediction {answer['prediction_id']})")
+    out.print(f"{len(answer['items'])} items {what} (model v{answer['model_version']}, {answer['source']}; "
+              f"prediction {answer['prediction_id']})", soft_wrap=True)
+    table = Table()
     table.add_column("#", justify="right")
     table.add_column("item")
     table.add_column("score", justify="right")

@@ -58,6 +58,8 @@ class RecPrepared(Prepared):
     split: Any = None
     recent: list = field(default_factory=list)
     served: Callable[[], Any] | None = None
+    served_watermark: int | None = None  # the last interaction id the model in service trained on
+    first_ids: list = field(default_factory=list)
     seed: int = 0
     watermark: int = 0
     notes: list = field(default_factory=list)
@@ -65,18 +67,18 @@ class RecPrepared(Prepared):
     fit_info: dict = field(default_factory=dict)
 
 
-def _first_ids(log, data, split) -> np.ndarray:
-    """Per evaluated person, the smallest interaction id among their held-out interactions: the
-    served model saw some of them exactly when its watermark reaches it."""
+def _first_ids(log, data, split) -> list[np.ndarray]:
+    """Per evaluated person, the first interaction id of each of their held-out items: the served
+    model saw an item exactly when its watermark reaches that id."""
     pair = data.users.astype(np.int64) * data.n_items + data.items
     order = np.lexsort((log.ids, pair))
     sorted_pairs = pair[order]
     first = np.r_[True, sorted_pairs[1:] != sorted_pairs[:-1]]
     pairs, min_id = sorted_pairs[first], log.ids[order][first]
-    out = np.empty(len(split.test_users), np.int64)
+    out = []
     for k, u in enumerate(split.test_users):
         q = int(u) * data.n_items + split.relevant(k).astype(np.int64)
-        out[k] = min_id[np.searchsorted(pairs, q)].min()
+        out.append(min_id[np.searchsorted(pairs, q)])
     return out
 
 
@@ -99,6 +101,16 @@ def _interval(values: np.ndarray, seed: int) -> list[float] | None:
     means = values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))].mean(1)
     lo, hi = np.percentile(means, [100 * (1 - INTERVAL_LEVEL) / 2, 100 * (1 + INTERVAL_LEVEL) / 2])
     return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def _served_watermark(served, notes: list[str]) -> int | None:
+    if served is None:
+        return None
+    try:
+        return (getattr(served(), "recommender", None) or object).__dict__.get("meta", {}).get("watermark")
+    except Exception as exc:  # a missing file must not sink the run: the gate says it could not compare
+        notes.append(f"the model in service could not be loaded ({type(exc).__name__})")
+        return None
 
 
 class RecStages:
@@ -124,7 +136,10 @@ class RecStages:
                                          weights=log.weights, timestamps=log.times)
         split = temporal_split(data).sample(MAX_EVAL_USERS, spec.seed)
         n_eval = len(split.test_users)
-        keys = [f"{first}:{data.user_ids[u]}" for first, u in zip(_first_ids(log, data, split), split.test_users)]
+        first_ids = _first_ids(log, data, split)
+        # an evaluation key the gate reads (tasks.recommend.SeenUpTo): the served model never saw some
+        # of this person's held-out items exactly when its watermark is below the newest one's id
+        keys = [f"{int(f.max())}:{data.user_ids[u]}" for f, u in zip(first_ids, split.test_users)]
         users = np.array([str(data.user_ids[u]) for u in split.test_users], dtype=object)
         plan = {"mode": "temporal", "holdout": [False] * n_eval,
                 "reason": (f"each person's latest interactions held out (20%, 1 to 10 each): {split.held_out:,} "
@@ -134,7 +149,8 @@ class RecStages:
             progress("features", 1.0, None)
         return RecPrepared([], np.zeros(n_eval), [], keys, {"interactions": users}, plan, {}, interactions=data,
                            split=split, recent=_recent(split), served=served, seed=spec.seed,
-                           watermark=int(log.watermark), notes=notes)
+                           watermark=int(log.watermark), notes=notes, first_ids=first_ids,
+                           served_watermark=_served_watermark(served, notes))
 
     def describe(self, data: RecPrepared) -> str:
         d = data.interactions
@@ -218,13 +234,23 @@ class RecStages:
             "description": (f"each of {len(split.test_users):,} people's latest interactions held out and never used "
                             "to fit the scored model; the learner was chosen on the same held-out part, so the "
                             "choice among the candidates may flatter it slightly")}
-        metrics["predictions"] = [
-            {"content_hash": key, "user": str(user), "true": [str(ids[i]) for i in split.relevant(k)[:K]],
-             "predicted": [str(ids[i]) for i in r["lists"][k] if i >= 0], "recent": data.recent[k]}
-            for k, (key, user) in enumerate(zip(data.hashes, data.X["interactions"]))]
+        metrics["predictions"] = [self._prediction(data, k, key, user, r["lists"][k], ids)
+                                  for k, (key, user) in enumerate(zip(data.hashes, data.X["interactions"]))]
         if progress is not None:
             progress(1.0)
         return metrics
+
+    def _prediction(self, data: RecPrepared, k: int, key: str, user, top: np.ndarray, ids) -> dict[str, Any]:
+        """One person's evaluation record: what they chose next (``true``), the list, their latest
+        training items; with a model in service, ``fresh``: the chosen items it never saw, the
+        only ones the gate scores both models on."""
+        held = data.split.relevant(k)
+        out = {"content_hash": key, "user": str(user), "true": [str(ids[i]) for i in held[:K]],
+               "predicted": [str(ids[i]) for i in top if i >= 0], "recent": data.recent[k]}
+        if data.served_watermark is not None:
+            out["fresh"] = [str(ids[i]) for i, first in zip(held, data.first_ids[k])
+                            if first > data.served_watermark][:K]
+        return out
 
     def baseline(self, data: RecPrepared, train_idx: np.ndarray, spec: TrainingSpec) -> dict[str, Any]:
         """The 'most popular' list for everyone (the floor a first model must reach)."""
@@ -244,6 +270,7 @@ class RecStages:
                                   f"({type(exc).__name__}); trained from scratch")
         start = time.perf_counter()
         learner.fit_interactions(data.interactions, warm=warm, seed=data.seed, progress=progress)
+        learner.model_.meta["watermark"] = data.watermark  # what it has seen: the next gate scores it on the rest
         warm_start = learner.model_.meta.get("warm_start")
         data.fit_info = {"seconds": round(time.perf_counter() - start, 3), "warm_start": bool(warm_start),
                          "from_version": served_version if warm_start else None,
@@ -262,7 +289,7 @@ class RecStages:
     def result_fields(self, data: RecPrepared, spec: TrainingSpec) -> dict[str, Any]:
         d = data.interactions
         return {"labels": [], "counts": {"interactions": d.n}, "interactions": d.n, "users": d.n_users,
-                "items": d.n_items, "explicit": d.explicit, "watermark": data.watermark,
+                "distinct_items": d.n_items, "explicit": d.explicit, "watermark": data.watermark,
                 "split": {"train_interactions": data.split.train.n, "held_out_interactions": data.split.held_out,
                           "evaluated_people": len(data.split.test_users)},
                 "fit": data.fit_info, "notes": data.notes}
