@@ -9,10 +9,12 @@ the new version served; serving needs no torch and no training library (a fresh 
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
 import httpx
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -73,6 +75,10 @@ def test_interactions_train_serve_and_learn_from_what_people_chose(loop_server, 
     assert result["gate"]["promoted"], result["gate"]
     first = run["model_version"]
     assert api.get("/projects/shop/models").json()[0]["card"]["output"]["name"] == "items"
+    download = api.get(f"/projects/shop/models/{first}/file")
+    assert download.headers["content-disposition"].endswith(f'shop-v{first}.npz"')
+    with np.load(io.BytesIO(download.content), allow_pickle=False) as z:
+        assert "dyntrain.recommender/1" in str(z["meta"])
 
     # recommendations from the served artefact: a known person, a stranger, items like one; all recorded
     person = "7"

@@ -160,3 +160,15 @@ def test_a_large_import_is_one_version(client, core):
     assert r.json()["version"] == 2 and _versions(client, shop)[0]["counts"]["users"] == 2001
     print(f"\n10^5-row import {took:.1f} s, then one interaction appended as a version in {append * 1000:.0f} ms")
     assert append < 2.0
+
+
+def test_training_waits_for_enough_data():
+    from dyntrain import tasks
+
+    target = tasks.get("recommendation").target
+    with pytest.raises(Invalid) as waiting:
+        target.check_trainable({"interactions": 4, "users": 1, "items": 3})
+    assert waiting.value.message.startswith("waiting for data: a recommender needs at least 10 interactions of 2 "
+                                            "people with 2 items; add 6 more interactions (there are 4) and "
+                                            "interactions of 1 more person (there are 1)")
+    target.check_trainable({"interactions": 10, "users": 2, "items": 2})  # enough

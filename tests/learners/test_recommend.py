@@ -238,7 +238,9 @@ def test_serving_module_needs_no_training_library():
     import subprocess
     import sys
 
-    code = ("import sys; import dyntrain.learners.recommend_serving as s; "
+    # the serving path too: the hot-swap loader, the task plug-in that opens the .npz, the answers
+    code = ("import sys; import dyntrain.learners.recommend_serving as s; import dyntrain.serving.live; "
+            "import dyntrain.serving.recommend; import dyntrain.tasks.recommend; "
             "bad = [m for m in ('torch', 'implicit', 'surprise', 'sklearn') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

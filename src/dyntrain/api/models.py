@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
@@ -101,11 +102,13 @@ def get_model(name: str, version: int, core: Core = Depends(get_core)):
 
 @router.get("/projects/{name}/models/{version}/file", response_class=FileResponse)
 def model_file(name: str, version: int, core: Core = Depends(get_core)):
-    """Download the ONNX file (uint8 NHWC 224x224 RGB in, class probabilities out)."""
+    """Download the model file: ONNX (its card says what it takes and answers), or a
+    recommender's ``.npz`` arrays (format dyntrain.recommender/1, read with NumPy)."""
     m = registry.get_model(core, name, version)
     # Through the artifact store: the stored path is checked to stay inside it (and fetched from S3).
+    suffix = PurePosixPath(m.path).suffix or ".onnx"
     return FileResponse(registry.model_file(core, m.path), media_type="application/octet-stream",
-                        filename=f"{name}-v{version}.onnx")
+                        filename=f"{name}-v{version}{suffix}")
 
 
 @router.post("/projects/{name}/models/{version}/promote")

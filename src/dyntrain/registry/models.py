@@ -51,7 +51,8 @@ def register_model(core: Core, project_id: int, onnx_file: Path, card: dict[str,
             ModelVersionRow.project_id == project_id)) or 0) + 1
         folder = core.settings.model_dir / project.name
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"v{version}-{os.urandom(4).hex()}.onnx"
+        # the file's own format: ONNX, or another a target serves (a recommender's .npz)
+        target = folder / f"v{version}-{os.urandom(4).hex()}{Path(onnx_file).suffix or '.onnx'}"
         with open(onnx_file, "rb") as original:
             atomic_write(target, lambda f: shutil.copyfileobj(original, f))
         card = {**card, "version": version}

@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 from functools import partial
+from functools import partial
 from pathlib import Path
 from typing import Any, Container
 
@@ -223,7 +224,8 @@ def _served_facts(s, project: ProjectRow, prod) -> dict[str, Any]:
         promised = ((run.result or {}).get("metrics") if run is not None else None) or card.get("metrics") or {}
         metric = tasks.get(project.task).target.headline
         interval = (promised.get("interval") or {}).get(metric)
-        estimate = {k: promised[k] for k in ("accuracy", "macro_f1", "r2", "mae") if promised.get(k) is not None}
+        keys = ("accuracy", "macro_f1", "r2", "mae", *tasks.get(project.task).target.gate_metrics)
+        estimate = {k: promised[k] for k in keys if promised.get(k) is not None}
         estimate |= {"interval": interval} if interval else {}
     return {"version": prod.version, "card": card, "trained_hashes": trained, "estimate": estimate or None}
 
@@ -272,7 +274,8 @@ def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: Pro
     promote, reason = gate.decide(result["metrics"], refit, result["baseline"], settings, task=task, served=served)
     result["gate"] = {"promoted": promote, "reason": reason, "against_version": prod_info and prod_info["version"],
                       "metric": settings.gate_metric, "task": task, "served": served,
-                      "refit": refit and {k: refit.get(k) for k in ("accuracy", "macro_f1", "per_class", "r2", "mae")
+                      "refit": refit and {k: refit.get(k) for k in ("accuracy", "macro_f1", "per_class", "r2", "mae",
+                                                                    *tasks.get(task).target.gate_metrics)
                                           if k in refit}}
     result["gate"]["summary"] = gate.summary(result["gate"], task)
     with core.db.write() as s:
@@ -299,5 +302,6 @@ def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: Pro
     metrics = result["metrics"]
     finish_job(core, job.id, "succeeded", run_id=run_id,
                event_data={"model_version": model.version, "promoted": promote,
-                           "kpis": {k: metrics[k] for k in ("accuracy", "macro_f1", "r2", "mae") if k in metrics},
+                           "kpis": {k: metrics[k] for k in ("accuracy", "macro_f1", "r2", "mae",
+                                                            *tasks.get(task).target.gate_metrics) if k in metrics},
                            "learner": result["chosen"]["learner"]})

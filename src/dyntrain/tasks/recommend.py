@@ -178,9 +178,11 @@ class RankingTarget(Target):
         if n < MIN_INTERACTIONS:
             missing.append(f"{MIN_INTERACTIONS - n} more interactions (there are {n})")
         if users < MIN_USERS:
-            missing.append(f"interactions of {MIN_USERS - users} more people (there are {users})")
+            more = MIN_USERS - users
+            missing.append(f"interactions of {more} more {'person' if more == 1 else 'people'} (there are {users})")
         if items < MIN_ITEMS:
-            missing.append(f"interactions with {MIN_ITEMS - items} more items (there are {items})")
+            more = MIN_ITEMS - items
+            missing.append(f"interactions with {more} more {'item' if more == 1 else 'items'} (there are {items})")
         if missing:
             raise Invalid("waiting for data: a recommender needs at least "
                           f"{MIN_INTERACTIONS} interactions of {MIN_USERS} people with {MIN_ITEMS} items; add "
