@@ -172,3 +172,12 @@ def test_training_waits_for_enough_data():
                                             "people with 2 items; add 6 more interactions (there are 4) and "
                                             "interactions of 1 more person (there are 1)")
     target.check_trainable({"interactions": 10, "users": 2, "items": 2})  # enough
+
+
+def test_versions_of_interactions_are_not_restored_as_samples(client):
+    shop = _project(client)
+    client.post(f"{P}/{shop}/interactions", json={"interactions": [{"user": "1", "item": "a"}]})
+    client.post(f"{P}/{shop}/interactions", json={"interactions": [{"user": "2", "item": "b"}]})
+    r = client.post(f"{P}/{shop}/dataset-versions/1/restore")
+    assert r.status_code == 422 and "learns from interactions, not samples" in r.text
+    assert len(_versions(client, shop)) == 2  # nothing made

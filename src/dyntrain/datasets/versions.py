@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from .. import tasks
 from ..kernel.core import Core
 from ..kernel.entities import DatasetVersion, VersionItem
-from ..kernel.errors import NotFound
+from ..kernel.errors import Invalid, NotFound
 from ..kernel.events import publish
 from ..kernel.projects import project_row
 from ..storage.rows import DatasetVersionRow, ProjectRow, SampleRow, VersionItemRow
@@ -80,8 +80,13 @@ def snapshot(session: Session, project: ProjectRow, message: str) -> DatasetVers
     """Freeze the project's active samples into a new version, inside the caller's transaction.
 
     Returns None when the data equals the newest version (nothing to train on anew).
-    The caller must hold the project lock (``project_row(..., lock=True)``).
+    The caller must hold the project lock (``project_row(..., lock=True)``). A project whose
+    examples are not samples (interactions) versions its data its own way: refused here.
     """
+    modality = tasks.get(project.task).modality
+    if not modality.sample_versions:
+        raise Invalid(f"project {project.name!r} learns from {modality.plural}, not samples: its dataset versions "
+                      f"grow as {modality.plural} are added (older ones are not restored)")
     rows = session.execute(
         select(SampleRow.id, SampleRow.content_hash, SampleRow.label, SampleRow.annotation)
         .where(SampleRow.project_id == project.id, SampleRow.status == "active")

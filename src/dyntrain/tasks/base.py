@@ -39,6 +39,9 @@ class Modality(abc.ABC):
     training_curves: bool = True
     #: The project page shows samples as text (a text or a row preview), not thumbnails.
     shows_text: bool = False
+    #: Dataset versions freeze the project's samples (datasets.versions.snapshot); False for examples
+    #: kept and versioned elsewhere (interactions: datasets.interactions).
+    sample_versions: bool = True
     #: Samples in the plural, for counts in the UI ("40 rows").
     plural: str = "examples"
     #: What the examples are, as the new-project form offers it ("Photos"); see :attr:`Task.title`.

@@ -76,6 +76,7 @@ class InteractionModality(Modality):
     plural = "interactions"
     title = "Interactions"
     upload_format = "interactions"
+    sample_versions = False  # versions are watermarks over the interactions table
     training_curves = False
     shows_text = True
     data_template = "_data_recommend.html"
