@@ -363,6 +363,14 @@ def test_data_page_adds_edits_and_stores_exactly_the_painted_mask(live_server, b
     page.wait_for_selector("#mk-dialog", state="hidden")
     page.wait_for_selector(".mk-card canvas.mk-overlay[data-drawn=yes]")  # the card shows the stored mask
 
+    # ... at thumbnail size, in the classes' colours, background clear
+    card = page.locator(".mk-card canvas.mk-overlay")
+    assert card.evaluate("(c) => [c.width, c.height]") == [320, 214]
+    sky, ground = card.evaluate("(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                                " const at = (x, y) => Array.from(d.slice((y * c.width + x) * 4, (y * c.width + x) * 4 + 4));"
+                                " return [at(258, 40), at(150, 200)]; }")
+    assert sky == [0, 128, 0, 255] and ground[3] == 0  # photo pixels (516, 80): sky; (300, 400): background
+
     [sample] = api.get("/projects/temple/samples").json()["items"]
     assert sample["annotation"]["classes"] == ["background", "roof", "sky"]
     assert (_stored_mask(api, "temple", sample) == painted).all()  # every pixel, exactly

@@ -17,6 +17,7 @@
   const MAX_HISTORY = 100; // undo steps kept (each holds only the rectangle it changed)
   const CLOSE_PX = 10; // a polygon click this close (screen pixels) to its first point closes it
   const ZOOMS = [1, 1.5, 2, 3, 4, 6, 8]; // × the fitted size
+  const THUMB_SIDE = 320; // longest side of a card's mask canvas (its thumbnail's size)
 
   function el(tag, attrs, ...kids) {
     const e = document.createElement(tag);
@@ -748,10 +749,21 @@
 
   // A read-only mask on ``canvas`` (laid over its photo by CSS): the mask's colours in the order of
   // ``classes`` (so every view colours a class alike), background and unlabelled pixels clear.
-  function drawOverlay(canvas, mask, classes, colours) {
+  // ``maxSide`` (optional) draws it smaller, nearest pixel (a thumbnail needs no 12-megapixel canvas).
+  function drawOverlay(canvas, mask, classes, colours, maxSide) {
     const names = classes.slice();
-    const ids = remap(mask.ids, mask.classes || names, names);
-    drawMask(canvas, ids, mask.width, mask.height, names, colourTable(names, colours), { skipBackground: true });
+    let ids = remap(mask.ids, mask.classes || names, names), W = mask.width, H = mask.height;
+    const scale = maxSide ? Math.min(1, maxSide / Math.max(W, H)) : 1;
+    if (scale < 1) {
+      const w = Math.max(1, Math.round(W * scale)), h = Math.max(1, Math.round(H * scale));
+      const small = new Uint8Array(w * h);
+      for (let y = 0; y < h; y++) {
+        const row = Math.min(H - 1, Math.floor(((y + 0.5) * H) / h)) * W;
+        for (let x = 0; x < w; x++) small[y * w + x] = ids[row + Math.min(W - 1, Math.floor(((x + 0.5) * W) / w))];
+      }
+      ids = small; W = w; H = h;
+    }
+    drawMask(canvas, ids, W, H, names, colourTable(names, colours), { skipBackground: true });
     return canvas;
   }
   // The same over the <img> inside ``frame`` (the canvas is added to it once).
@@ -840,19 +852,23 @@
     const refresh = () => ns.refreshFragment(q("#data"), 0);
     const pageClasses = () => { const h = q("[data-mk-classes]"); return h ? listOf(h, "mkClasses") : ["background"]; };
 
-    // the class swatches and each card's mask (fetched as its indexed PNG), again after a refresh
+    // the class swatches and each card's mask (its indexed PNG, fetched once the card comes into
+    // view), again after a refresh
+    function drawCard(canvas) {
+      if (canvas.dataset.drawn) return;
+      canvas.dataset.drawn = "pending";
+      fetchMask(canvas.dataset.maskUrl).then((mask) => {
+        mask.classes = listOf(canvas, "maskClasses");
+        drawOverlay(canvas, mask, pageClasses(), null, THUMB_SIDE);
+        canvas.dataset.drawn = "yes";
+      }, () => { canvas.dataset.drawn = "failed"; });
+    }
+    const seen = "IntersectionObserver" in window ? new IntersectionObserver((entries) => entries.forEach((en) => {
+      if (en.isIntersecting) { seen.unobserve(en.target); drawCard(en.target); }
+    }), { rootMargin: "300px" }) : null;
     function paintCards() {
-      const names = pageClasses();
       qa("[data-mk-colour]").forEach((s) => { s.style.background = css(vocColour(Number(s.dataset.mkColour))); });
-      qa("canvas.mk-overlay[data-mask-url]").forEach((canvas) => {
-        if (canvas.dataset.drawn) return;
-        canvas.dataset.drawn = "pending";
-        fetchMask(canvas.dataset.maskUrl).then((mask) => {
-          mask.classes = listOf(canvas, "maskClasses");
-          drawOverlay(canvas, mask, names);
-          canvas.dataset.drawn = "yes";
-        }, () => { canvas.dataset.drawn = "failed"; });
-      });
+      qa("canvas.mk-overlay[data-mask-url]:not([data-drawn])").forEach((c) => (seen ? seen.observe(c) : drawCard(c)));
     }
     paintCards();
     document.addEventListener("dyntrain:refreshed", paintCards);
