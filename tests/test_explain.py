@@ -296,6 +296,11 @@ def test_a_recorded_prediction_is_explained_by_the_version_that_answered(probe, 
         r = client.get(url.format(first["prediction_id"]), params={"method": method})
         assert r.status_code == 422 and says in r.json()["error"]["message"], r.text
     assert client.get(url.format(999_999)).status_code == 404
+    page = client.get(f"/projects/scenes/predictions/{first['prediction_id']}")
+    assert page.status_code == 200 and f'data-source="/projects/scenes/predictions/{first["prediction_id"]}' \
+        '/explanation"' in page.text and "/image?size=512" in page.text
+    missing = client.get("/projects/scenes/predictions/999999")
+    assert missing.status_code == 404 and "Prediction 999999 does not exist" in missing.text
 
     # the rate limit of the predict route's explanations applies here too
     queue.per_minute, queue.burst = 1, 1

@@ -58,6 +58,7 @@ def test_try_page_overlays_the_heatmap_and_highlights_words(models, core, live_s
     assert page.locator("#try-sent").inner_text() == "the staff were rude but the food was great"
     assert "supported" in page.locator("#explain-summary").inner_text()
     assert not errors, errors
+    page.close()  # its event stream open, the server would wait 15 s to stop
 
 
 @pytest.mark.slow
@@ -103,6 +104,7 @@ def test_prediction_page_shows_why_it_was_said(models, core, live_server, browse
     assert ("great" if said["label"] == "good" else "rude") in marked
     assert page.locator("#prediction-text").inner_text() == text
     assert "supported" in page.locator("#explain-summary").inner_text()
+    assert page.locator(".explain-key").is_visible()
 
     # the model version that answered is gone from the store: the page says so instead of a map
     from tests.test_explain import registry_path
@@ -115,5 +117,6 @@ def test_prediction_page_shows_why_it_was_said(models, core, live_server, browse
     page.reload()
     page.locator("#explain-summary", has_text="No explanation").wait_for()
     assert "has been deleted" in page.locator("#explain-summary").inner_text()
-    assert page.locator("#prediction-text mark").count() == 0
+    assert page.locator("#prediction-text mark").count() == 0 and not page.locator(".explain-key").is_visible()
     assert not errors, errors
+    page.close()  # its event stream open, the server would wait 15 s to stop

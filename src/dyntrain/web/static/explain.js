@@ -14,6 +14,7 @@
   const method = box.dataset.method;
   const summary = d.q("#explain-summary");
   const slider = d.q("#explain-opacity");
+  const key = d.q(".explain-key", box); // what the word colours mean: shown with highlighted words only
 
   if (box.dataset.source) {
     load(box.dataset.source, 0);
@@ -34,6 +35,7 @@
     box.hidden = false;
     summary.textContent = "Working out which part mattered…";
     if (slider) slider.parentElement.hidden = true;
+    if (key) key.hidden = true;
     try {
       const e = await d.api("GET", `${source}?method=${method}`);
       if (e.status === "pending" && attempt < 30) { setTimeout(() => load(source, attempt + 1), 2000); return; }
@@ -53,10 +55,12 @@
       summary.textContent = `No explanation this time: ${e.reason}`;
       if (overlay) overlay.hidden = true;
       if (slider) slider.parentElement.hidden = true;
+      if (key) key.hidden = true;
       return;
     }
     summary.textContent = sentence(e.summary) + (e.method === "cam" ? " (class activation map)" :
       e.method === "occlusion" ? " (covering each part in turn)" : "");
+    if (key) key.hidden = !e.spans;
     if (e.spans) words(e); else heat(e);
   }
 
