@@ -49,8 +49,10 @@ FOLDS = 3
 BOOTSTRAP = 200
 #: Worst photos the run report shows, and the side of their pictures (px).
 WORST, THUMB = 3, 160
-#: Share of the time budget the planned fits may take (features, export and the check need the rest).
-PLANNED_SHARE = 0.7
+#: Share of the time budget the planned fits may take (export and the check need the rest).
+PLANNED_SHARE = 0.8
+#: A finer decoder's fits cost about this many times the previous candidate's (stride 4 vs 8, measured).
+NEXT_COST = 1.5
 
 
 @dataclass(eq=False)
@@ -141,6 +143,7 @@ class MaskStages:
 
         if "epochs" in data.plan:
             return data.plan["epochs"]
+        started = data.plan.setdefault("started", time.perf_counter())
         n = len(data.y)
         views = int(cand.params.get("views", VIEWS))
         rule = epochs_for(n, views)
@@ -148,9 +151,12 @@ class MaskStages:
             data.plan["epochs"] = rule
             return rule
         per_view = seconds_per_view(cand.params, data.X[cand.kind], [t.mask for t in data.y], len(data.labels))
-        # fold fits train on (k-1)/k of the photos, k of them: (k-1) photo-sets per configuration
-        photo_sets = (FOLDS - 1) * (n_candidates + 1) + 1
-        planned = PLANNED_SHARE * budget / max(1e-6, per_view * views * n * photo_sets)
+        # fold fits train on (k-1)/k of the photos, k of them: (k-1) photo-sets per candidate, then
+        # the final fit (the estimate reuses the selection's folds unless the budget allows more);
+        # what the backbone's views and the measurement took is gone from the budget already
+        photo_sets = (FOLDS - 1) * n_candidates + 1
+        left = budget - (time.perf_counter() - started)
+        planned = PLANNED_SHARE * left / max(1e-6, per_view * views * n * photo_sets)
         data.plan["epochs"] = int(np.clip(int(planned), 4, rule))
         data.plan["seconds_per_view"] = round(per_view, 5)
         return data.plan["epochs"]
@@ -170,13 +176,16 @@ class MaskStages:
                spec: TrainingSpec, budget: float | None, report: Callable[..., None]):
         """(chosen, candidates that ran, the record for result["selection"], the record again)."""
         start = time.perf_counter()
+        data.plan.setdefault("started", start)
         epochs = self._epochs(data, spec, candidates[0], len(candidates), budget)
         folds = [(train_idx[tr], train_idx[te]) for tr, te in _folds(len(train_idx), spec.seed)]
         scores, cut_at = [], None
         for i, cand in enumerate(candidates):
             spent = time.perf_counter() - start
-            if i > 0 and budget is not None and spent * (i + 1) / i > budget:
-                cut_at = i  # the next one would not fit in the budget at the pace so far
+            # the next candidate would not fit: its folds at the last one's pace, then the final fit
+            if i > 0 and budget is not None and \
+                    spent + scores[-1]["seconds"] * NEXT_COST * (1 + 1 / (FOLDS - 1)) > budget:
+                cut_at = i
                 break
             mark = time.perf_counter()
             oof = dict(self._oof(cand, data, folds, spec.seed, epochs,
@@ -195,6 +204,7 @@ class MaskStages:
         record = {"metric": "miou", "scores": scores, "chosen_index": chosen["index"], "cut_at": cut_at,
                   "rule": "one standard error", "epochs": epochs, "seconds": round(time.perf_counter() - start, 3)}
         ran = [candidates[s["index"]] for s in scores]
+        data.plan.setdefault("selection_seconds", record["seconds"])  # the run's own (not a nested fold's)
         return candidates[chosen["index"]], ran, record, record
 
     def select_recipe(self, *args, **kwargs):
@@ -224,38 +234,36 @@ class MaskStages:
         part alone while the budget allows (else the run's choice is scored, and the estimate says so)."""
         n, start = len(data.y), time.perf_counter()
         epochs = self._epochs(data, spec, chosen, len(ran), budget_s)
-        reused = data.plan.get("selection_oof", {}).get(chosen.label) if len(ran) == 1 else None
-        if reused is not None:
-            # one candidate ran, so no choice was made on the selection's folds: their out-of-fold
-            # masks are already an honest score of it (fitting three more decoders would add nothing)
+        # choosing again costs about two selections (three outer folds on two thirds of the photos
+        # each): only when what is left of the run's budget holds them
+        left = None if budget_s is None else budget_s - (start - data.plan.get("started", start))
+        reselected = len(ran) > 1 and (left is None or left > 2 * data.plan.get("selection_seconds", np.inf))
+        if len(ran) == 1:  # nothing was chosen on these photos: a plain cross-validation score is honest
+            how = (f"cross-validation over {FOLDS} folds of photos of the one candidate that ran within the time "
+                   "budget (no choice was made on these folds)")
+        elif reselected:
+            how = (f"nested cross-validation: {FOLDS} outer folds of photos; the model was chosen again inside "
+                   "each fold's training part, so no scored photo was used to choose or fit it")
+        else:
+            how = (f"cross-validation over {FOLDS} folds of photos of the chosen model; the time budget did not "
+                   f"allow choosing again inside each fold, so the choice among {len(ran)} candidates may flatter it")
+        reused = data.plan.get("selection_oof", {}).get(chosen.label)
+        if not reselected and reused is not None:
+            # its selection folds score it as well as three more fits would (the same caveat applies)
             return self._finish(data, sorted(reused.items()), {
-                "method": "cv", "description": f"cross-validation over {FOLDS} folds of photos of the one candidate "
-                                               "that ran within the time budget (no choice was made on these folds)",
-                "outer_folds": FOLDS, "chosen_per_fold": [chosen.label] * FOLDS, "seconds": 0.0})
+                "method": "cv", "description": how, "outer_folds": FOLDS, "chosen_per_fold": [chosen.label] * FOLDS,
+                "seconds": round(time.perf_counter() - start, 3)})
         outer = _folds(n, spec.seed + 1)
-        oof, winners, reselected = [], [], True
+        oof, winners = [], []
         for k, (tr, te) in enumerate(outer):
             cand = chosen
-            left = None if budget_s is None else budget_s - (time.perf_counter() - start)
-            # choosing again costs a selection per fold: only while half the budget is still left
-            if len(ran) > 1 and (left is None or left > budget_s / 2):
-                cand, *_ = self.select(ran, data, tr, spec, None if left is None else left / (len(outer) - k),
-                                       lambda f, c=None: None)
-            elif len(ran) > 1:
-                reselected = False
+            if reselected:
+                inner = None if left is None else (left - (time.perf_counter() - start)) / (len(outer) - k)
+                cand, *_ = self.select(ran, data, tr, spec, inner, lambda f, c=None: None)
             oof += self._oof(cand, data, [(tr, te)], spec.seed + k, epochs)
             winners.append(cand.label)
             if progress is not None:
                 progress((k + 1) / len(outer))
-        if len(ran) == 1:  # nothing was chosen on these photos: a plain cross-validation score is honest
-            how = (f"cross-validation over {len(outer)} folds of photos of the one candidate that ran within the time "
-                   "budget (no choice was made on these folds)")
-        elif reselected:
-            how = (f"nested cross-validation: {len(outer)} outer folds of photos; the model was chosen again inside "
-                   "each fold's training part, so no scored photo was used to choose or fit it")
-        else:
-            how = (f"cross-validation over {len(outer)} folds of photos of the chosen model; the time budget did not "
-                   f"allow choosing again inside each fold, so the choice among {len(ran)} candidates may flatter it")
         method = "nested_cv" if reselected and len(ran) > 1 else "cv"
         return self._finish(data, oof, {"method": method, "description": how,
                                         "outer_folds": len(outer), "chosen_per_fold": winners,
