@@ -281,9 +281,10 @@
   }
   // The label the API takes: the PNG and the colour of every class in it.
   async function maskLabel(ids, W, H, classes, colours) {
-    const present = new Set(ids);
+    const present = new Uint8Array(256);
+    for (let i = 0; i < ids.length; i++) present[ids[i]] = 1;
     const used = {};
-    classes.forEach((name, i) => { if (present.has(i)) used[name] = colours[name]; });
+    classes.forEach((name, i) => { if (present[i]) used[name] = colours[name]; });
     return { mask: await encodeMask(ids, W, H, classes, colours), colors: used };
   }
   // {class: fraction of the labelled pixels} of a mask.
@@ -300,13 +301,13 @@
 
   /**
    * A mask editor in ``host``.
-   * opts: src (image URL), fallback (URL tried when src does not load), classes (names by id; 1–9
-   * pick them), colors ({name: [r, g, b]}; the others get the VOC colour of their place), mask
-   * ({ids, classes} to start from: a stored or a predicted mask), title, saveText,
+   * opts: src (the photo's URL, at its own size: the mask has its pixels), classes (names by id;
+   * 1–9 pick them), colors ({name: [r, g, b]}; the others get the VOC colour of their place), mask
+   * ({ids, width, height, classes} to start from: a stored or a predicted mask), title, saveText,
    * onSave(label, editor) (may return a promise; its rejection's message is shown),
    * onCancel(), onChange().
-   * Returns {root, ready, value, label, classes, setTool, setClass, setSize, setOpacity, undo,
-   * redo, save, cancel, changed, focus, destroy, size}.
+   * Returns {root, ready, value (the ids), label, classes, colours, setTool, setClass, setSize,
+   * setOpacity, addClass, load, undo, redo, save, cancel, changed, focus, destroy, size}.
    */
   function createEditor(host, opts) {
     opts = Object.assign({ classes: [], colors: {}, title: "the photo", saveText: "Save mask" }, opts);
@@ -334,7 +335,7 @@
     const redoBtn = el("button", { type: "button", class: "btn small", text: "Redo", "aria-keyshortcuts": "Control+Shift+Z",
                                    onclick: () => { redo(); stage.focus(); } });
     const restBtn = el("button", { type: "button", class: "btn small", text: "Unpainted → background",
-                                   title: "Give every pixel nobody painted the first class",
+                                   title: "Give every pixel nobody painted the class background",
                                    onclick: () => { fillUnlabelled(); stage.focus(); } });
     const clearBtn = el("button", { type: "button", class: "btn small danger", text: "Clear",
                                     title: "Unpaint everything (undo brings it back)",
@@ -387,7 +388,6 @@
 
     // -- image and starting mask
     const ready = new Promise((resolve, reject) => {
-      let triedFallback = false;
       img.addEventListener("load", () => {
         W = img.naturalWidth; H = img.naturalHeight;
         ids = new Uint8Array(W * H).fill(UNLABELLED);
@@ -404,13 +404,12 @@
         const longest = Math.max(W, H);
         sizeIn.max = String(Math.max(16, Math.round(longest / 6)));
         setSize(Math.max(2, Math.round(longest / 40)));
-        setZoom(0);
+        setZoom(0, true);
         image = drawMask(canvas, ids, W, H, classes, colours);
         render();
         resolve();
       });
       img.addEventListener("error", () => {
-        if (opts.fallback && !triedFallback) { triedFallback = true; img.src = opts.fallback; return; }
         say("The photo could not be shown, so its mask cannot be painted here.");
         reject(new Error("image failed to load"));
       });
@@ -430,7 +429,6 @@
       paintInto(image, ids, W, lut || (lut = lookup(classes, colours)), area);
       canvas.getContext("2d").putImageData(image, 0, 0, area.x, area.y, area.w, area.h);
     }
-    function recolour() { lut = lookup(classes, colours); redraw({ x: 0, y: 0, w: W, h: H }); }
     // One undoable step: ``paint`` changes ids (and returns the rectangle it touched); the step
     // keeps that rectangle before and after.
     function step(paint, words) {
@@ -514,7 +512,7 @@
       canvas.style.opacity = String(opacity);
     }
     setOpacity(opacity);
-    function setZoom(dir) {
+    function setZoom(dir, quiet) {
       const i = ZOOMS.indexOf(zoom || 1);
       zoom = dir === 0 ? 0 : ZOOMS[clamp(i + dir, 0, ZOOMS.length - 1)];
       if (zoom <= 1 && dir < 0) zoom = 0;
@@ -530,7 +528,7 @@
         stage.style.width = `${Math.round(fitted * zoom)}px`;
       }
       zoomFit.setAttribute("aria-pressed", String(!zoom));
-      say(zoom ? `Zoom ${zoom}×.` : "Fitted to the window.");
+      if (!quiet) say(zoom ? `Zoom ${zoom}×.` : "Fitted to the window.");
     }
     function addClass(name) {
       name = String(name || "").trim();
