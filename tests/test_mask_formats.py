@@ -79,3 +79,30 @@ def test_an_incomplete_data_set_is_refused_saying_what_is_missing(tmp_path, miss
         (tmp_path / "photo.png").write_bytes(_photo())
     with pytest.raises(Invalid, match=words):
         list(read_masks(tmp_path))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_zip_of_masks_over_http_is_one_version_and_a_bad_mask_refuses_it(client, tmp_path):
+    import zipfile
+
+    names = ["background", "cup"]
+    ids = np.zeros((30, 40), np.uint8)
+    ids[5:15, 5:20] = 1
+
+    def archive(mask: bytes) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for stem in ("a", "b"):
+                z.writestr(f"kitchen/images/{stem}.png", _photo())
+                z.writestr(f"kitchen/masks/{stem}.png", mk.encode_png(ids, names) if stem == "a" else mask)
+            z.writestr("kitchen/classes.json", json.dumps(names))
+        return buf.getvalue()
+
+    api = "/api/v1/projects/kitchen"
+    client.post("/api/v1/projects", json={"name": "kitchen", "task": "semantic-segmentation"})
+    r = client.post(f"{api}/samples/archive", files={"file": ("kitchen.zip", archive(b"not a png"))})
+    assert r.status_code == 422 and "masks/b.png: not a PNG" in r.text, r.text
+    assert client.get(f"{api}/dataset-versions").json() == []
+    r = client.post(f"{api}/samples/archive", files={"file": ("kitchen.zip", archive(mk.encode_png(ids, names)))})
+    assert r.status_code == 201, r.text
+    assert r.json()["version"]["number"] == 1 and [s["label"] for s in r.json()["samples"]] == ["cup", "cup"]
