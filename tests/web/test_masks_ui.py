@@ -247,6 +247,65 @@ def test_paint_erase_undo_fill_polygon_and_save(open_editor):
     assert "Saved" in e.status()
 
 
+def test_keyboard_only(open_editor):
+    e = open_editor()
+    page = e.page
+    kb = page.keyboard
+    for _ in range(40):  # the toolbar's controls, then the photo
+        kb.press("Tab")
+        if page.evaluate("() => document.activeElement.classList.contains('mk-stage')"):
+            break
+    assert page.evaluate("() => document.activeElement.matches('.mk-stage:focus-visible')")
+
+    kb.press("Space")  # the cursor appears in the middle, saying what is there
+    assert e.status() == "320, 213: unpainted."
+    kb.press("3")  # sky; the brush is 16 px (1/40 of 640)
+    for _ in range(5):
+        kb.press("Shift+ArrowRight")  # 1% of the width = 6 px, painting along the way
+    assert e.status() == "Painted sky to 350, 213: sky."
+    ids = e.ids()
+    assert (ids[206:221, 320:351] == 2).all() and (ids[:204] == U).all() and (ids[223:] == U).all()
+    kb.press("Alt+ArrowLeft")  # one pixel
+    assert e.status().startswith("349, 213")
+    kb.press("Alt+ArrowRight")
+
+    # a polygon of tree, point by point
+    kb.press("4")
+    kb.press("p")
+    kb.press("Space")  # (350.5, 213.5)
+    for _ in range(10):
+        kb.press("ArrowDown")  # 1% of the height = 4 px
+    kb.press("Space")  # (350.5, 253.5)
+    for _ in range(10):
+        kb.press("ArrowRight")
+    kb.press("Space")  # (410.5, 253.5)
+    kb.press("Enter")
+    ids = e.ids()
+    assert ids[245, 380] == 3 and ids[225, 400] == U  # inside the triangle, and beyond its long side
+
+    # fill the unpainted rest with background from the top-left corner; undo, redo
+    kb.press("f")
+    kb.press("1")
+    for _ in range(70):
+        kb.press("ArrowLeft")  # (stops at the edge)
+    for _ in range(70):
+        kb.press("ArrowUp")
+    assert e.status() == "0, 0: unpainted."
+    kb.press("Space")
+    filled = e.ids()
+    assert (filled != U).all() and set(np.unique(filled)) == {0, 2, 3}
+    kb.press("Control+z")
+    assert (e.ids() == ids).all()
+    kb.press("Control+Shift+z")
+    assert (e.ids() == filled).all()
+
+    kb.press("Enter")  # save
+    page.wait_for_function("() => window.saved.length === 1")
+    saved = _decoded(page.evaluate("window.saved[0]"))
+    label = page.evaluate("window.saved[0]")
+    assert (_as_names(saved, list(label["colors"])) == _as_names(filled, CLASSES)).all()
+
+
 def test_zoomed_painting_lands_on_the_same_pixels(open_editor):
     e = open_editor()
     page = e.page

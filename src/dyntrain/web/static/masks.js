@@ -357,7 +357,8 @@
     const cursor = svg("circle", { class: "mk-cursor", r: "0", cx: "-100", cy: "-100" });
     const path = svg("polyline", { class: "mk-path", points: "" });
     const start = svg("circle", { class: "mk-start", r: "0" });
-    guide.append(path, start, cursor);
+    const cross = svg("path", { class: "mk-kb", d: "" }); // the keyboard's cursor
+    guide.append(path, start, cursor, cross);
     const stage = el("div", { class: "mk-stage", tabindex: "0", role: "application", "aria-roledescription": "mask editor",
                               "aria-label": `Mask of ${opts.title}`, "aria-describedby": `${uid}-help` }, img, canvas, guide);
     const wrap = el("div", { class: "mk-stage-wrap" }, stage);
@@ -371,6 +372,8 @@
       el("details", {}, el("summary", { text: "Keyboard shortcuts" }),
          el("ul", {}, ...[
            ["B / E / P / F", "brush / eraser / polygon / fill"], ["1–9", "paint with that class"],
+           ["Arrows", "move the cursor (Alt: by one pixel)"], ["Shift+Arrows", "paint (or erase) along the way"],
+           ["Space", "a dab of the brush, a polygon point, or fill, at the cursor"],
            ["[ and ]", "smaller / bigger brush"], ["+ / − / 0", "zoom in / out / fit"],
            ["Enter", "close the polygon, or save"], ["Backspace", "take back the polygon's last point"],
            ["Ctrl+Z / Ctrl+Shift+Z", "undo / redo"], ["Esc", "drop the polygon, or cancel"]]
@@ -597,6 +600,7 @@
       if (!W || (ev.pointerType === "mouse" && ev.button !== 0) || stroke || busy) return;
       ev.preventDefault();
       stage.focus({ preventScroll: true });
+      if (kb) { kb = null; showKb(); }
       const p = at(ev);
       if (tool === "fill") {
         const value = current;
@@ -669,6 +673,46 @@
     }
     function dropPolygon() { if (poly.length) { poly = []; drawPolygon(null); say("Polygon dropped."); } }
 
+    // -- the keyboard's cursor: arrows move it (Alt: by one pixel), Shift+arrows paint or erase
+    // along the way, Space acts where it is (a dab of the brush, a polygon point, a fill); the
+    // status line says where it is and what is painted there
+    let kb = null; // {x, y}: the centre of a photo pixel
+    function showKb() {
+      if (!kb) { cross.setAttribute("d", ""); showCursor(null); return; }
+      const r = Math.max(4, (W / (canvas.getBoundingClientRect().width || W)) * 8);
+      cross.setAttribute("d", `M${kb.x - r} ${kb.y}H${kb.x + r}M${kb.x} ${kb.y - r}V${kb.y + r}`);
+      showCursor(kb);
+    }
+    function moveKb(dx, dy, paint, fine) {
+      if (!W) return;
+      const sx = fine ? 1 : Math.max(1, Math.round(W / 100)), sy = fine ? 1 : Math.max(1, Math.round(H / 100));
+      const from = kb || { x: Math.floor(W / 2) + 0.5, y: Math.floor(H / 2) + 0.5 };
+      const to = kb ? { x: clamp(from.x + dx * sx, 0.5, W - 0.5), y: clamp(from.y + dy * sy, 0.5, H - 0.5) } : from;
+      kb = to;
+      showKb();
+      if (tool === "polygon") drawPolygon(kb);
+      let words = "";
+      if (paint && (tool === "brush" || tool === "eraser")) {
+        const value = tool === "eraser" ? UNLABELLED : current;
+        step(() => paintStroke(ids, W, H, from.x, from.y, to.x, to.y, size, value), "");
+        words = value === UNLABELLED ? "erased to " : `painted ${classes[value]} to `;
+      }
+      const here = ids[Math.floor(kb.y) * W + Math.floor(kb.x)];
+      say(`${sentenceCase(words)}${Math.floor(kb.x)}, ${Math.floor(kb.y)}: ${here === UNLABELLED ? "unpainted" : classes[here]}.`);
+    }
+    function actKb() {
+      if (!kb) { moveKb(0, 0, false, false); return; } // the first Space shows the cursor, in the middle
+      const p = { x: kb.x, y: kb.y, scale: W / (canvas.getBoundingClientRect().width || W) };
+      if (tool === "polygon") { addPoint(p); return; }
+      const value = tool === "eraser" ? UNLABELLED : current;
+      if (tool === "fill") {
+        if (!step(() => floodFill(ids, W, H, p.x, p.y, value), `Filled an area with ${classes[value]}.`)) say(`That area is ${classes[value]} already.`);
+        return;
+      }
+      step(() => paintStroke(ids, W, H, p.x, p.y, p.x, p.y, size, value), value === UNLABELLED ? "Erased." : `Painted ${classes[value]}.`);
+    }
+    const sentenceCase = (t) => t.charAt(0).toUpperCase() + t.slice(1);
+
     // -- keyboard
     stage.addEventListener("keydown", (ev) => {
       if (ev.target !== stage) return;
@@ -676,7 +720,12 @@
       let done = true;
       if (mod && (k === "z" || k === "Z")) ev.shiftKey ? redo() : undo();
       else if (mod && (k === "y" || k === "Y")) redo();
-      else if (mod || ev.altKey) done = false; // the browser's and the system's shortcuts
+      else if (mod || (ev.altKey && !k.startsWith("Arrow"))) done = false; // the browser's and the system's shortcuts
+      else if (k.startsWith("Arrow")) {
+        const d = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[k];
+        if (d) moveKb(d[0], d[1], ev.shiftKey, ev.altKey); else done = false;
+      }
+      else if (k === " ") actKb();
       else if (k === "Escape") { if (poly.length) dropPolygon(); else cancel(); }
       else if (k === "Enter") { if (poly.length) closePolygon(); else save(); }
       else if (k === "Backspace" && poly.length) { poly.pop(); drawPolygon(null); say(`${plural(poly.length, "point")} left.`); }
