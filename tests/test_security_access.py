@@ -212,6 +212,7 @@ EXPECTED_PERMISSIONS = {
     ("GET", P + "/models/{version}"): "read",
     ("GET", P + "/models/{version}/file"): "read",
     ("POST", P + "/models/{version}/promote"): "edit",
+    ("POST", P + "/samples/archive"): "edit",
     ("POST", P + "/interactions"): "edit",
     ("POST", P + "/interactions/import"): "edit",
     ("GET", P + "/interactions"): "read",

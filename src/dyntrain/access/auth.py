@@ -119,7 +119,7 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         ("PATCH", "/classes/{label}"), ("POST", "/dataset-versions/{number}/restore"),
         ("POST", "/jobs/{job_id}/cancel"), ("POST", "/models"), ("POST", "/models/{version}/promote"),
         ("POST", "/predictions/{prediction_id}/add-to-training"), ("POST", "/rollback"), ("POST", "/samples"),
-        ("POST", "/samples/csv"), ("POST", "/samples/rows"), ("POST", "/samples/texts"),
+        ("POST", "/samples/archive"), ("POST", "/samples/csv"), ("POST", "/samples/rows"), ("POST", "/samples/texts"),
         ("DELETE", "/samples/{sample_id}"), ("PATCH", "/samples/{sample_id}"), ("POST", "/train"),
         # the labelling queue: unlabelled uploads wait, confirmed ones become one version
         ("POST", "/unlabelled"), ("POST", "/unlabelled/texts"), ("POST", "/unlabelled/rows"),
