@@ -125,6 +125,12 @@ def test_interactions_train_serve_and_learn_from_what_people_chose(loop_server, 
     wait_for(lambda: api.get("/projects/shop/recommend", params={"user": person}).json()["model_version"] == second,
              timeout=30)
 
+    # the pages render the project, its try page and the run report
+    for page in ("/projects/shop", "/projects/shop/try", f"/projects/shop/runs/{job['run_id']}"):
+        r = httpx.get(loop_server.url + page)
+        assert r.status_code == 200, (page, r.text[-500:])
+    assert "NDCG" in r.text
+
     # the dyntrain recommend / similar commands
     r = runner.invoke(app, ["recommend", "shop", "--user", person, "-n", "3", "--url", loop_server.url])
     assert r.exit_code == 0 and f"model v{second}" in r.output, r.output
