@@ -13,11 +13,15 @@ democrat vs republican; long documents, median ~3,200 characters, up to 22,000).
 For each dataset, k per class (5/10/20) and seed (3), k per class are drawn from the pool and:
 
 * **selection** runs as in a training run (:func:`dyntrain.learners.select`, the task's
-  default candidate list, ``--budget``), under both rules: ``one_se`` (what dyntrain uses) and
-  ``best`` (highest mean CV macro-F1, the old rule); **ensemble** is a soft vote of the three
-  best-scoring candidates, measured to compare;
+  default candidate list, ``--budget``, the default rule ``soft_vote``: a soft vote of the top
+  candidates unless :func:`~dyntrain.learners.selection.prefers_soft_vote` says it adds nothing,
+  else the one-SE pick); measured beside it, from the same fits: the **one-SE** pick alone, the
+  **highest mean** (the oldest rule), and a soft vote used **always**, of the top 3
+  configurations or of the best configurations of the top 3 learners (each vote's test
+  probabilities are the mean of its members', each fitted on the k-shot set);
 * **shown estimate** = :func:`dyntrain.training.classes.nested_estimate` (what a small-data
-  run now shows) with its 95% interval; **old shown** = the winner's own CV accuracy;
+  run now shows: selection, the vote rule included, re-run inside each outer fold) with its 95%
+  interval; **old shown** = the highest-mean candidate's own CV accuracy;
 * **test** = accuracy on a held-out test set (never in any draw) of the chosen configuration
   fitted on the k-shot set; every candidate that ran is scored the same way, and the **best
   single learner** is the learner (its default-list configuration) with the highest mean test
@@ -49,6 +53,7 @@ from text_accuracy import movie_split  # noqa: E402
 
 from dyntrain import learners  # noqa: E402
 from dyntrain.learners import selection  # noqa: E402
+from dyntrain.learners.ensemble import NAME as ENSEMBLE  # noqa: E402
 from dyntrain.learners.text import TEXT_EMBED, TEXT_RAW, TextEncoder  # noqa: E402
 from dyntrain.training.featurize import default_candidates  # noqa: E402
 from dyntrain.training.classes import nested_estimate  # noqa: E402
@@ -133,9 +138,12 @@ def run_one(ds: str, data: Data, tr: np.ndarray, seed: int, args) -> dict:
     for s in ok:
         c = s.candidate
         proba[c.label] = selection.holdout_score(c, data.X[c.kind][tr], y[tr], data.X[c.kind][te], y[te], n).proba
-    acc = {label: float((p.argmax(1) == y[te]).mean()) for label, p in proba.items()}
-    top = sorted(ok, key=lambda s: (-s.macro_f1_mean, s.index))[:3]
-    ensemble = float((np.mean([proba[s.candidate.label] for s in top], axis=0).argmax(1) == y[te]).mean())
+    # a vote's members are fitted on the k-shot set independently: its probabilities are their mean
+    vote_proba = lambda members: np.mean([proba[m.candidate.label] for m in members], axis=0)  # noqa: E731
+    accuracy = lambda p: float((p.argmax(1) == y[te]).mean())  # noqa: E731
+    acc = {label: accuracy(p) for label, p in proba.items()}
+    if sel.ensemble is not None:
+        acc[sel.ensemble.candidate.label] = accuracy(vote_proba(selection.vote_members(ok)))
     singles = {}
     for s in ok:  # each learner alone = its first (default) configuration in the list
         singles.setdefault(s.candidate.learner, acc[s.candidate.label])
@@ -147,11 +155,29 @@ def run_one(ds: str, data: Data, tr: np.ndarray, seed: int, args) -> dict:
     m = nested_estimate(sel.ran, prepared, spec, chosen=sel.chosen, budget_s=args.budget)
     nested_s = time.perf_counter() - t
     best = sel.scores[sel.best_index]
+    voted = sel.chosen.learner == ENSEMBLE
     return {"test": acc[sel.chosen.label], "estimate": m["accuracy"], "interval": m["interval"]["accuracy"],
-            "old_shown": best.accuracy_mean, "old_test": acc[best.candidate.label], "ensemble": ensemble,
-            "singles": singles, "chosen": sel.chosen.label, "ran": len(sel.scores), "n_test": len(te),
-            "n_train": len(tr),
-            "seconds": {"selection": sel_s, "nested": nested_s}}
+            "old_shown": best.accuracy_mean, "old_test": acc[best.candidate.label],
+            "one_se_test": acc[sel.scores[sel.one_se_index].candidate.label],
+            "vote_configs": accuracy(vote_proba(selection.vote_members(ok, per_learner=False))),
+            "vote_learners": accuracy(vote_proba(selection.vote_members(ok, per_learner=True))),
+            "rule_learners": _rule_with_learner_votes(sel, ok, y[tr], n, seed, args, acc, vote_proba, accuracy),
+            "singles": singles, "chosen": f"soft vote of {len(sel.chosen.params['members'])}" if voted
+            else sel.chosen.label, "voted": voted, "ran": len(sel.scores), "n_test": len(te), "n_train": len(tr),
+            "fold_votes": sum(w.startswith("soft vote") for w in m["estimate"]["chosen_per_fold"]),
+            "folds": len(m["estimate"]["chosen_per_fold"]), "seconds": {"selection": sel_s, "nested": nested_s}}
+
+
+def _rule_with_learner_votes(sel, ok, y_tr, n, seed, args, acc, vote_proba, accuracy) -> float:
+    """Test accuracy of dyntrain's rule had the vote's members been the top 3 learners' best
+    configurations (ENSEMBLE_PER_LEARNER) — measured to choose between the two."""
+    members = selection.vote_members(ok, per_learner=True)
+    folds, _ = selection.make_folds(y_tr, n_splits=args.splits, seed=seed)  # = select's folds
+    vote = selection.soft_vote_score(members, y_tr, folds, n_classes=n, index=len(sel.scores))
+    single = sel.scores[sel.one_se_index]
+    if vote is not None and selection.prefers_soft_vote(vote, single)[0]:
+        return accuracy(vote_proba(members))
+    return acc[single.candidate.label]
 
 
 # -- report ------------------------------------------------------------------------------
@@ -179,12 +205,20 @@ def render(results: dict, sources: dict, args, elapsed: float) -> str:
         rows.append([c[0], c[1], pts(mean("estimate")),
                      f"{pts(np.mean([r['interval'][0] for r in rs]))}-{pts(np.mean([r['interval'][1] for r in rs]))}",
                      pts(mean("test")), pts(float(np.mean([abs(r["estimate"] - r["test"]) for r in rs]))),
-                     pts(mean("old_shown")), pts(mean("old_test")), pts(mean("ensemble")),
+                     pts(mean("old_shown")), pts(mean("one_se_test")), pts(mean("old_test")),
+                     pts(mean("vote_configs")), pts(mean("vote_learners")),
                      f"{best_name.split('.')[-1]} {pts(learner_means[best_name])}",
                      ", ".join(sorted({r["chosen"] for r in rs}))])
-    rule_means = {"one-SE rule": np.mean([r["test"] for r in runs]), "highest mean": np.mean([r["old_test"] for r in runs]),
-                  "soft-vote ensemble of the top 3": np.mean([r["ensemble"] for r in runs])}
+    rule_means = {"dyntrain's rule (soft vote unless it adds nothing)": np.mean([r["test"] for r in runs]),
+                  "one-SE rule": np.mean([r["one_se_test"] for r in runs]),
+                  "highest mean": np.mean([r["old_test"] for r in runs]),
+                  "the same rule voting with the top 3 learners' best configurations":
+                      np.mean([r["rule_learners"] for r in runs]),
+                  "always a soft vote of the top 3 configurations": np.mean([r["vote_configs"] for r in runs]),
+                  "always a soft vote of the top 3 learners' best configurations":
+                      np.mean([r["vote_learners"] for r in runs])}
     winner = max(rule_means, key=rule_means.get)
+    vote_gain = [r["test"] - r["one_se_test"] for r in runs if r["voted"]]
     gap = float(np.mean(gaps))
     lines = [
         f"Mean |shown estimate − test accuracy| over {len(runs)} runs: **{pts(gap)} points** "
@@ -205,12 +239,18 @@ def render(results: dict, sources: dict, args, elapsed: float) -> str:
          + "; ".join(short) + "."),
         "Mean test accuracy by selection rule: " + ", ".join(f"{k} {pts(v)}" for k, v in rule_means.items())
         + f" — best: **{winner}**.",
+        f"dyntrain's rule chose a soft vote in {len(vote_gain)} of {len(runs)} runs"
+        + (f", {pts(float(np.mean(vote_gain)))} points above the one-SE pick on average there "
+           f"(better in {sum(g > 0 for g in vote_gain)}, worse in {sum(g < 0 for g in vote_gain)})" if vote_gain else "")
+        + f"; inside the nested estimate's outer folds it chose one in {sum(r['fold_votes'] for r in runs)} of "
+        f"{sum(r['folds'] for r in runs)} folds.",
     ]
     for ds in dict.fromkeys(c[0] for c in cells):
         d = [abs(r["estimate"] - r["test"]) for c in cells if c[0] == ds for r in results[c]]
         lines.append(f"{ds}: mean |estimate − test| {pts(float(np.mean(d)))} points.")
     head = ["dataset", "k", "shown estimate", "95% interval (mean)", "test acc.", "mean abs gap", "old shown",
-            "old rule test", "ensemble test", "best single (test)", "chosen"]
+            "one-SE test", "highest-mean test", "vote top-3 configs", "vote top-3 learners", "best single (test)",
+            "chosen"]
     notes = "\n".join(f"* {ds}: {src}" for ds, src in sources.items())
     return (f"{len(runs)} runs ({', '.join(f'k={k}' for k in args.ks)}; {args.seeds} seeds; {args.splits}-fold CV; "
             f"time budget {args.budget:g} s per selection and per nested estimate), {elapsed / 60:.1f} min in all. "
@@ -251,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[(ds, k)].append(r)
                 print(f"  {ds} k={k} seed={seed}: shown {pts(r['estimate'])} [{pts(r['interval'][0])}-"
                       f"{pts(r['interval'][1])}] test {pts(r['test'])} (n={r['n_test']}) | old shown "
-                      f"{pts(r['old_shown'])} test {pts(r['old_test'])} | ensemble {pts(r['ensemble'])} | "
+                      f"{pts(r['old_shown'])} test {pts(r['old_test'])} | one-SE {pts(r['one_se_test'])} | votes "
+                      f"{pts(r['vote_configs'])}/{pts(r['vote_learners'])} | "
                       f"chosen {r['chosen']} of {r['ran']} | {r['seconds']['selection']:.0f}+"
                       f"{r['seconds']['nested']:.0f} s", flush=True)
     body = render(results, sources, args, time.perf_counter() - start)

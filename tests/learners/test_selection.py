@@ -10,6 +10,7 @@ import pytest
 from dyntrain import learners
 from dyntrain.kernel.errors import Cancelled, Invalid
 from dyntrain.learners import Candidate, select
+from dyntrain.learners import selection
 from dyntrain.learners.selection import choose_one_se
 
 CHEAP = [
@@ -86,7 +87,9 @@ def test_budget_cuts_only_at_a_candidate_boundary(digits_small):
     assert all(s.error is None and len(s.fold_macro_f1) == result.n_splits for s in result.scores)
     assert result.ran == CHEAP[:3]
     record = json.loads(json.dumps(result.to_dict()))
-    assert record["cut_at"] == 3 and len(record["scores"]) == 3
+    # the three that ran, then their soft vote scored on the same folds
+    assert record["cut_at"] == 3 and len(record["scores"]) == 4 and record["ensemble_index"] == 3
+    assert record["scores"][3]["label"] == result.ensemble.candidate.label
     assert record["chosen"] == result.chosen.to_dict()
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -108,7 +111,7 @@ def test_selection_is_deterministic_and_replayable(digits_small):
     strip = lambda r: [(s.candidate, s.fold_macro_f1, s.fold_accuracy) for s in r.scores]  # noqa: E731
     assert strip(a) == strip(b) and a.chosen_index == b.chosen_index
     best = max(s.macro_f1_mean for s in a.scores)
-    assert a.scores[a.best_index].macro_f1_mean == best and a.rule == "one_se"
+    assert a.scores[a.best_index].macro_f1_mean == best and a.rule == "soft_vote"
     assert a.best_index == min(s.index for s in a.scores if s.macro_f1_mean == best)  # ties -> earlier
     plain = select(CHEAP, digits_small["X"], digits_small["y"], n_classes=5, seed=1, rule="best")
     assert plain.chosen_index == plain.best_index == a.best_index
@@ -198,8 +201,13 @@ def test_select_records_the_rule_and_the_highest_mean(digits_small):
              Candidate("image.pixel_logreg", {"C": 0.1})]
     r = select(cands, digits_small["X"], digits_small["y"], n_classes=5, seed=0)
     scored = [(s.index, s.candidate, s.macro_f1_mean, s.fold_macro_f1) for s in r.scores]
-    assert r.chosen_index == choose_one_se(scored)
-    assert r.to_dict()["rule"] == "one_se" and r.to_dict()["best_index"] == r.best_index
+    assert r.one_se_index == choose_one_se(scored)
+    voted, _ = selection.prefers_soft_vote(r.ensemble, r.scores[r.one_se_index])
+    assert r.chosen_index == (r.ensemble.index if voted else r.one_se_index)
+    record = r.to_dict()
+    assert record["rule"] == "soft_vote" and record["best_index"] == r.best_index and record["reason"] == r.reason
+    one_se = select(cands, digits_small["X"], digits_small["y"], n_classes=5, seed=0, rule="one_se")
+    assert one_se.chosen_index == r.one_se_index and one_se.ensemble is None
     with pytest.raises(Invalid):
         select(cands, digits_small["X"], digits_small["y"], n_classes=5, rule="luck")
 

@@ -18,7 +18,8 @@ def _select(extractor, images, y, n_classes, prefix, budget):
     keys = [f"{prefix}-{i}" for i in range(len(y))]
     cands = learners.default_candidates(len(y), n_classes, time_budget_s=0)  # no fine-tuning
     X = extractor.features_by_kind(learners.required_kinds(cands), keys, lambda k: images[keys.index(k)])
-    result = learners.select(cands, X, y, n_classes=n_classes, seed=0, time_budget_s=budget, n_splits=3)
+    # which single learner the data favours: the one-SE pick, without the soft vote over the top ones
+    result = learners.select(cands, X, y, n_classes=n_classes, seed=0, time_budget_s=budget, n_splits=3, rule="one_se")
     best = {}
     for s in result.scores:
         best[s.candidate.learner] = max(best.get(s.candidate.learner, 0.0), s.macro_f1_mean)

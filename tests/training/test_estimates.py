@@ -40,7 +40,7 @@ def test_on_pure_noise_the_shown_estimate_is_near_chance_while_the_winners_cv_sc
         sel = select(CANDIDATES, X, y, n_classes=2, seed=0)
         m = nested_estimate(sel.ran, _prepared(X, y), TrainingSpec(1), chosen=sel.chosen)
         shown.append(m["accuracy"])
-        winner_cv.append(sel.scores[sel.chosen_index].accuracy_mean)  # what the old run page showed
+        winner_cv.append(sel.chosen_score.accuracy_mean)  # what the old run page showed
         assert m["estimate"]["method"] == "nested_cv" and len(m["predictions"]) == len(y)
         lo, hi = m["interval"]["accuracy"]
         assert lo < 0.5 < hi  # chance is inside the range shown
@@ -94,3 +94,34 @@ def test_small_regression_runs_show_a_nested_estimate_with_intervals(tmp_path):
         lo, hi = m["interval"][key]
         assert lo <= m[key] <= hi
     assert out.card["metrics"]["interval"] == m["interval"]
+
+
+def test_the_nested_estimate_reruns_the_vote_rule_inside_each_outer_fold(monkeypatch):
+    """Two independent noisy views: inner selection votes; the vote a fold chose is fitted on
+    that fold's training part (both kinds side by side) and scores only its hidden part."""
+    rng = np.random.default_rng(2)
+    n = 60
+    y = np.arange(n) % 3
+    X = {"lite0.pooled": rng.normal(size=(n, 1280)).astype(np.float32),
+         "pixels.gray32": rng.normal(size=(n, 32, 32)).astype(np.float32)}
+    X["lite0.pooled"][np.arange(n), y] += 3.5
+    X["pixels.gray32"][np.arange(n), 0, y] += 4.0
+    cands = [Candidate("image.linear_probe", {"C": 1.0}), Candidate("image.pixel_logreg", {"C": 0.1})]
+    sel = select(cands, X, y, n_classes=3, seed=0)
+    assert sel.chosen.learner == "ensemble.soft_vote"
+    rules = []
+    real = selection.select
+
+    def spy(candidates, X_by_kind, y_, **kw):
+        result = real(candidates, X_by_kind, y_, **kw)
+        rules.append(result.rule)
+        return result
+
+    monkeypatch.setattr(pipeline.selection, "select", spy)
+    prepared = Prepared(["a", "b", "c"], y, list(range(n)), [f"h{i}" for i in range(n)], X,
+                        {"mode": "cv", "holdout": [False] * n, "reason": "test"})
+    m = nested_estimate(sel.ran, prepared, TrainingSpec(1), chosen=sel.chosen)
+    winners = m["estimate"]["chosen_per_fold"]
+    assert rules == ["soft_vote"] * len(winners)  # the run's own rule, in every outer fold
+    assert sum(w.startswith("soft vote of") for w in winners) >= 3
+    assert len(m["predictions"]) == n and m["accuracy"] > 0.6

@@ -43,7 +43,8 @@ def test_run_records_everything_and_onnx_reproduces_probabilities(tmp_path):
                  progress=lambda stage, f, cand: stages.append((stage, f, cand)))
     r = out.result
     assert r["evaluation"]["mode"] == "cv" and "cross-validation" in r["evaluation"]["reason"]
-    assert len(r["selection"]["scores"]) == 3
+    # the three candidates, then their soft vote (scored from their out-of-fold probabilities)
+    assert len(r["selection"]["scores"]) == 4 and r["selection"]["ensemble_index"] == 3
     assert all(s["macro_f1_mean"] is not None and s["seconds"] > 0 for s in r["selection"]["scores"])
     m = r["metrics"]
     assert set(m["per_class"]) == {"digit-0", "digit-1", "digit-7"}

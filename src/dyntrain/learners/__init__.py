@@ -46,6 +46,7 @@ from .tabular import (TABLE, TabularHGB, TabularHGBRegressor, TabularLinear, Tab
 from .detector import CenterNetDetector  # noqa: E402  isort: skip
 from .recommenders import (ALSRecommender, ItemKNNRecommender, PopularityRecommender,  # noqa: E402  isort: skip
                            SVDRecommender)
+from .ensemble import SoftVote  # noqa: E402  isort: skip
 from .segmenter import Segmenter  # noqa: E402  isort: skip
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "TabularLinear",
     "TabularRidge",
     "CenterNetDetector",
+    "SoftVote",
     "Segmenter",
     "infer_schema",
     "regression_metrics",

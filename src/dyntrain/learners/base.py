@@ -102,12 +102,31 @@ class Learner(abc.ABC):
     contract: ClassVar[str] = "classifier"
     #: True if the learner trains epoch by epoch and records :attr:`curves`.
     epochs_based: ClassVar[bool] = False
+    #: True for a learner made of other learners' configurations (the soft vote): never a
+    #: candidate of its own, selection builds it from the candidates that ran.
+    composite: ClassVar[bool] = False
 
     n_classes_: int
     curves: list[dict[str, float]]
 
     def __init__(self) -> None:  # subclasses define their own keyword-only hyperparameters
         self.curves = []
+
+    # -- what a configuration is made of (a learner of learners answers for its parts) ---
+    @classmethod
+    def kind_for(cls, params: dict[str, Any]) -> str:
+        """The feature kind a learner with these hyperparameters consumes."""
+        return cls.input_kind
+
+    @classmethod
+    def made_of(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """The registered learners a learner with these hyperparameters consists of."""
+        return (cls.name,)
+
+    @classmethod
+    def describe(cls, params: dict[str, Any]) -> str | None:
+        """A label in place of ``name(params)``, or None for that default."""
+        return None
 
     # -- hyperparameters -------------------------------------------------------------
     @classmethod

@@ -44,11 +44,20 @@ class Candidate:
 
     @property
     def kind(self) -> str:
-        """The feature kind this candidate's learner consumes."""
-        return self.learner_class.input_kind
+        """The feature kind this candidate's learner consumes (an ensemble's may be composite,
+        see :func:`~dyntrain.learners.features.composite_kind`)."""
+        return self.learner_class.kind_for(self.params)
+
+    @property
+    def learners(self) -> tuple[str, ...]:
+        """The registered learners it is made of: itself, or an ensemble's members."""
+        return self.learner_class.made_of(self.params)
 
     @property
     def label(self) -> str:
+        custom = self.learner_class.describe(self.params)
+        if custom is not None:
+            return custom
         args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.params.items()))
         return f"{self.learner}({args})"
 
@@ -153,6 +162,8 @@ def required_kinds(candidates: Sequence[Candidate]) -> list[str]:
     >>> required_kinds(default_candidates(30, 3, 10))
     ['lite0.pooled', 'pixels.gray32']
     """
-    return list(dict.fromkeys(c.kind for c in candidates))
+    from .features import base_kinds
+
+    return base_kinds(c.kind for c in candidates)
 
 

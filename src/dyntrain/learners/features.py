@@ -8,6 +8,11 @@ A *kind* names what a learner consumes:
 * ``"pixels.gray32"`` — float32 [32,32] in 0..1, greyscale box-downsampled pixels (small
   CNN, pixel logistic regression); pure numpy, no backbone.
 
+A *composite* kind (``"lite0.pooled+pixels.gray32"``, :func:`composite_kind`) is several kinds side
+by side, for a learner made of several (the soft-vote ensemble): one structured array with a field
+per kind, so rows are still indexed, sliced and concatenated like any feature array.
+:class:`FeatureSet` holds features by kind and builds a composite kind when asked for it.
+
 Features are cached per (key, kind, backbone id, :data:`dyntrain.codecs.imaging.PREPROCESSING`) as
 one ``.npy`` file. ``key`` is opaque to us: the caller passes a blob sha256, or
 ``sha256 + augmentation id`` for an augmented copy. A cache file that cannot be read or has
@@ -44,6 +49,9 @@ __all__ = [
     "FeatureExtractor",
     "gray32",
     "l2_normalize",
+    "composite_kind",
+    "base_kinds",
+    "FeatureSet",
 ]
 
 POOLED = "lite0.pooled"
@@ -69,6 +77,57 @@ KINDS: dict[str, KindSpec] = {
     ACTIVATION: KindSpec(bb.ACTIVATION_SHAPE, bb.ACTIVATION, "v1"),
     GRAY32: KindSpec((32, 32), None, "gray32-box7-v1"),
 }
+
+#: Joins the kinds of a composite kind (no feature kind name contains it).
+KIND_SEPARATOR = "+"
+
+
+def composite_kind(kinds: Iterable[str]) -> str:
+    """The kind of features several kinds side by side (one kind stays itself).
+
+    >>> composite_kind(["pixels.gray32", "lite0.pooled", "pixels.gray32"])
+    'lite0.pooled+pixels.gray32'
+    >>> composite_kind(["lite0.pooled"])
+    'lite0.pooled'
+    """
+    return KIND_SEPARATOR.join(sorted(set(kinds)))
+
+
+def base_kinds(kinds: Iterable[str]) -> list[str]:
+    """The plain kinds that ``kinds`` (composite or not) are made of, in first-use order.
+
+    >>> base_kinds(["lite0.pooled+pixels.gray32", "pixels.gray32", "text.raw"])
+    ['lite0.pooled', 'pixels.gray32', 'text.raw']
+    """
+    return list(dict.fromkeys(k for kind in kinds for k in kind.split(KIND_SEPARATOR)))
+
+
+class FeatureSet(dict):
+    """Features by kind (a dict) that also answers composite kinds, built once from their parts.
+
+    >>> fs = FeatureSet({"a.x": np.zeros((2, 3), np.float32), "b.y": np.array(["s", "t"], dtype=object)})
+    >>> both = fs["a.x+b.y"]
+    >>> both.shape, both["a.x"].shape, list(both[[1]]["b.y"])
+    ((2,), (2, 3), ['t'])
+    """
+
+    def __missing__(self, kind: str) -> np.ndarray:
+        parts = kind.split(KIND_SEPARATOR)
+        if len(parts) < 2:
+            raise KeyError(kind)
+        arrays = {k: self[k] for k in parts}
+        n = {len(v) for v in arrays.values()}
+        if len(n) != 1:
+            raise Invalid(f"features of kinds {parts} have different numbers of rows ({sorted(n)})")
+        # strings (text.raw) stay Python objects: a fixed-width field would pad every row to the longest text
+        dtype = np.dtype([(k, object if v.dtype.kind in "OUS" else v.dtype, v.shape[1:])
+                          for k, v in arrays.items()])
+        out = np.empty(n.pop(), dtype)
+        for k, v in arrays.items():
+            out[k] = v
+        self[kind] = out
+        return out
+
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._+-]{1,128}$")
 LoadFn = Callable[[str], np.ndarray]

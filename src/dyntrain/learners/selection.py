@@ -3,10 +3,17 @@
 No single learner wins everywhere (a linear probe on Lite0 features wins on photos, a small
 CNN or raw pixels on tiny grey digits), so each training run cross-validates a fixed,
 cheap-first list of candidates (each linear head at several strengths C). Few-shot CV scores
-are noisy, so the winner is chosen by the one-standard-error rule (:func:`choose_one_se`):
-each learner is represented by its best-scoring configuration, and among learners within one
-standard error of the overall best the simplest (linear before nets) wins; ties: the higher
-mean, then the earlier, cheaper one. A time budget can cut the list, but only between candidates and never before three
+are noisy, so no single winner is trusted on its own score:
+
+* the one-standard-error rule (:func:`choose_one_se`) picks one candidate: each learner is
+  represented by its best-scoring configuration, and among learners within one standard error
+  of the overall best the simplest (linear before nets) wins; ties: the higher mean, then the
+  earlier, cheaper one;
+* a soft vote of the top :data:`ENSEMBLE_SIZE` candidates (:mod:`~dyntrain.learners.ensemble`)
+  is scored on the same folds from the members' out-of-fold probabilities (no refitting), and
+  chosen over the one-SE pick unless :func:`prefers_soft_vote` says it adds nothing.
+
+A time budget can cut the list, but only between candidates and never before three
 have run; the cut is recorded, and re-running ``result.ran`` replays the same scores.
 (The cut itself depends on the clock; the scores of the candidates that ran do not.)
 
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -52,22 +59,29 @@ __all__ = [
     "fit_candidate",
     "holdout_score",
     "choose_one_se",
+    "vote_members",
+    "soft_vote_score",
+    "prefers_soft_vote",
     "standard_error",
     "MIN_CANDIDATES",
+    "ENSEMBLE_SIZE",
     "RULES",
 ]
 
 #: Candidates that always run, whatever the budget.
 MIN_CANDIDATES = 3
-#: How select() picks the winner: "one_se" (default, see choose_one_se) or "best" (the highest
-#: mean, kept to measure the rule against in benchmarks/estimates.py).
-#: Measured there (36 few-shot runs, 4 datasets, k = 5/10/20, mean test accuracy): one-SE rule
-#: 74.9%, highest mean 74.9%, soft-vote ensemble of the top 3 candidates 76.8% (the gain is on
-#: MNIST, +6 to +9 points, where the top 3 mix Lite0 and pixel features). The ensemble is the
-#: better rule but needs a learner spanning several feature kinds (one ONNX graph, recipes per
-#: kind), which the pipeline does not have yet; until then the one-SE rule stays: it costs
-#: nothing measurable and keeps a noisily-leading CNN from winning.
-RULES = ("one_se", "best")
+#: How select() picks: "soft_vote" (default: the soft vote of the top candidates unless
+#: prefers_soft_vote says no, then the one-SE pick), "one_se" (see choose_one_se) or "best" (the
+#: highest mean); the last two are kept to measure the default against in benchmarks/estimates.py.
+#: Measured there before the vote shipped (36 few-shot runs, 4 datasets, k = 5/10/20, mean test
+#: accuracy): one-SE rule 74.9%, highest mean 74.9%, soft vote of the top 3 candidates 76.8% (the
+#: gain is on MNIST, +6 to +9 points, where the top 3 mix Lite0 and pixel features; elsewhere
+#: within a point either way). benchmarks/RESULTS.md has the current figures.
+RULES = ("soft_vote", "one_se", "best")
+#: Members of the soft vote: the top ENSEMBLE_SIZE candidates by mean CV macro-F1 — configurations
+#: (two strengths of one learner may both vote) or, with ENSEMBLE_PER_LEARNER, each learner's best.
+ENSEMBLE_SIZE = 3
+ENSEMBLE_PER_LEARNER = False
 SelectionProgress = Callable[[float, "Candidate"], None]
 
 
@@ -85,9 +99,13 @@ class CandidateScore:
     fold_accuracy: list[float]
     seconds: float
     error: str | None = None
+    #: out-of-fold class probabilities [n, n_classes] (NaN on rows no fold scored): what the
+    #: soft vote is scored from; not recorded with the run
+    oof: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("oof")
         d["candidate"] = self.candidate.to_dict()
         d["label"] = self.candidate.label
         return d
@@ -107,22 +125,36 @@ class SelectionResult:
     n_candidates: int
     best_index: int | None = None  # the highest mean (== chosen_index unless the rule moved it)
     rule: str = "best"
+    one_se_index: int | None = None  # the one-standard-error pick
+    #: the soft vote of the top candidates, scored on the same folds (index len(scores)), if built
+    ensemble: CandidateScore | None = None
+    reason: str = ""  # why the chosen one, in a sentence
+
+    @property
+    def chosen_score(self) -> CandidateScore:
+        if self.ensemble is not None and self.chosen_index == self.ensemble.index:
+            return self.ensemble
+        return self.scores[self.chosen_index]
 
     @property
     def chosen(self) -> Candidate:
-        return self.scores[self.chosen_index].candidate
+        return self.chosen_score.candidate
 
     @property
     def ran(self) -> list[Candidate]:
-        """The candidates that ran, in order: pass them to :func:`select` to replay."""
+        """The candidates that ran, in order: pass them to :func:`select` to replay (the soft
+        vote is built again from their scores)."""
         return [s.candidate for s in self.scores]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable record for the run."""
+        """JSON-serialisable record for the run; the soft vote, when built, is the last score."""
         return {
             "chosen_index": self.chosen_index,
             "chosen": self.chosen.to_dict(),
             "best_index": self.best_index,
+            "one_se_index": self.one_se_index,
+            "ensemble_index": None if self.ensemble is None else self.ensemble.index,
+            "reason": self.reason,
             "rule": self.rule,
             "cut_at": self.cut_at,
             "n_candidates": self.n_candidates,
@@ -130,7 +162,7 @@ class SelectionResult:
             "splitter": self.splitter,
             "seed": self.seed,
             "seconds": round(self.seconds, 3),
-            "scores": [s.to_dict() for s in self.scores],
+            "scores": [s.to_dict() for s in self.scores + ([self.ensemble] if self.ensemble else [])],
         }
 
 
@@ -227,6 +259,7 @@ def cross_validate(
         folds, _ = make_folds(y, groups=groups, n_splits=n_splits, seed=seed)
     mask = np.ones(len(y), bool) if score_mask is None else np.asarray(score_mask, bool)
     f1s, accs = [], []
+    oof = np.full((len(y), n_classes), np.nan, np.float32)
     start = time.perf_counter()
     for k, (tr, va) in enumerate(folds):
         va = va[mask[va]]
@@ -244,7 +277,8 @@ def cross_validate(
         )
         if len(va) == 0:
             continue
-        pred = learner.predict_proba(X[va]).argmax(axis=1)
+        oof[va] = learner.predict_proba(X[va])
+        pred = oof[va].argmax(axis=1)
         f1s.append(macro_f1(y[va], pred, n_classes))
         accs.append(float((pred == y[va]).mean()))
     if progress is not None:
@@ -261,7 +295,75 @@ def cross_validate(
         fold_macro_f1=[round(v, 4) for v in f1s],
         fold_accuracy=[round(v, 4) for v in accs],
         seconds=time.perf_counter() - start,
+        oof=oof,
     )
+
+
+def _fold_scores(index: int, candidate: Candidate, proba: np.ndarray, y: np.ndarray,
+                 folds: list[tuple[np.ndarray, np.ndarray]], mask: np.ndarray, n_classes: int,
+                 seconds: float) -> CandidateScore:
+    """The score of out-of-fold probabilities on ``folds``, as cross_validate reports it."""
+    f1s, accs = [], []
+    for _, va in folds:
+        va = va[mask[va]]
+        if len(va):
+            pred = proba[va].argmax(axis=1)
+            f1s.append(macro_f1(y[va], pred, n_classes))
+            accs.append(float((pred == y[va]).mean()))
+    return CandidateScore(index, candidate, round(float(np.mean(f1s)), 4), round(float(np.std(f1s)), 4),
+                          round(float(np.mean(accs)), 4), round(float(np.std(accs)), 4), [round(v, 4) for v in f1s],
+                          [round(v, 4) for v in accs], seconds, oof=proba)
+
+
+def vote_members(scores: Sequence[CandidateScore], per_learner: bool | None = None) -> list[CandidateScore]:
+    """The top :data:`ENSEMBLE_SIZE` of ``scores`` by mean macro-F1 (ties: the earlier) that
+    succeeded; with ``per_learner`` (default :data:`ENSEMBLE_PER_LEARNER`) only each learner's
+    best configuration competes, so the members are distinct learners."""
+    per_learner = ENSEMBLE_PER_LEARNER if per_learner is None else per_learner
+    ranked = sorted((s for s in scores if s.error is None and s.oof is not None),
+                    key=lambda s: (-s.macro_f1_mean, s.index))
+    if per_learner:
+        ranked = list({s.candidate.learner: s for s in reversed(ranked)}.values())[::-1]
+        ranked.sort(key=lambda s: (-s.macro_f1_mean, s.index))
+    return ranked[:ENSEMBLE_SIZE]
+
+
+def soft_vote_score(members: Sequence[CandidateScore], y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                    *, n_classes: int, index: int, score_mask: np.ndarray | None = None) -> CandidateScore | None:
+    """The soft vote of ``members`` (see :func:`vote_members`), scored on the same ``folds``
+    from their out-of-fold probabilities: in each fold every member was fitted on that fold's
+    training part only, so their mean is exactly what the vote fitted there would predict.
+    None with fewer than two members."""
+    if len(members) < 2:
+        return None
+    from .ensemble import soft_vote_candidate  # (imported here: the learner registry stays cheap-first)
+
+    start = time.perf_counter()
+    mask = np.ones(len(y), bool) if score_mask is None else np.asarray(score_mask, bool)
+    proba = np.mean([s.oof for s in members], axis=0)
+    score = _fold_scores(index, soft_vote_candidate([s.candidate for s in members]), proba, np.asarray(y), folds,
+                         mask, n_classes, 0.0)
+    score.seconds = time.perf_counter() - start  # milliseconds: nothing is refitted
+    return score
+
+
+def prefers_soft_vote(vote: CandidateScore, single: CandidateScore) -> tuple[bool, str]:
+    """Whether the soft vote replaces the one-SE pick ``single``, and why.
+
+    The vote is kept unless its out-of-fold predictions are the single model's own (then it adds
+    nothing but cost) or its mean macro-F1 is more than one standard error (over folds) below the
+    single model's: a clear sign on these folds that the members' mistakes coincide. Otherwise the
+    benchmark's finding holds: averaging the top candidates is steadier than trusting one of them
+    on a noisy lead (benchmarks/estimates.py)."""
+    scored = ~np.isnan(single.oof[:, 0])
+    if np.array_equal(vote.oof[scored].argmax(axis=1), single.oof[scored].argmax(axis=1)):
+        return False, f"the soft vote predicts what {single.candidate.label} alone does"
+    floor = single.macro_f1_mean - standard_error(single.fold_macro_f1)
+    if vote.macro_f1_mean < floor - 1e-9:
+        return False, (f"the soft vote scores {vote.macro_f1_mean:.3f}, more than one standard error below "
+                       f"{single.candidate.label} ({single.macro_f1_mean:.3f})")
+    return True, (f"the soft vote scores {vote.macro_f1_mean:.3f} against {single.macro_f1_mean:.3f} for "
+                  f"{single.candidate.label} (the one-standard-error pick) on the same folds")
 
 
 def select(
@@ -277,7 +379,7 @@ def select(
     sample_weight: np.ndarray | None = None,
     score_mask: np.ndarray | None = None,
     progress: SelectionProgress | None = None,
-    rule: str = "one_se",
+    rule: str = "soft_vote",
 ) -> SelectionResult:
     """Cross-validate ``candidates`` in order on the same folds and choose the best.
 
@@ -336,8 +438,18 @@ def select(
     if not ok:
         raise Invalid("every candidate failed: " + "; ".join(f"{s.candidate.label}: {s.error}" for s in scores))
     best = _highest(ok)
-    chosen = best.index if rule == "best" else choose_one_se(
-        [(s.index, s.candidate, s.macro_f1_mean, s.fold_macro_f1) for s in ok])
+    one_se = choose_one_se([(s.index, s.candidate, s.macro_f1_mean, s.fold_macro_f1) for s in ok])
+    chosen, reason, vote = one_se, "the one-standard-error rule", None
+    if rule == "best":
+        chosen, reason = best.index, "the highest mean score"
+    elif rule == "soft_vote":
+        vote = soft_vote_score(vote_members(ok), y, folds, n_classes=n_classes, index=len(scores),
+                               score_mask=score_mask)
+        if vote is None:
+            reason = "only one candidate ran, so there was nothing to vote with: the one-standard-error rule"
+        else:
+            use, why = prefers_soft_vote(vote, scores[one_se])
+            chosen, reason = (vote.index, why) if use else (one_se, why + ": the one-standard-error pick")
     result = SelectionResult(
         scores=scores,
         chosen_index=chosen,
@@ -349,6 +461,9 @@ def select(
         n_candidates=n,
         best_index=best.index,
         rule=rule,
+        one_se_index=one_se,
+        ensemble=vote,
+        reason=reason,
     )
     if progress is not None:
         progress(1.0, result.chosen)

@@ -86,8 +86,10 @@ def choose_spec(core: Core, project: ProjectRow, job: Job, n_items: int, labels:
     serving = {"learner": card.get("learner"), "params": card.get("params")}
     if serving != last.result["chosen"]:
         return spec, f"full selection: the model in service was not chosen by the last selection (run {last.id})"
-    if settings.learners and serving["learner"] not in settings.learners:
-        return spec, f"full selection: {serving['learner']} is no longer an allowed learner"
+    # (a soft vote is allowed while every learner in it is)
+    gone = [name for name in Candidate.from_dict(serving).learners if settings.learners and name not in settings.learners]
+    if gone:
+        return spec, f"full selection: {', '.join(gone)} is no longer an allowed learner"
     # Classes still waiting for examples are not trained on, so they change nothing yet.
     target = tasks.get(project.task).target
     if target.has_classes and set(last.result.get("labels", [])) != labels - set(target.waiting(counts)):

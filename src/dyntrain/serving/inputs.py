@@ -20,16 +20,19 @@ __all__ = ["model_feed", "table_schema"]
 
 def model_feed(input_names: list[str], items: list) -> dict[str, np.ndarray]:
     """The feed dict for a text model's session from decoded texts: the graph's own inputs say
-    which of its formats it is."""
+    which of its formats it takes — every one it names (a soft vote of a TF-IDF and a MiniLM
+    model takes both the strings and their chunks)."""
+    feed: dict[str, np.ndarray] = {}
     if "text" in input_names:
-        return {"text": np.array(items, dtype=object).reshape(-1, 1)}
+        feed["text"] = np.array(items, dtype=object).reshape(-1, 1)
     if "chunk_ids" in input_names:  # a long text whole, in chunks (texts.tokenize_chunks)
-        ids, mask = texts.tokenize_chunks(list(items))
-        return {"chunk_ids": ids, "chunk_mask": mask}
+        feed["chunk_ids"], feed["chunk_mask"] = texts.tokenize_chunks(list(items))
     if "input_ids" in input_names:
-        ids, mask = texts.tokenize(list(items))
-        return {"input_ids": ids, "attention_mask": mask}
-    raise Invalid(f"this model's inputs {input_names} are not ones dyntrain can feed")
+        feed["input_ids"], feed["attention_mask"] = texts.tokenize(list(items))
+    unknown = sorted(set(input_names) - set(feed))
+    if not feed or unknown:
+        raise Invalid(f"this model's inputs {unknown or input_names} are not ones dyntrain can feed")
+    return feed
 
 
 def table_schema(session) -> list[dict[str, str]]:

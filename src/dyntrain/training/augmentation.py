@@ -17,7 +17,7 @@ from ..codecs import imaging
 from ..kernel.core import Core
 from ..datasets.augment import AugmentConfig, augment, augmentation_id, get_preset
 from ..datasets.balance import class_weights, copies_report, plan_augmented_copies, weights_report
-from ..learners.features import FeatureExtractor
+from ..learners.features import FeatureExtractor, FeatureSet, base_kinds
 
 __all__ = ["Recipe", "NO_RECIPE", "recipes_to_try", "project_augment_config", "Copies", "make_copies",
            "training_arrays", "is_imbalanced", "extend_folds"]
@@ -110,11 +110,15 @@ class Copies:
     source: np.ndarray  # index into the version's items
     report: dict
 
+    def __post_init__(self) -> None:
+        self.X = FeatureSet(self.X)  # answers an ensemble's composite kind too
+
 
 def make_copies(recipe: Recipe, sources: np.ndarray, y: np.ndarray, hashes: list[str], kinds: list[str],
                 X: dict[str, np.ndarray], *, extractor: FeatureExtractor, load_image: Callable[[str], bytes],
                 seed: int, progress: Callable[[float], None] | None = None) -> Copies:
     """Plan and embed the recipe's copies of ``sources`` (training samples only)."""
+    kinds = base_kinds(kinds)  # an ensemble's composite kind is built from these
     if not recipe.makes_copies:  # (no class index is needed: a target without classes gets here too)
         report = weights_report(y[sources], int(y.max()) + 1).to_dict() if recipe.balance == "weights" else {}
         return Copies({k: X[k][:0] for k in kinds}, np.zeros(0, np.int64), np.zeros(0, np.int64), report)

@@ -230,7 +230,7 @@ def select_recipe(chosen: selection.Candidate, sel, data: Prepared, train_idx: n
                              spec.augmentation_copies, spec.balance_target_ratio, y_tr, copies_possible=images)
     if spec.recipe_limit is not None:
         recipes = recipes[: spec.recipe_limit]
-    base = sel.scores[sel.chosen_index]
+    base = sel.chosen_score
     tried = [{"recipe": NO_RECIPE.to_dict(), "macro_f1_mean": base.macro_f1_mean, "macro_f1_sd": base.macro_f1_sd,
               "accuracy_mean": base.accuracy_mean, "seconds": round(base.seconds, 3)}]
     best, best_score, cut_at = NO_RECIPE, base.macro_f1_mean, None

@@ -165,7 +165,8 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
         budget = None if spec.candidates is not None else spec.time_budget_s
         chosen, tried, sel_record, sel = stages.select(candidates, data, train_idx, spec, budget,
                                                        stage(progress, "selection"))
-        log.append(f"selection tried {len(tried)} of {len(candidates)} candidates; chose {chosen.learner}")
+        log.append(f"selection tried {len(tried)} of {len(candidates)} candidates; chose {chosen.label}"
+                   + (f" ({sel.reason})" if getattr(sel, "reason", "") else ""))
     timings["selection"] = time.perf_counter() - mark
 
     # Augmentation and balancing: candidates too, kept only where cross-validation says they help.
@@ -221,7 +222,7 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
 
     mark = time.perf_counter()
     learner = chosen.build()
-    X = data.X[learner.input_kind]
+    X = data.X[chosen.kind]
     X_fit, y_fit, weights = training_arrays(train_idx, X, data.y, chosen.kind, recipe, copies)
     stages.fit(learner, X_fit, y_fit, weights, data, lambda f: stage(progress, "fit")(f, chosen.learner))
     timings["fit"] = time.perf_counter() - mark
@@ -257,7 +258,8 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
     }
     fields = stages.card_fields(data, metrics)
     card = {
-        "labels": fields.pop("labels"), "learner": chosen.learner, "params": chosen.params, "recipe": recipe.to_dict(),
+        "labels": fields.pop("labels"), "learner": chosen.learner, "params": chosen.params, "model": chosen.label,
+        "recipe": recipe.to_dict(),
         "task": spec.task, **task.modality.input_contract(onnx_path), **fields,
         "evaluation": result["evaluation"]["mode"], "dataset_version": spec.dataset_version,
         "seed": spec.seed, "code": result["code"],

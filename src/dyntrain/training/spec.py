@@ -79,6 +79,11 @@ class Prepared:
     plan: dict[str, Any]
     waiting: dict[str, int] = field(default_factory=dict)  # classes left out until they have enough examples
 
+    def __post_init__(self) -> None:
+        from ..learners.features import FeatureSet
+
+        self.X = FeatureSet(self.X)  # answers an ensemble's composite kind too
+
 
 def stage(progress: Progress | None, name: str) -> Callable[..., None]:
     """``report(fraction, candidate=None)`` for one stage of the run (a no-op without ``progress``)."""
