@@ -85,11 +85,6 @@ class InteractionModality(Modality):
     try_template = "_try_recommend.html"
     data_scripts, try_script = ("recommend.js",), "recommend.js"
 
-    def upload_limit(self, settings) -> tuple[int, str, str]:
-        from ..datasets.interactions import MAX_BATCH
-
-        return MAX_BATCH, "MAX_BATCH", "interactions"
-
     def content_meta(self, settings, filename: str, data: bytes) -> dict[str, Any]:
         from ..kernel.errors import Invalid
 
@@ -247,9 +242,6 @@ class RankingTarget(Target):
         loaded = LoadedRecommender(project_id, version, tuple(labels), load_recommender(path), self, modality)
         loaded.predict_items([{"user": None, "n": 1}])
         return loaded
-
-    def split(self, raw, items: list, model) -> Any:
-        return raw
 
     def answer(self, output, labels: tuple[str, ...], threshold: float) -> Answer:
         items = [str(i) for i in output["items"]]
