@@ -457,6 +457,22 @@ def test_data_page_adds_edits_and_stores_exactly_the_painted_mask(live_server, b
     page.wait_for_selector("#mk-dialog", state="hidden")
     assert "Nothing changed" in page.inner_text("#data-msg")
     assert len(api.get("/projects/temple/dataset-versions").json()) == 2
+
+    # deleting a class keeps the photo and leaves its pixels unpainted (the page says so first)
+    asked = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+    page.locator("summary[aria-label='Rename roof']").click()
+    page.get_by_role("button", name="Delete class (its pixels become unpainted)").click()
+    page.wait_for_function("() => !document.querySelector('[data-rename=roof]')")
+    assert "pixels become unpainted on 1 photo; the photos stay" in asked[0]
+    assert page.inner_text(".mk-card-caption") == "sky"
+    page.locator(".mk-card [data-edit-mask]").first.click()
+    e.ready()
+    assert e.classes() == ["background", "sky"]
+    without = np.where(repainted == "roof", "?", repainted)
+    assert (_as_names(e.ids(), e.classes()) == without).all()
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#mk-dialog", state="hidden")
     page.context.close()
     assert not e.problems, e.problems
 

@@ -106,7 +106,9 @@
     if (delClass) {
       const label = delClass.dataset.deleteClass;
       const n = delClass.dataset.count;
-      if (!confirm(`Delete the class ${label} and its ${n} example(s)? (An older data version can be restored through the API.)`)) return;
+      // a task whose examples outlive their class (a mask's pixels, a photo's boxes) says so itself
+      const ask = delClass.dataset.confirm || `Delete the class ${label} and its ${n} example(s)?`;
+      if (!confirm(`${ask} (An older data version can be restored through the API.)`)) return;
       act(api("DELETE", `/projects/${enc(name)}/classes/${enc(label)}`), `Deleted class ${label}.`);
       return;
     }

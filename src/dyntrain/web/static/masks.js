@@ -130,10 +130,11 @@
     return out;
   }
   // A mask whose ids index ``from`` (names by id), renumbered to index ``to`` (names unknown to
-  // ``to`` are appended to it, so nothing painted is lost).
+  // ``to`` are appended to it, so nothing painted is lost; a deleted class, null, is unpainted).
   function remap(ids, from, to) {
     const lut = new Uint8Array(256).fill(UNLABELLED);
     from.forEach((name, i) => {
+      if (name === null || name === undefined) return;
       let j = to.indexOf(name);
       if (j < 0) { to.push(name); j = to.length - 1; }
       lut[i] = j;
