@@ -102,6 +102,7 @@ def test_import_through_the_data_page_trains_a_model(served, browser):
     page = p.page
     page.locator("#rc-empty").wait_for()  # an empty project says how to start
     assert "Start by importing" in page.inner_text("#rc-empty")
+    assert page.inner_text("#live-text") == "No training yet. Add interactions: training starts by itself once there are enough."
 
     page.click("#rc-import-open")
     assert page.locator("#rc-import").is_visible()
@@ -125,6 +126,7 @@ def test_import_through_the_data_page_trains_a_model(served, browser):
     page.locator("#data-msg", has_text="Imported").wait_for()
     assert f"Imported {n:,} interactions from orders.csv as data version 1" in page.inner_text("#data-msg")
     assert not page.locator("#rc-import").is_visible()
+    assert page.evaluate("window.dyntrain.recommend.steps") == ["sending", "checking", 201]  # the progress shown
     summary = api.get("/projects/shop/interactions/summary").json()
     assert summary["interactions"] == n and summary["sources"] == {"import": n}
     page.locator("#rc-counts", has_text=f"{n:,} interactions").wait_for()
@@ -166,6 +168,7 @@ def test_a_refused_import_shows_the_servers_message_and_adds_nothing(served, bro
     assert text.startswith("Nothing was imported: 2 of 4 interactions are wrong"), text
     assert "row 3: rating must be a number, got 'lots'" in text and "row 5: item id is empty" in text, text
     assert page.locator("#rc-import").is_visible() and not page.locator("#rc-import-go").is_disabled()
+    assert page.evaluate("window.dyntrain.recommend.steps") == ["sending", "checking", 422]
     assert api.get("/projects/shop/dataset-versions").json() == before
     p.close()
 

@@ -316,7 +316,7 @@ function Live(el) {
         break;
       default:
         text.textContent = autoTrain()
-          ? "No training yet. Add examples of at least two classes: training starts by itself."
+          ? el.dataset.idle // what this project's task needs before it trains (project_base.html)
           : "Automatic training is off: press “Train now” when the data is ready.";
     }
     const settled = ["succeeded", "failed", "cancelled", "idle", undefined].includes(state.status);

@@ -9,7 +9,7 @@
   const dyntrain = window.dyntrain;
   const { api, q, qa, enc, showMsg, errorText, localTimes, fmtNumber } = dyntrain;
   // What the pages last received (the UI tests read it).
-  const state = (dyntrain.recommend = { recommendation: null, similar: null, chosen: null, imported: null });
+  const state = (dyntrain.recommend = { recommendation: null, similar: null, chosen: null, imported: null, steps: [] });
   const host = q("#rc-add") || q("#rc-try");
   if (!host) return;
   const name = host.dataset.project;
@@ -225,6 +225,7 @@
       wrap.hidden = false;
       bar.value = 0;
       text.textContent = "Sending the file…";
+      state.steps = ["sending"];
       showMsg(importMsg, "");
       go.disabled = true;
       const xhr = new XMLHttpRequest();
@@ -240,11 +241,13 @@
       xhr.upload.addEventListener("load", () => {
         bar.removeAttribute("value"); // indeterminate: the server reads and checks every row now
         text.textContent = "Sent. The server is checking and storing every row…";
+        state.steps.push("checking");
       });
       xhr.addEventListener("load", () => {
         let data = null;
         try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
         wrap.hidden = true;
+        state.steps.push(xhr.status);
         if (xhr.status === 201 && data) {
           state.imported = data;
           importDialog.close();
