@@ -30,21 +30,30 @@ def test_folds_train_once_and_the_spare_slot_trains_the_final_head(photos_and_bo
     params = {"size": 192, "copies": 2, "passes": 200}
     first = detector.cross_validate(params, photos, y, len(names), folds, seed=7)
     bank = detector.bank_for(photos, y, 192, 2, 0)
-    kept = dict(bank.extra["folds"])
-    assert len(kept) == 3 and len(bank.extra["heads"]) == 1  # three folds and, in the spare slot, the full head
+    kept, heads = dict(bank.extra["folds"]), dict(bank.extra["heads"])
+    assert len(kept) == 3 and len(heads) == 4  # three folds and, in the spare slot, the head on all photos
     again = detector.cross_validate(params, photos, y, len(names), folds, seed=7)
-    assert again == first and bank.extra["folds"] == kept  # nothing trained twice
+    assert again == first and bank.extra["folds"] == kept and bank.extra["heads"] == heads  # nothing trained twice
     other = detector.cross_validate(params, photos, y, len(names), folds, seed=8)
     assert len(bank.extra["folds"]) == 6 and other != first  # another seed is another head
 
-    spare = bank.extra["heads"][(200, len(names), detector.FIT_SEED)][1]
+    spare = heads[(200, len(names), detector.FIT_SEED, tuple(range(n)))][1]
     fitted = detector.CenterNetDetector(**params).fit(photos, y, n_classes=len(names))
     assert fitted.head_ is spare  # the final fit took the head the folds' spare slot trained
     # …which is the head a fit trains on its own (same bank, seed and passes)
-    alone = detector.full_head(detector.bank_for(photos, y, 192, 2, 0, cache=False), len(names),
-                               detector.FIT_SEED, 200)
+    alone = detector.head_for(detector.bank_for(photos, y, 192, 2, 0, cache=False), np.arange(n), len(names),
+                              detector.FIT_SEED, 200)
     for a, b in zip(spare.state_dict().values(), alone.state_dict().values()):
         assert np.array_equal(a.numpy(), b.numpy())
+
+    # a holdout run: its one fold trains on the photos the final fit gets, so the served head is the
+    # evaluated one (the final fit finds them in the run's bank)
+    train, test = np.arange(n - 3), np.arange(n - 3, n)
+    detector.cross_validate(params, photos, y, len(names), [(train, test)], seed=detector.FIT_SEED)
+    evaluated = bank.extra["heads"][(200, len(names), detector.FIT_SEED, tuple(train.tolist()))][1]
+    part = detector.CenterNetDetector(**params).fit([photos[i] for i in train], [y[i] for i in train],
+                                                    n_classes=len(names))
+    assert part.head_ is evaluated
 
 
 def test_the_bootstrap_map50_is_pycocotools_on_every_resample():

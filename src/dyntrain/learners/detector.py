@@ -119,7 +119,7 @@ def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, 
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from ._training import torch_threads
-    from .detection_train import predict_bank, train_head
+    from .detection_train import predict_bank
 
     learner = CenterNetDetector(**params)
     photos = list(photos)
@@ -131,7 +131,7 @@ def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, 
     def fold(k: int, train, test) -> list[dict]:
         key = (learner.passes, n_classes, seed + k, tuple(np.asarray(train).tolist()), tuple(np.asarray(test).tolist()))
         if key not in kept:
-            head = train_head(bank, np.asarray(train), n_classes, seed=seed + k, passes=learner.passes)
+            head = head_for(bank, train, n_classes, seed + k, learner.passes)
             raw = predict_bank(head, bank, np.asarray(test))
             kept[key] = [to_original(r, bank, int(i), photos[int(i)]) for r, i in zip(raw, test)]
         return kept[key]
@@ -144,7 +144,7 @@ def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, 
     spare = len(folds) % FOLD_WORKERS and np.array_equal(tested, everything)
     with torch_threads(1), ThreadPoolExecutor(FOLD_WORKERS) as pool:
         if spare:
-            pool.submit(full_head, bank, n_classes, FIT_SEED, learner.passes)
+            pool.submit(head_for, bank, everything, n_classes, FIT_SEED, learner.passes)
         running = {pool.submit(fold, k, tr, te): k for k, (tr, te) in enumerate(folds)}
         for done, future in enumerate(as_completed(running)):
             out[running[future]] = future.result()
@@ -153,37 +153,51 @@ def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, 
     return [[[dict(b) for b in boxes] for boxes in fold] for fold in out]  # copies: callers may edit them
 
 
-#: The seed of a final fit (its head on all photos).
+#: The seed of a final fit's head.
 FIT_SEED = 0
 
 
-def full_head(bank, n_classes: int, seed: int, passes: int, progress=None):
-    """The head on every photo of ``bank``, trained once and kept with it (cross_validate may have
-    trained it in a spare slot already)."""
+def head_for(bank, images, n_classes: int, seed: int, passes: int, progress=None):
+    """The head trained on ``images`` of ``bank``: trained once and kept with the bank, so the fold
+    that a holdout run evaluates is the head it serves, and the spare slot's head is the final fit's
+    (same bank, images, seed and passes: the same head, bit for bit). Threads asking at once wait
+    for the one training it."""
     from .detection_train import train_head
 
+    images = np.unique(np.asarray(images, np.int64))
     heads = bank.extra.setdefault("heads", {})
-    key = (passes, n_classes, seed)
+    key = (passes, n_classes, seed, tuple(images.tolist()))
     with bank.extra.setdefault("lock", threading.Lock()):
-        event = heads.get(key)
-        if event is None:
-            event = heads[key] = [threading.Event(), None]
-            mine = True
-        else:
-            mine = False
+        entry, mine = heads.get(key), key not in heads
+        if mine:
+            entry = heads[key] = [threading.Event(), None]
     if mine:
         try:
-            event[1] = train_head(bank, np.unique(bank.owner), n_classes, seed=seed, passes=passes, progress=progress)
+            entry[1] = train_head(bank, images, n_classes, seed=seed, passes=passes, progress=progress)
         finally:
-            event[0].set()
-    event[0].wait()
-    if event[1] is None:  # the spare slot's training failed: train here
+            entry[0].set()
+    entry[0].wait()
+    if entry[1] is None:  # the training it waited for failed: train here (and raise what it raises)
         with bank.extra["lock"]:
             heads.pop(key, None)
-        return train_head(bank, np.unique(bank.owner), n_classes, seed=seed, passes=passes, progress=progress)
+        return train_head(bank, images, n_classes, seed=seed, passes=passes, progress=progress)
     if progress is not None:
         progress(1.0)
-    return event[1]
+    return entry[1]
+
+
+def bank_holding(photos, y, size: int, seed: int, copies: int | None):
+    """(a kept bank holding every one of ``photos`` with its boxes, their indices in it), or None: a
+    holdout run's final fit trains on part of the photos the run's bank was built for."""
+    with _banks_lock:
+        for (ids, y_ids, bank_size, bank_copies, bank_seed), (_, bank) in reversed(_BANKS.items()):
+            if (bank_size, bank_seed) != (size, seed) or copies not in (None, bank_copies):
+                continue
+            where = {pid: (i, yid) for i, (pid, yid) in enumerate(zip(ids, y_ids))}
+            found = [where.get(id(p)) for p in photos]
+            if all(f is not None and f[1] == id(t) for f, t in zip(found, y)):
+                return bank, np.array([f[0] for f in found], np.int64)
+    return None
 
 
 @register
@@ -213,8 +227,10 @@ class CenterNetDetector(Learner):
             from ..kernel.errors import Invalid
 
             raise Invalid("no images to train the detector on")
-        bank = bank_for(X, y, self.size, self.copies_for(len(X)), FIT_SEED)
-        self.head_ = full_head(bank, n_classes, seed, self.passes, progress)
+        held = bank_holding(list(X), list(y), self.size, 0, self.copies)
+        if held is None:
+            held = bank_for(X, y, self.size, self.copies_for(len(X)), 0), np.arange(len(X))
+        self.head_ = head_for(*held, n_classes, seed, self.passes, progress)
         self.cache_dir_ = X[0].cache_dir
         self.n_classes_ = n_classes
         self.class_names_ = list(class_names or (str(k) for k in range(n_classes)))
