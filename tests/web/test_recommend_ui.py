@@ -104,6 +104,14 @@ def test_import_through_the_data_page_trains_a_model(served, browser):
     assert "Start by importing" in page.inner_text("#rc-empty")
     assert page.inner_text("#live-text") == "No training yet. Add interactions: training starts by itself once there are enough."
 
+    # before any model: the try page says so, also when asked
+    t = Page(browser, f"{server.url}/projects/shop/try")
+    assert "No model is in service yet" in t.page.inner_text("#no-model")
+    t.page.fill("#rc-person", "c1")
+    t.page.click("#rc-person-form button[type=submit]")
+    assert "No model is in service yet" in t.page.locator("#rc-person-note.error").inner_text()
+    assert t.page.locator("#rc-person-view").is_hidden() and not t.page.locator("#use-model").count()
+
     page.click("#rc-import-open")
     assert page.locator("#rc-import").is_visible()
     data = _csv()
@@ -144,6 +152,12 @@ def test_import_through_the_data_page_trains_a_model(served, browser):
     page.locator("#live-text", has_text="Training finished").wait_for(timeout=60_000)
     assert "of the time" not in page.inner_text("#live-text")  # no accuracy for a ranking
     p.close()
+    # the try page left open hears of the new model and asks it
+    t.page.locator("#no-model").wait_for(state="hidden")
+    t.page.click("#rc-person-form button[type=submit]")
+    t.page.locator("#rc-person-view").wait_for()
+    assert t.page.locator("#rc-recs li").count() == 10
+    t.close()
 
 
 def test_a_refused_import_shows_the_servers_message_and_adds_nothing(served, browser):

@@ -415,10 +415,19 @@
                             "aria-label": `Items like ${item}` });
     }
 
+    const NO_MODEL = "No model is in service yet, so there is nothing to ask. Import interactions on the " +
+                     "Data & training tab; once training finishes (the panel above follows it), ask again.";
+    const hasModel = () => root.dataset.hasModel === "true";
+
     async function showPerson(user) {
       person = user;
       personInput.value = user;
       history.replaceState(null, "", `?user=${enc(user)}`);
+      if (!hasModel()) {
+        view.hidden = true;
+        say(note, NO_MODEL, "error");
+        return;
+      }
       say(note, "Asking the model…", "info");
       showMsg(chosenMsg, "");
       const [past, recs] = await Promise.allSettled([
@@ -501,8 +510,12 @@
       itemInput.value = item;
       const box = q("#rc-similar-view"), meta = q("#rc-similar-meta"), list = q("#rc-similar");
       box.hidden = false;
-      meta.textContent = "Asking the model…";
       list.replaceChildren();
+      if (!hasModel()) {
+        meta.textContent = NO_MODEL;
+        return;
+      }
+      meta.textContent = "Asking the model…";
       try {
         const s = await api("GET", `${P}/similar?item=${enc(item)}&n=${N}`);
         state.similar = s;
