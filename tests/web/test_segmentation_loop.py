@@ -111,6 +111,16 @@ def test_segmentation_goes_through_the_whole_loop(loop_server, core, tmp_path):
     record = api.get("/projects/kitchen/predictions").json()["items"][-1]
     assert record["output"] == {"classes": first["classes"], "areas": first["areas"]}
 
+    # on request, each class's probability per pixel (greyscale PNGs): their argmax is the mask
+    r = api.post("/projects/kitchen/predict", params={"probabilities": "true"},
+                 files=[("files", ("n0.png", _png(new[0].image)))])
+    detailed = r.json()["predictions"][0]
+    maps = np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(detailed["probabilities"][c]))))
+                     for c in detailed["classes"]])
+    assert maps.shape == (len(first["classes"]), SIZE[1], SIZE[0]) and detailed["mask"] == first["mask"]
+    assert np.mean(maps.argmax(axis=0) == said) > 0.95
+    assert "probabilities" not in answers[0]
+
     # serving masks needs neither torch nor the training stack: an inference-only process on the same data
     probe = (
         "import sys\n"

@@ -150,11 +150,14 @@ _EXPLAIN_IMAGES = ("Add an ``explanation`` heatmap to each prediction: ``cam`` (
 def predict(name: str, request: Request, files: list[UploadFile] = File(..., description="One or many images."),
             version: int | None = Query(None, description="A specific model version instead of production."),
             explain: str | None = Query(None, pattern="^(auto|cam|occlusion)$", description=_EXPLAIN_IMAGES),
+            probabilities: bool = Query(False, description=(
+                "Semantic segmentation: also each class's probability per pixel, as a greyscale PNG per class "
+                "(base64, 255 = certain) under `probabilities`. Other tasks answer their scores anyway.")),
             core: Core = Depends(get_core)):
     """Classify images with the model in service. Each bad image gets its own ``error`` entry."""
     client = request.client.host if request.client else ""
     sent = [(f.filename or "upload", f.file.read()) for f in files]
-    results = serving.predict_items(core, name, sent, version=version, client=client)
+    results = serving.predict_items(core, name, sent, version=version, client=client, detail=probabilities)
     if explain:
         _explain(core, name, results, sent, explain, request)
     return {"predictions": results}

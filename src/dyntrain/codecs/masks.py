@@ -59,6 +59,7 @@ __all__ = [
     "overlay",
     "difference",
     "served_mask",
+    "probability_pngs",
 ]
 
 UNLABELLED = 255
@@ -456,19 +457,33 @@ def encode_coco(mask: np.ndarray, class_to_category: Mapping[int, int], *, image
 
 
 def served_mask(mask: np.ndarray, probabilities: np.ndarray | None, scale: float, pad_x: int, pad_y: int,
-                width: int, height: int) -> tuple[np.ndarray, float]:
+                width: int, height: int) -> tuple[np.ndarray, float, np.ndarray | None]:
     """One image's served outputs (``mask`` [S,S] class ids and ``probabilities`` [C,S,S] of a
-    letterboxed input) as (uint8 class ids at the photo's ``height`` x ``width``, confidence).
+    letterboxed input) as (uint8 class ids at the photo's ``height`` x ``width``, confidence, the
+    probabilities of the photo's own model pixels as uint8 [C,h,w], 255 = 1).
 
     The confidence is the mean over the photo's own pixels (padding left out) of the winning
     class's probability: how sure the model is of the mask as a whole (1.0 without probabilities).
-    NumPy only, so serving needs no learner.
+    The probabilities are kept small (bytes, at the model's resolution) until someone asks for them
+    (:func:`probability_pngs`). NumPy only, so serving needs no learner.
     """
     from .letterbox import map_to_original
 
     ids = map_to_original(np.asarray(mask), scale, pad_x, pad_y, width, height, nearest=True).astype(np.uint8)
     if probabilities is None:
-        return ids, 1.0
-    top = np.asarray(probabilities).max(axis=0)  # the winning class's probability per model pixel
+        return ids, 1.0, None
     x1, y1 = pad_x + max(1, round(width * scale)), pad_y + max(1, round(height * scale))
-    return ids, float(top[pad_y:y1, pad_x:x1].mean())
+    own = np.asarray(probabilities)[:, pad_y:y1, pad_x:x1]
+    confidence = float(own.max(axis=0).mean())  # the winning class's probability, on average
+    return ids, confidence, np.clip(own * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def probability_pngs(probabilities: np.ndarray, width: int, height: int, class_names: Sequence[str]) -> dict[str, bytes]:
+    """:func:`served_mask`'s probabilities [C,h,w] as a greyscale PNG per class at the photo's
+    ``width`` x ``height`` (bilinear; 255 = certain)."""
+    out = {}
+    for k, name in enumerate(class_names):
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(probabilities[k], np.uint8), "L").resize((width, height), Image.BILINEAR).save(buf, "PNG")
+        out[str(name)] = buf.getvalue()
+    return out

@@ -21,9 +21,10 @@ __all__ = ["predict_items", "predict_rows", "list_predictions", "next_cursor", "
 
 
 def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, version: int | None = None,
-                   client: str = "") -> list[dict[str, Any]]:
+                   client: str = "", detail: bool = False) -> list[dict[str, Any]]:
     """Predict each item (image files, or UTF-8 texts in a text project); a bad item gets its
-    own ``error`` entry without failing the others.
+    own ``error`` entry without failing the others. ``detail`` adds what the target gives of the
+    model's full output (a mask's per-class probabilities; see ``Target.detail``), not recorded.
 
     >>> predict_items(core, "products", [("a.jpg", data)])  # doctest: +SKIP
     [{'label': 'mug', 'confidence': 0.93, 'scores': {...}, 'model_version': 3, 'prediction_id': 17}]
@@ -71,6 +72,8 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
                         "input_stored": settings.store_prediction_inputs, "latency_ms": latency_ms,
                         "client": client[:100], "feedback_label": None, "feedback": None, "created_at": now})
         results[i] = {**answer.public, "model_version": model.version}
+        if detail:
+            results[i].update(task.target.detail(outputs[j], model.labels))
     if records:
         # Committed before the answer leaves (its id is in it); concurrent requests share the commit.
         for i, prediction_id in zip(ok, writer_for(core.db).write(records)):

@@ -358,6 +358,12 @@ class Target(abc.ABC):
     def answer(self, output, labels: tuple[str, ...], threshold: float) -> "Answer":
         """One model output row decoded into a prediction (record columns and the API's fields)."""
 
+    def detail(self, output, labels: tuple[str, ...]) -> dict[str, Any]:
+        """What an answer adds when the caller asks for the model's full output (``probabilities``
+        on ``/predict``): a mask's per-class probability maps. Nothing by default (a classifier's
+        answer holds its scores already). Never recorded."""
+        return {}
+
     @abc.abstractmethod
     def cli_columns(self) -> list[str]:
         """The CLI's table columns after the input's."""

@@ -16,7 +16,8 @@ is). The sample's key is its painted classes other than background joined by "/"
 
 The model is one ONNX file that takes a letterboxed uint8 photo and answers ``mask`` (class ids)
 and ``probabilities``; serving undoes the letterbox with NumPy (``codecs.masks.served_mask``) and
-answers ``{"mask": <base64 indexed PNG>, "classes": […], "areas": {class: fraction}}``. The
+answers ``{"mask": <base64 indexed PNG>, "classes": […], "areas": {class: fraction}}`` (with
+``?probabilities=true`` also a greyscale PNG per class of its probability per pixel). The
 prediction record keeps the classes and areas only (the mask PNG would make every record tens
 of kilobytes); the caller has the mask from the answer.
 
@@ -369,9 +370,22 @@ class MaskTarget(Target):
         for i, image in enumerate(items):
             h, w = image.shape[:2]
             _, scale, pad_x, pad_y = lb.letterbox_geometry(w, h, size)
-            mask, confidence = served_mask(raw[0][i], raw[1][i] if len(raw) > 1 else None, scale, pad_x, pad_y, w, h)
-            out.append({"mask": mask, "confidence": confidence})
+            mask, confidence, probs = served_mask(raw[0][i], raw[1][i] if len(raw) > 1 else None, scale, pad_x,
+                                                  pad_y, w, h)
+            # the probabilities ride along as bytes at the model's resolution: only an answer that
+            # asks for them (detail) makes pictures of them
+            out.append({"mask": mask, "confidence": confidence, "probabilities": probs})
         return out
+
+    def detail(self, output, labels: tuple[str, ...]) -> dict[str, Any]:
+        """Each class's probability per pixel of the photo, as a base64 greyscale PNG (255 = sure)."""
+        from ..codecs.masks import probability_pngs
+
+        if output.get("probabilities") is None:
+            return {}
+        h, w = output["mask"].shape
+        pngs = probability_pngs(output["probabilities"], w, h, list(labels))
+        return {"probabilities": {k: base64.b64encode(v).decode("ascii") for k, v in pngs.items()}}
 
     def answer(self, output, labels: tuple[str, ...], threshold: float) -> Answer:
         """The mask as a base64 indexed PNG (palette: the class colours), the classes by id and the
