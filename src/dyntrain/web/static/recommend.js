@@ -111,7 +111,8 @@
       } else if (s.feedback === "implicit") {
         bits.push("Implicit feedback: who chose what (no ratings); each choice counts by its weight.");
       } else if (s.feedback === "mixed") {
-        bits.push(`Mixed: ${plural(s.rated, "interaction")} of ${fmtNumber(s.interactions)} have a rating, so all are ` +
+        bits.push(`Mixed: ${plural(s.rated, "interaction")} of ${fmtNumber(s.interactions)} ` +
+                  `${s.rated === 1 ? "has" : "have"} a rating, so all are ` +
                   "trained as implicit feedback (who chose what).");
       }
       const words = { import: "imported", api: "added through the API or by hand", feedback: "chosen from recommendations",
