@@ -249,6 +249,15 @@ def test_try_page_shows_history_next_to_recommendations_and_sends_a_choice_back(
     assert page.locator("#rc-similar li").count() == len(similar["items"]) > 0
     assert stranger["items"][0] not in similar["items"]
     assert page.input_value("#rc-item") == stranger["items"][0]
+    # the item picker offers known items as one types; Enter asks
+    page.fill("#rc-item", "")
+    page.locator("#rc-item").press_sequentially("p1")
+    _wait_js(page, "[...document.querySelectorAll('#rc-items option')].some((o) => o.value === 'p1')")
+    offered = page.eval_on_selector_all("#rc-items option", "(os) => os.map((o) => o.value)")
+    assert all(o.startswith("p1") for o in offered) and "interactions" in page.eval_on_selector(
+        "#rc-items option", "(o) => o.label"), offered
+    page.locator("#rc-item").press("Enter")
+    _wait_js(page, "window.dyntrain.recommend.similar.item === 'p1'")
     # and an item the model never saw
     page.fill("#rc-item", "no-such-item")
     page.click("#rc-item-form button[type=submit]")
