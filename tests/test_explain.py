@@ -230,10 +230,12 @@ def test_occlusion_explains_a_detector_by_its_top_box(tmp_path):
     test = [s for s in scenes.make_scenes(40, classes=2, size=224, seed=7) if len(s.boxes) == 1][:10]
     hits = 0
     for s in test:
+        if not detector.predict_items([s.image])[0]:
+            continue  # the detector missed the object: nothing to explain, counted as a miss
         r = explain.occlusion_map(detector, s.image)
         assert r["label"] in train[0].class_names and 0 < r["score"] <= 1
         hits += _peak_on_object(r["grid"], s.boxes[0], side=224)
-    assert hits >= 8, hits  # measured 10 of 10
+    assert hits >= 8, hits  # measured 10 of 10, then 9 of 10 (the detector found 9 objects)
     with pytest.raises(explain.NotExplainable, match="found nothing"):
         explain.occlusion_map(detector, np.full((224, 224, 3), 127, np.uint8))
 
