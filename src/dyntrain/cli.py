@@ -157,10 +157,11 @@ def import_(
                                 "Texts: a .csv or .jsonl file with a text and a label per row. "
                                 "Tables: a .csv (header row) or .jsonl file of rows, with --target."),
     project: str = typer.Option(..., "--project", "-p", help="Project name (created if missing)."),
-    task: Optional[str] = typer.Option(None, "--task", help="Task of a new project: image-classification "
-                                       "(default for folders and zips), text-classification (default for .csv/.jsonl), "
-                                       "tabular-classification or tabular-regression (default with --target: "
-                                       "tabular-classification)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Task of a new project, one of: " + ", ".join(tasks.names())
+                                       + f". Left out: {tasks.default_for('files')} for folders and zips, "
+                                       f"{tasks.default_for('texts')} for .csv/.jsonl, {tasks.default_for('rows')} "
+                                       f"with --target, " + " or ".join(n for n in tasks.names() if tasks.get(n).modality.upload_format
+                                                          == "interactions") + " with --user and --item."),
     text_column: str = typer.Option("text", "--text-column", help="Column / field holding the text."),
     label_column: str = typer.Option("label", "--label-column", help="Column / field holding the label."),
     target: Optional[str] = typer.Option(None, "--target", help="Tables: the column to predict (a class, or a "
