@@ -28,7 +28,7 @@ from datetime import timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, extract, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .. import tasks
@@ -220,23 +220,24 @@ def _distinct(s: Session, project_id: int) -> dict[str, int]:
 
 # -- reading -------------------------------------------------------------------------------
 def load_log(s: Session, project: ProjectRow, number: int) -> InteractionLog:
-    """The interactions of version ``number`` (id ≤ its watermark), oldest id first."""
+    """The interactions of version ``number`` (id ≤ its watermark), oldest id first.
+
+    Event times come back as Unix seconds computed by the database (whole seconds on SQLite:
+    ties keep their arrival order): parsing 10^6 stored datetimes in Python took longer than the
+    rest of the load."""
     version = versions.get_version(s, project, number)
     watermark = version.watermark or 0
     query = (select(InteractionRow.id, InteractionRow.user_id, InteractionRow.item_id, InteractionRow.rating,
-                    InteractionRow.weight, InteractionRow.at)
+                    InteractionRow.weight, extract("epoch", InteractionRow.at))
              .where(InteractionRow.project_id == project.id, InteractionRow.id <= watermark)
-             .order_by(InteractionRow.id).execution_options(yield_per=50_000))
-    ids, users, items, ratings, weights, times = [], [], [], [], [], []
-    for r in s.execute(query):
-        ids.append(r.id)
-        users.append(r.user_id)
-        items.append(r.item_id)
-        ratings.append(np.nan if r.rating is None else r.rating)
-        weights.append(r.weight)
-        at = r.at if r.at.tzinfo else r.at.replace(tzinfo=timezone.utc)
-        times.append(at.timestamp())
-    return InteractionLog(np.asarray(ids, np.int64), users, items, np.asarray(ratings, np.float64),
+             .order_by(InteractionRow.id))
+    rows = s.execute(query).all()
+    if not rows:
+        empty = np.zeros(0)
+        return InteractionLog(empty.astype(np.int64), [], [], empty, empty, empty, watermark)
+    ids, users, items, ratings, weights, times = zip(*rows)
+    return InteractionLog(np.asarray(ids, np.int64), list(users), list(items),
+                          np.asarray([np.nan if r is None else r for r in ratings], np.float64),
                           np.asarray(weights, np.float64), np.asarray(times, np.float64), watermark)
 
 

@@ -26,8 +26,11 @@ never had an interaction and have no features) fall back to popularity order, be
 item with evidence. Unknown users without a history get the popular list; ``similar`` for an
 unknown item uses its feature vector (content neighbours) when given, else the popular list.
 
-Artefact format ``dyntrain.recommender/1``: ``np.savez_compressed`` of named arrays, no pickles
-(``allow_pickle=False`` on load); ``meta`` is a JSON string (kind, parameters, id types).
+Artefact format ``dyntrain.recommender/1``: ``np.savez`` of named arrays, no pickles
+(``allow_pickle=False`` on load); ``meta`` is a JSON string (kind, parameters, id types). Not
+compressed: an item-kNN model of 10^6 interactions over 10^5 items took 36 s to deflate on the
+project's busy 2 cores (34 MB) and 0.55 s to write as it is (75 MB), and reads as fast either way
+(about 1.1 s) — the export is on every training run's path, the disk is not the constraint.
 """
 
 from __future__ import annotations
@@ -392,7 +395,7 @@ def save_recommender(model: Recommender, path: str | os.PathLike) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **model.to_arrays())
+        np.savez(fh, **model.to_arrays())
     os.replace(tmp, path)
     return path
 
