@@ -265,6 +265,32 @@ def test_onnx_file_matches_torch(trained, data, tmp_path):
 
 
 @pytest.mark.slow
+def test_occlusion_explains_a_served_mask_by_its_largest_area(trained, data, tmp_path):
+    """Covering the painted thing takes its area away; covering the background around it does not."""
+    from dyntrain.serving import explain
+    from dyntrain.serving.live import load_model
+
+    model, _ = trained
+    served = load_model(seg.export_segmenter(model, tmp_path / "seg.onnx"), 1, 1, data["names"], 1,
+                        task="semantic-segmentation")
+    hits = tried = 0
+    for s in data["test"]:
+        painted = served.predict_items([s.image])[0]["mask"]
+        if not (painted > 0).any():
+            continue
+        r = explain.occlusion_map(served, s.image)
+        assert r["label"] in data["names"][1:] and r["score"] == 1.0
+        h, w = s.mask.shape
+        row, col = np.unravel_index(int(np.argmax(r["grid"])), r["grid"].shape)
+        cell = s.mask[row * h // 7:(row + 1) * h // 7, col * w // 7:(col + 1) * w // 7]
+        tried += 1
+        hits += bool((cell > 0).any())  # the hottest cell holds part of a true object
+    assert tried >= 4 and hits >= tried - 1, (hits, tried)
+    with pytest.raises(explain.NotExplainable, match="nothing but background"):
+        explain._scorer({"mask": np.zeros((240, 320), np.uint8)}, tuple(data["names"]))
+
+
+@pytest.mark.slow
 def test_retrain_reuses_cached_features_and_budget_cuts_between_folds(trained, data, cache_dir):
     train = data["train"]
     _, report = seg.fit_segmenter([s.image for s in train], [s.mask for s in train], data["names"],

@@ -13,10 +13,10 @@ Three methods, all on ONNX Runtime and NumPy alone (serving never imports torch)
   ``W·f = (z(f) - z(0))·‖f‖`` for any cell vector ``f``, so one batched head run over the 49
   cells yields every cell's contribution — checked on random vectors before a model is
   explained, so a head of any other form is refused instead of explained wrongly.
-* ``occlusion`` — for every image learner (classifiers, detectors): a grey patch (the
+* ``occlusion`` — for every image learner (classifiers, detectors, segmenters): a grey patch (the
   normalisation's mean, 127) over each cell of a 7×7 grid of the decoded image, batched; a cell's
   heat is how much covering it lowers the score of what was predicted (the class's probability,
-  or the confidence of the top box's object).
+  the confidence of the top box's object, or the share of the largest painted area still painted).
 * ``words`` — leave-one-out for texts: each word (or, in long texts, each sentence) removed in
   turn, all variants in batches; a span's weight is how much removing it lowers the predicted
   class's probability (or moves a number).
@@ -235,6 +235,20 @@ def _scorer(output, labels: tuple[str, ...]) -> tuple[Callable[[Any], float], st
             return float(max(same, default=0.0))
 
         return box_score, labels[index] if index < len(labels) else str(index)
+    if isinstance(output, dict) and "mask" in output:  # a segmenter's mask: the largest thing it painted
+        mask = np.asarray(output["mask"])
+        # class 0 is the background (codecs.masks): covering part of the scene always "explains" it
+        counts = np.bincount(mask.reshape(-1), minlength=len(labels) + 1)[1:len(labels)]
+        if not counts.any():
+            raise NotExplainable("the model painted nothing but background on this image, so there is nothing "
+                                 "to explain")
+        index = int(np.argmax(counts)) + 1
+        region = mask == index
+
+        def area_score(out) -> float:  # the share of that area still painted as that class
+            return float(np.mean(np.asarray(out["mask"])[region] == index))
+
+        return area_score, labels[index] if index < len(labels) else str(index)
     raise NotExplainable("this model's answers cannot be explained by occlusion")
 
 
