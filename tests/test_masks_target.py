@@ -117,6 +117,16 @@ def test_deleting_a_class_leaves_its_pixels_unlabelled():
         TARGET.without_class(key, ann, "background")
 
 
+def test_the_training_panel_names_each_targets_headline_score():
+    """The panel says "right 85% of the time" from accuracy itself; every other target its own headline."""
+    said = {name: tasks.get(name).target.headline_words(metrics) for name, metrics in (
+        ("semantic-segmentation", {"miou": 0.823}), ("object-detection", {"map50": 0.9, "miou": 0.1}),
+        ("tabular-regression", {"r2": 0.5}), ("image-classification", {"accuracy": 0.85}))}
+    assert said["semantic-segmentation"] == "mIoU 82%" and said["object-detection"] == "mAP50 90%"
+    assert said["tabular-regression"].startswith("R²") and said["image-classification"] == "85%"
+    assert tasks.get("semantic-segmentation").target.headline_words({"accuracy": 1.0}) is None
+
+
 def test_counts_and_trainability():
     counts = TARGET.counts(["cup/plate", "cup", "", "cup"])
     assert counts == {"cup": 3, "plate": 1, "background": 4}

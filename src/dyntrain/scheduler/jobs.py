@@ -9,7 +9,6 @@ import threading
 import time
 import traceback
 from functools import partial
-from functools import partial
 from pathlib import Path
 from typing import Any, Container
 
@@ -306,4 +305,5 @@ def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: Pro
                event_data={"model_version": model.version, "promoted": promote,
                            "kpis": {k: metrics[k] for k in ("accuracy", "macro_f1", "r2", "mae",
                                                             *tasks.get(task).target.gate_metrics) if k in metrics},
+                           "score": tasks.get(task).target.headline_words(metrics),
                            "learner": result["chosen"]["learner"]})

@@ -336,6 +336,11 @@ class Target(abc.ABC):
     def estimate_words(self) -> tuple[str, str]:
         """(what precedes a score, what the samples are called) in "estimated …, measured later …"."""
 
+    def headline_words(self, metrics: dict[str, Any]) -> str | None:
+        """A run's headline score as the training panel says it ("mIoU 82%"); None if it has none."""
+        x = (metrics or {}).get(self.headline)
+        return None if x is None else f"{self.estimate_words()[0]}{self.show_score(x)}".strip()
+
     # -- predictions -------------------------------------------------------------------------
     def outputs_read(self) -> tuple[str, ...]:
         """The ONNX outputs serving runs the model for."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from .. import tasks
 from ..kernel.core import Core
 from ..datasets import changes
 from ..datasets.versions import waiting_classes, waiting_sentence
@@ -422,6 +423,8 @@ def live_state(core: Core, project: str) -> dict[str, Any]:
         state["at"] = job.finished_at and job.finished_at.isoformat()
     elif job.status == "succeeded" and job.run_id:
         run = records.run_detail(core, job.run_id)
+        with core.db.read() as s:
+            target = tasks.get(project_row(s, project).task).target
         gate = run.get("gate") or {}
         result = run.get("result") or {}
         state.update({"learner": run.get("learner"), "model_version": run.get("model_version"),
@@ -429,6 +432,7 @@ def live_state(core: Core, project: str) -> dict[str, Any]:
                       "gate_reason": gate_sentence(result.get("gate") or gate, result.get("metrics"),
                                                    result.get("baseline")) or gate.get("reason"),
                       "kpis": {k: run.get(k) for k in ("accuracy", "macro_f1", "r2", "mae")},
+                      "score": target.headline_words(result.get("metrics")),
                       "at": run.get("finished_at")})
     return state
 
@@ -455,7 +459,6 @@ def history(core: Core, project: str, limit: int = 100) -> dict[str, Any]:
     """Runs with KPIs and their change against the model that served at the time (its file on
     examples it never saw, and its configuration re-trained on the same data), plus which
     version served when and how its training-time estimate held up later."""
-    from .. import tasks
     from ..registry.gate import estimate_sentence, summary
 
     task = changes.project_task(core, project)

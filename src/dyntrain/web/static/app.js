@@ -296,7 +296,8 @@ function Live(el) {
         const has = (v) => v !== undefined && v !== null;
         // a score only where the run has one of these (a segmentation or detection run reports
         // its own on its run page, not "right — of the time")
-        const score = has(k.accuracy) ? `, right ${pct(k.accuracy)} of the time` : has(k.r2) ? `, R² ${Number(k.r2).toFixed(2)}` : "";
+        const score = has(k.accuracy) ? `, right ${pct(k.accuracy)} of the time`
+          : has(k.r2) ? `, R² ${Number(k.r2).toFixed(2)}` : state.score ? `, ${state.score}` : "";
         if (state.learner) s += `: ${learnerWords(state.learner)}${score}`;
         text.textContent = s + ".";
         if (state.model_version) {
@@ -375,7 +376,7 @@ function Live(el) {
       }
       case "job.finished":
         state = { status: "succeeded", job_id: d.job_id, dataset_version: d.dataset_version, run_id: d.run_id,
-                  learner: d.learner, kpis: d.kpis,
+                  learner: d.learner, kpis: d.kpis, score: d.score,
                   model_version: d.model_version, promoted: d.promoted, gate_reason: state.gate_reason };
         break;
       case "job.failed":
