@@ -37,6 +37,9 @@ def test_records_are_checked_one_by_one():
     assert [(r["user_id"], r["item_id"], r["rating"], r["weight"]) for r in ok] == [("7", "a", 4.5, 1.0),
                                                                                      ("u2", "3", None, 2.0)]
     assert ok[0]["at"].isoformat() == "2026-12-05T09:30:00+00:00" and ok[1]["at"].year == 2025
+    # another offset is the same moment, kept in UTC (the database keeps wall times)
+    (elsewhere,) = parse_records([{"user": 7, "item": "a", "time": "2026-12-05T11:30:00+02:00"}])
+    assert elsewhere["at"].isoformat() == "2026-12-05T09:30:00+00:00"
     with pytest.raises(Invalid) as bad:
         parse_records([{"user": "", "item": "a"}, {"user": 1, "item": "b", "rating": "five"},
                        {"user": 1, "item": "c", "rating": float("nan")}, {"user": 1},
@@ -66,8 +69,11 @@ def test_files_map_their_columns():
 
 def test_bad_requests_are_refused_and_lose_nothing(client):
     shop = _project(client)
-    r = client.post(f"{P}/{shop}/interactions", json={"user": "42", "item": "sku-7", "rating": 4.5})
+    r = client.post(f"{P}/{shop}/interactions", json={"user": "42", "item": "sku-7", "rating": 4.5,
+                                                      "time": "2026-12-05T11:30:00+02:00"})
     assert r.status_code == 201 and r.json()["added"] == 1 and r.json()["version"] == 1
+    (kept,) = client.get(f"{P}/{shop}/interactions", params={"user": "42"}).json()["items"]
+    assert kept["at"].startswith("2026-12-05T09:30:00") and kept["rating"] == 4.5
     before = client.get(f"{P}/{shop}/interactions").json()
     assert before["counts"] == {"interactions": 1, "users": 1, "items": 1}
 

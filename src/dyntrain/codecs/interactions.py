@@ -63,7 +63,7 @@ def _time(value: Any) -> datetime | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if not isinstance(value, bool):
         try:
             seconds = float(value)
@@ -78,7 +78,8 @@ def _time(value: Any) -> datetime | None:
         except ValueError:
             pass
         else:
-            return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+            # in UTC: the database keeps the wall time, and reads it back as UTC
+            return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
     raise Invalid(f"time {value!r} is neither ISO 8601 (2026-12-05T09:30:00Z) nor Unix seconds")
 
 

@@ -113,9 +113,16 @@ def add_interactions(core: Core, project: str, records: list[dict], *, source: s
         # an id another transaction has not committed yet.
         row = interaction_project(s, project, lock=True)
         first = (s.scalar(select(func.max(InteractionRow.id)).where(InteractionRow.project_id == row.id)) or 0) + 1
+        table = InteractionRow.__table__  # a Core insert: the ORM's bulk path cost more than SQLite's own
         for k in range(0, len(rows), 5_000):
-            s.execute(insert(InteractionRow), [{**r, "project_id": row.id} for r in rows[k:k + 5_000]])
-        version = _append_version(s, row, message or f"{len(rows):,} interactions ({source})")
+            s.execute(insert(table), [{**r, "project_id": row.id} for r in rows[k:k + 5_000]])
+        # ids follow the insert order under the lock, so the added lines hash from memory (reading
+        # 10^6 rows back to hash them took longer than writing them)
+        added = hashlib.sha256("".join(_line_of(r["user_id"], r["item_id"], r["rating"], r["weight"], r["at"])
+                                       for r in rows).encode()).hexdigest()
+        last = s.scalar(select(func.max(InteractionRow.id)).where(InteractionRow.project_id == row.id))
+        version = _append_version(s, row, message or f"{len(rows):,} interactions ({source})",
+                                  added=(added, len(rows), last))
         last = version.watermark
         first = s.scalar(select(func.min(InteractionRow.id)).where(InteractionRow.project_id == row.id,
                                                                    InteractionRow.id >= first))
@@ -123,11 +130,15 @@ def add_interactions(core: Core, project: str, records: list[dict], *, source: s
 
 
 def _line(r) -> str:
-    rating = "" if r.rating is None else repr(float(r.rating))
-    at = r.at if r.at.tzinfo else r.at.replace(tzinfo=timezone.utc)
+    return _line_of(r.user_id, r.item_id, r.rating, r.weight, r.at)
+
+
+def _line_of(user_id: str, item_id: str, rating: float | None, weight: float, at) -> str:
+    rating_text = "" if rating is None else repr(float(rating))
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
     # the content, not the id: two projects given the same interactions in the same order have the
     # same version hashes (the order is in the chain)
-    return f"{r.user_id}\t{r.item_id}\t{rating}\t{float(r.weight)!r}\t{at.timestamp():.6f}\n"
+    return f"{user_id}\t{item_id}\t{rating_text}\t{float(weight)!r}\t{at.timestamp():.6f}\n"
 
 
 def _digest(s: Session, project_id: int, after: int, up_to: int | None = None) -> tuple[str, int, int]:
@@ -162,10 +173,13 @@ def _head(s: Session, project: ProjectRow) -> DatasetVersionRow | None:
                                                      DatasetVersionRow.number == project.head_version)).first()
 
 
-def _append_version(s: Session, project: ProjectRow, message: str) -> DatasetVersionRow:
+def _append_version(s: Session, project: ProjectRow, message: str,
+                    added: tuple[str, int, int] | None = None) -> DatasetVersionRow:
+    """A version of everything after the head's watermark; ``added``: their (digest, count, last
+    id) when the caller hashed them already."""
     head = _head(s, project)
     watermark = (head.watermark or 0) if head is not None else 0
-    digest, n, last = _digest(s, project.id, watermark)
+    digest, n, last = added or _digest(s, project.id, watermark)
     parent = head.counts if head is not None else {}
     counts = {"interactions": int(parent.get("interactions", 0)) + n,
               "users": int(parent.get("users", 0)) + _new_ids(s, project.id, InteractionRow.user_id, watermark),
