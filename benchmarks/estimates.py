@@ -13,8 +13,8 @@ democrat vs republican; long documents, median ~3,200 characters, up to 22,000).
 For each dataset, k per class (5/10/20) and seed (3), k per class are drawn from the pool and:
 
 * **selection** runs as in a training run (:func:`dyntrain.learners.select`, the task's
-  default candidate list, ``--budget``, the default rule ``soft_vote``: a soft vote of the top
-  candidates unless :func:`~dyntrain.learners.selection.prefers_soft_vote` says it adds nothing,
+  default candidate list, ``--budget``, the default rule ``soft_vote``: a soft vote of the top 3
+  learners' best configurations unless :func:`~dyntrain.learners.selection.prefers_soft_vote` says it adds nothing,
   else the one-SE pick); measured beside it, from the same fits: the **one-SE** pick alone, the
   **highest mean** (the oldest rule), and a soft vote used **always**, of the top 3
   configurations or of the best configurations of the top 3 learners (each vote's test
@@ -161,17 +161,17 @@ def run_one(ds: str, data: Data, tr: np.ndarray, seed: int, args) -> dict:
             "one_se_test": acc[sel.scores[sel.one_se_index].candidate.label],
             "vote_configs": accuracy(vote_proba(selection.vote_members(ok, per_learner=False))),
             "vote_learners": accuracy(vote_proba(selection.vote_members(ok, per_learner=True))),
-            "rule_learners": _rule_with_learner_votes(sel, ok, y[tr], n, seed, args, acc, vote_proba, accuracy),
+            "rule_configs": _rule_with_config_votes(sel, ok, y[tr], n, seed, args, acc, vote_proba, accuracy),
             "singles": singles, "chosen": f"soft vote of {len(sel.chosen.params['members'])}" if voted
             else sel.chosen.label, "voted": voted, "ran": len(sel.scores), "n_test": len(te), "n_train": len(tr),
             "fold_votes": sum(w.startswith("soft vote") for w in m["estimate"]["chosen_per_fold"]),
             "folds": len(m["estimate"]["chosen_per_fold"]), "seconds": {"selection": sel_s, "nested": nested_s}}
 
 
-def _rule_with_learner_votes(sel, ok, y_tr, n, seed, args, acc, vote_proba, accuracy) -> float:
-    """Test accuracy of dyntrain's rule had the vote's members been the top 3 learners' best
-    configurations (ENSEMBLE_PER_LEARNER) — measured to choose between the two."""
-    members = selection.vote_members(ok, per_learner=True)
+def _rule_with_config_votes(sel, ok, y_tr, n, seed, args, acc, vote_proba, accuracy) -> float:
+    """Test accuracy of dyntrain's rule had the vote's members been the top 3 configurations
+    (ENSEMBLE_PER_LEARNER False) — measured to choose between the two."""
+    members = selection.vote_members(ok, per_learner=False)
     folds, _ = selection.make_folds(y_tr, n_splits=args.splits, seed=seed)  # = select's folds
     vote = selection.soft_vote_score(members, y_tr, folds, n_classes=n, index=len(sel.scores))
     single = sel.scores[sel.one_se_index]
@@ -212,8 +212,7 @@ def render(results: dict, sources: dict, args, elapsed: float) -> str:
     rule_means = {"dyntrain's rule (soft vote unless it adds nothing)": np.mean([r["test"] for r in runs]),
                   "one-SE rule": np.mean([r["one_se_test"] for r in runs]),
                   "highest mean": np.mean([r["old_test"] for r in runs]),
-                  "the same rule voting with the top 3 learners' best configurations":
-                      np.mean([r["rule_learners"] for r in runs]),
+                  "the same rule voting with the top 3 configurations": np.mean([r["rule_configs"] for r in runs]),
                   "always a soft vote of the top 3 configurations": np.mean([r["vote_configs"] for r in runs]),
                   "always a soft vote of the top 3 learners' best configurations":
                       np.mean([r["vote_learners"] for r in runs])}

@@ -123,10 +123,11 @@ def test_selection_chooses_the_vote_scored_exactly_as_refitting_it_on_each_fold_
 
 def test_selection_keeps_one_model_when_a_vote_adds_nothing():
     X, y = _two_views(1, signal=(20.0, 20.0))  # every candidate right everywhere: the vote predicts the same
-    sel = selection.select([PROBE, Candidate("image.linear_probe", {"C": 10.0})], X, y, n_classes=3, seed=0)
+    sel = selection.select([PROBE, PIXELS], X, y, n_classes=3, seed=0)
     assert sel.ensemble is not None and sel.chosen == PROBE and "predicts what" in sel.reason
-    only = selection.select([PROBE], X, y, n_classes=3, seed=0)
-    assert only.ensemble is None and only.chosen == PROBE and "only one candidate" in only.reason
+    # the members are distinct learners (each one's best strength): two strengths of one do not vote
+    only = selection.select([PROBE, Candidate("image.linear_probe", {"C": 10.0})], X, y, n_classes=3, seed=0)
+    assert only.ensemble is None and only.chosen == PROBE and "only one learner" in only.reason
 
 
 def test_a_vote_clearly_below_the_one_se_pick_is_not_chosen():

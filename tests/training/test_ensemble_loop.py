@@ -15,24 +15,30 @@ from dyntrain.datasets.changes import Upload, add_samples
 from dyntrain.kernel.projects import create_project
 from dyntrain.learners.candidates import Candidate
 from dyntrain.learners.features import FeatureExtractor, FeatureSet
-from dyntrain.ops.demo import digit_images
 from dyntrain.registry.models import list_models
 from dyntrain.scheduler import queue
 from dyntrain.scheduler.jobs import run_job
 from dyntrain.serving.live import load_model
 from dyntrain.training import records
+from tests.learners.learner_data import mnist, mnist_labels
 
 pytestmark = pytest.mark.slow
-# Ten digits, five of each: the two learners disagree on a few, and their vote scores as well as
-# the better of them on the same folds (measured: the vote is chosen with these settings)
+# Ten MNIST digits, five of each: Lite0 features and raw pixels are each right about 3 times in 4
+# and wrong on different images; their vote scores 0.84 against 0.73 on the same folds (measured)
 SETTINGS = {"train_delay_s": 0, "train_max_delay_s": 60, "time_budget_s": 20, "augmentation": "off",
             "learners": ["image.linear_probe", "image.pixel_logreg"]}
 
 
 def _add(core, per_class: int, offset: int = 0) -> None:
-    pairs = digit_images(tuple(range(10)), per_class=per_class, offset=offset)
-    add_samples(core, "digits", [Upload(f"{offset}-{i}.png", d) for i, (_, d) in enumerate(pairs)],
-                [label for label, _ in pairs])
+    labels = mnist_labels()
+    idx = np.concatenate([np.flatnonzero(labels == c)[offset:offset + per_class] for c in range(10)])
+    images, y = mnist(idx)
+    uploads = []
+    for i, image in zip(idx, images):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "PNG")
+        uploads.append(Upload(f"mnist-{i}.png", buf.getvalue()))
+    add_samples(core, "digits", uploads, [f"digit-{c}" for c in y])
 
 
 def _train_next(core) -> dict:
@@ -50,7 +56,7 @@ def test_a_voting_image_project_serves_explains_and_quickly_retrains_its_vote(co
     result = first["result"]
     chosen = Candidate.from_dict(result["chosen"])
     assert first["status"] == "succeeded" and chosen.learner == "ensemble.soft_vote", result["selection"]["reason"]
-    assert result["gate"]["promoted"] and first["learner"] == "ensemble.soft_vote"
+    assert result["gate"]["promoted"] and first["learner"] == chosen.label  # runs list it by its members
     assert result["selection"]["chosen_index"] == result["selection"]["ensemble_index"]
     assert "soft vote" in first["log"] and chosen.label in first["log"]
     (model,) = list_models(core, "digits")

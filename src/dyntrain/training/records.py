@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..kernel.core import Core
-from ..kernel.errors import NotFound
+from ..kernel.errors import DyntrainError, NotFound
 from ..kernel.projects import project_row
 from ..storage.rows import ProjectRow, RunRow, utcnow
 
@@ -36,12 +36,26 @@ def finish_run(core: Core, run_id: int, status: str, *, result: dict | None = No
             row.model_version = model_version
 
 
+def learner_shown(chosen: dict | None) -> str | None:
+    """The chosen learner's name as runs list it; a soft vote by its members ("soft vote of
+    linear_probe(C=100.0), pixel_logreg(C=0.1)"), whose own name would say nothing."""
+    if not chosen or not chosen.get("learner"):
+        return None
+    from ..learners.candidates import Candidate
+
+    try:
+        candidate = Candidate.from_dict(chosen)
+        return candidate.label if candidate.learner_class.composite else candidate.learner
+    except DyntrainError:  # a learner this version no longer has: its recorded name
+        return chosen["learner"]
+
+
 def run_summary(row: RunRow) -> dict[str, Any]:
     result = row.result or {}
     metrics = result.get("metrics") or {}
     return {
         "id": row.id, "job_id": row.job_id, "dataset_version": row.dataset_version, "status": row.status,
-        "learner": (result.get("chosen") or {}).get("learner"),
+        "learner": learner_shown(result.get("chosen")),
         "params": (result.get("chosen") or {}).get("params"),
         "evaluation": result.get("evaluation"),
         "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
