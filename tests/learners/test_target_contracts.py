@@ -153,11 +153,41 @@ def segmenter(extractor):
 
 
 @pytest.fixture(scope="module")
-def every(non_image, fitted, digits_small, detector, segmenter, recommender):
+def image_filter():
+    """The image filter, fitted briefly on Sobel maps of photo crops of two sizes."""
+    import io
+
+    from PIL import Image
+
+    from dyntrain.ops.edge_pairs import sample_crops, sobel_map
+    from dyntrain.training.pairs import PAIR_STAGES
+
+    out = {}
+    for name in NAMES:
+        cls = learners.get(name)
+        if cls.contract != "filter":
+            continue
+        task = _task_for(cls)
+        photos = sample_crops(4, seed=5) + sample_crops(2, size=(64, 100), seed=6)
+        blobs = {}
+        for i, p in enumerate(photos):
+            buf = io.BytesIO()
+            Image.fromarray(p).save(buf, "PNG")
+            blobs[f"h{i}"] = buf.getvalue()
+        X = task.modality.features([cls.input_kind], list(blobs), blobs.get, None)[cls.input_kind]
+        y = [sobel_map(p) for p in photos]
+        learner = cls(steps=300).fit(X, y)
+        out[name] = {"task": task, "learner": learner, "X": X, "y": y, "stages": PAIR_STAGES,
+                     "items": [task.modality.decode(b) for b in blobs.values()]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def every(non_image, fitted, digits_small, detector, segmenter, recommender, image_filter):
     image = {name: {"task": _task_for(learners.get(name)), "learner": learner, "y": digits_small["y"],
                     "X": digits_small["X"][learner.input_kind], "items": list(digits_small["images"])}
              for name, learner in fitted.items()}
-    return {**image, **non_image, **detector, **segmenter, **recommender}
+    return {**image, **non_image, **detector, **segmenter, **recommender, **image_filter}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -193,6 +223,13 @@ def test_answers_follow_the_contract(name, every):
         assert [m.shape for m in said] == [t.shape for t in case["y"]] and all(m.dtype == np.uint8 for m in said)
         m = segmentation_metrics(case["y"], said, case["classes"], boundary=False)
         assert m["miou"] > 0.5, m["per_class"]  # it learnt something: on its own photos, most pixels right
+    elif learner.contract == "filter":
+        from dyntrain.codecs.pairs import as_mode, psnr
+
+        said = learner.predict(X)
+        assert [m.shape for m in said] == [t.shape for t in case["y"]] and all(m.dtype == np.uint8 for m in said)
+        gain = [psnr(t, m) - psnr(t, as_mode(p, "L")) for t, m, p in zip(case["y"], said, X)]
+        assert min(gain) > 5, gain  # it learnt something: far closer than the photo itself
     elif learner.contract == "classifier":
         n_classes = int(np.max(case["y"])) + 1
         proba = learner.predict_proba(X)
@@ -230,6 +267,8 @@ def test_the_served_file_reproduces_the_answers(name, every, cache_dir, tmp_path
     elif learner.contract == "segmenter":  # the same masks, within the letterbox's pixel at outlines
         assert case["stages"].agrees(served, learner.predict(case["X"])) is None
         assert all(s["mask"].shape == t.shape for s, t in zip(served, case["y"]))
+    elif learner.contract == "filter":  # photos of two sizes in one batch: each answered as alone, exactly
+        assert all((s["image"] == t).all() for s, t in zip(served, learner.predict(case["X"])))
     elif learner.contract == "classifier":
         np.testing.assert_allclose(served, learner.predict_proba(case["X"]), atol=1e-4, rtol=0)
     else:

@@ -48,6 +48,7 @@ from .recommenders import (ALSRecommender, ItemKNNRecommender, PopularityRecomme
                            SVDRecommender)
 from .ensemble import SoftVote  # noqa: E402  isort: skip
 from .segmenter import Segmenter  # noqa: E402  isort: skip
+from .filter import FilterCNN  # noqa: E402  isort: skip
 
 __all__ = [
     # contract and registry
@@ -71,6 +72,7 @@ __all__ = [
     "CenterNetDetector",
     "SoftVote",
     "Segmenter",
+    "FilterCNN",
     "infer_schema",
     "regression_metrics",
     "row_feed",

@@ -8,6 +8,7 @@ from .classes import ClassTarget
 from .image import ImageModality
 from .masks import MaskPhotoModality, MaskTarget
 from .numbers import NumberTarget
+from .pairs import FilterTarget, PairPhotoModality
 from .recommend import InteractionModality, RankingTarget
 from .table import RowModality
 from .text import TextModality
@@ -24,3 +25,4 @@ register(Task("tabular-regression", ROW, NUMBER))
 register(Task("object-detection", PHOTO, BOXES, "Photos (find and outline things in a picture)"))
 register(Task("recommendation", InteractionModality(), RankingTarget(), "Interactions (recommend items to people)"))
 register(Task("semantic-segmentation", MASK_PHOTO, MASKS, "Photos (paint which pixels belong to what)"))
+register(Task("image-to-image", PairPhotoModality(), FilterTarget(), "Photos (learn a picture-to-picture filter)"))
