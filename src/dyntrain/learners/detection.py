@@ -1,6 +1,8 @@
 """Object detection from a few images: a CenterNet-style head on frozen Lite0 feature maps.
 
-Public API (what the task plug-in calls):
+A library API of its own: projects train through :mod:`dyntrain.learners.detector` (the learner)
+and :mod:`dyntrain.training.boxes` (the run's stages), which share its heads, export and metrics;
+:func:`fit_detector` is a standalone fit-and-select for scripts and tests.
 
 * :func:`fit_detector` — validate, cross-validate the candidates (head at 256 and 320 px input)
   by COCO mAP50:95 on repeated K-fold over images within a time budget, fit the chosen one on
