@@ -132,5 +132,6 @@ def test_a_learned_filter_goes_through_the_whole_loop(loop_server, core, tmp_pat
     ui = loop_server.url + "/projects/edges"
     html = httpx.get(f"{ui}/runs/{run['id']}").text
     assert "PSNR" in html and "within" in html
-    for page in ("", "/history", "/predictions", "/try", "/settings"):
-        assert httpx.get(ui + page).status_code == 200, page
+    for page in ("", "/history", "/predictions", "/try", "/settings", f"/predictions/{first['prediction_id']}"):
+        r = httpx.get(ui + page)
+        assert r.status_code == 200 and "Predicted value" not in r.text, page  # an image, not a number

@@ -160,7 +160,7 @@ def _predict(net, photos) -> list[np.ndarray]:
     return out
 
 
-def seconds_per_step(params: dict[str, Any], photos, outputs, steps: int = 6) -> float:
+def seconds_per_step(params: dict[str, Any], photos, outputs, steps: int = 20) -> float:
     """Measured seconds of one optimiser step of this configuration on this machine now."""
     learner = FilterCNN(**params)
     _train(photos[:2], outputs[:2], learner.layers, learner.width, 1, 0)  # warm up (allocations)
