@@ -5,8 +5,8 @@ only: a JPEG output's block artefacts would be learnt as part of the filter (and
 mostly sharp steps, which JPEG smears). An RGB PNG whose three channels are equal everywhere is
 greyscale; alpha is dropped (an output is what the filter paints, not how it is composited).
 
-**Measures.** PSNR in dB of 8-bit images, ``10·log10(255² / MSE)`` per image (identical images:
-:data:`PSNR_CAP`); SSIM by Wang et al. (2004) with the usual constants (Gaussian window σ = 1.5
+**Measures.** PSNR in dB of 8-bit images, ``10·log10(255² / MSE)`` (identical images:
+:data:`PSNR_CAP`), of a set of images from their mean MSE (:func:`psnr_pooled`); SSIM by Wang et al. (2004) with the usual constants (Gaussian window σ = 1.5
 truncated at 3.5σ, K1 = 0.01, K2 = 0.03, L = 255, population covariances, the mean over pixels
 at least the window's radius from the border, channels averaged) — the same as scikit-image's
 ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
@@ -30,7 +30,8 @@ import numpy as np
 
 from ..kernel.errors import Invalid
 
-__all__ = ["MODES", "PSNR_CAP", "read_output", "encode_png", "digest", "as_mode", "psnr", "ssim",
+__all__ = ["MODES", "PSNR_CAP", "read_output", "encode_png", "digest", "as_mode", "mse", "psnr", "psnr_of",
+           "psnr_pooled", "ssim",
            "read_pairs", "write_pairs", "png_from_text"]
 
 MODES = ("L", "RGB")
@@ -126,6 +127,20 @@ def digest(pixels: np.ndarray) -> str:
 # -- measures --------------------------------------------------------------------------------------
 
 
+def mse(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean squared error per pixel (0..255 levels)."""
+    return float(np.mean((np.asarray(truth, np.float64) - np.asarray(predicted, np.float64)) ** 2))
+
+
+def psnr_of(mse_value: float) -> float:
+    """PSNR (dB) of a mean squared error of 8-bit images (0: :data:`PSNR_CAP`).
+
+    >>> round(psnr_of(255.0 ** 2 / 100), 2), psnr_of(0.0)
+    (20.0, 100.0)
+    """
+    return PSNR_CAP if mse_value <= 0 else min(PSNR_CAP, float(10 * np.log10(255.0 ** 2 / mse_value)))
+
+
 def psnr(truth: np.ndarray, predicted: np.ndarray) -> float:
     """PSNR (dB) of an 8-bit image against the truth.
 
@@ -133,8 +148,14 @@ def psnr(truth: np.ndarray, predicted: np.ndarray) -> float:
     >>> round(psnr(a, b), 2), psnr(a, a)
     (12.04, 100.0)
     """
-    mse = float(np.mean((np.asarray(truth, np.float64) - np.asarray(predicted, np.float64)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, float(10 * np.log10(255.0 ** 2 / mse)))
+    return psnr_of(mse(truth, predicted))
+
+
+def psnr_pooled(mses) -> float:
+    """PSNR of a set of images: of their mean squared error, so a photo answered perfectly (an
+    empty edge map of a blank sky: PSNR 100 on its own) does not outweigh the others."""
+    mses = list(mses)
+    return psnr_of(float(np.mean(mses))) if mses else PSNR_CAP
 
 
 def ssim(truth: np.ndarray, predicted: np.ndarray) -> float:

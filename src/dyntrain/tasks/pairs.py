@@ -161,15 +161,15 @@ class FilterTarget(Target):
                 for p in samples]
 
     def score_output(self, samples: list[dict], output, served_labels: list[str]) -> dict[str, Any]:
-        """Mean PSNR and SSIM of the served file's output images against the truth."""
-        from ..codecs.pairs import as_mode, psnr, ssim
+        """PSNR and SSIM of the served file's output images against the truth."""
+        from ..codecs.pairs import as_mode, mse, ssim
 
         said = [as_mode(o["image"], p["predicted"]["mode"]) for p, o in zip(samples, output)]
-        return _scores([psnr(p["true_image"], s) for p, s in zip(samples, said)],
+        return _scores([mse(p["true_image"], s) for p, s in zip(samples, said)],
                        [ssim(p["true_image"], s) for p, s in zip(samples, said)])
 
     def score_predicted(self, samples: list[dict]) -> dict[str, Any]:
-        return _scores([p["predicted"]["psnr"] for p in samples], [p["predicted"]["ssim"] for p in samples])
+        return _scores([p["predicted"]["mse"] for p in samples], [p["predicted"]["ssim"] for p in samples])
 
     def first_model(self, score: float, floor: Any, metric: str) -> tuple[bool, str]:
         floor = float(floor or 0.0)
@@ -243,9 +243,12 @@ class FilterTarget(Target):
         return {".png": base64.b64decode(prediction["image"])} if prediction.get("image") else {}
 
 
-def _scores(psnrs: list[float], ssims: list[float]) -> dict[str, Any]:
-    return {"psnr": float(np.mean(psnrs)) if psnrs else None, "ssim": float(np.mean(ssims)) if ssims else None,
-            "n_images": len(psnrs)}
+def _scores(mses: list[float], ssims: list[float]) -> dict[str, Any]:
+    """PSNR of the photos' mean squared error (see codecs.pairs.psnr_pooled) and their mean SSIM."""
+    from ..codecs.pairs import psnr_pooled
+
+    return {"psnr": psnr_pooled(mses) if mses else None, "ssim": float(np.mean(ssims)) if ssims else None,
+            "n_images": len(mses)}
 
 
 class PairPhotoModality(PhotoModality):
