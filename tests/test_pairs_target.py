@@ -133,3 +133,11 @@ def test_pair_folders_are_read_checked_and_written_back(tmp_path, pair):
     (root / "outputs" / "p1.png").unlink()
     with pytest.raises(Invalid, match="1 photos have no output"):
         list(TARGET.read_files(root))
+
+
+def test_a_photo_too_large_for_a_filter_is_refused_from_its_header():
+    modality = tasks.get("image-to-image").modality
+    big = _png(np.zeros((2100, 2100, 3), np.uint8))
+    with pytest.raises(Invalid, match="2100x2100 pixels; an image filter takes photos of up to 4,194,304"):
+        modality.decode(big)
+    assert modality.decode(_png(np.zeros((80, 96, 3), np.uint8))).shape == (80, 96, 3)

@@ -36,6 +36,9 @@ __all__ = ["FilterTarget", "PairPhotoModality", "KEY", "MIN_PAIRS"]
 KEY = "pair"
 #: Fewest pairs a run trains on (three folds of at least one photo, plus one).
 MIN_PAIRS = 4
+#: Largest photo a filter takes (2048 x 2048): it runs at the photo's own resolution, and its
+#: activations take about 128 bytes a pixel (16 float channels, two layers alive), 512 MB here.
+MAX_PIXELS = 2048 * 2048
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -251,6 +254,17 @@ def _scores(mses: list[float], ssims: list[float]) -> dict[str, Any]:
             "n_images": len(mses)}
 
 
+def _check_size(data: bytes) -> None:
+    """Refuse a photo over :data:`MAX_PIXELS` from its header, before decoding it."""
+    from ..codecs.box_formats import image_size
+    from ..kernel.errors import Invalid
+
+    w, h = image_size(data)
+    if w * h > MAX_PIXELS:
+        raise Invalid(f"the photo is {w}x{h} pixels; an image filter takes photos of up to {MAX_PIXELS:,} pixels "
+                      "(it runs at the photo's own resolution): scale it down")
+
+
 class PairPhotoModality(PhotoModality):
     """Photos at their own size (a filter is scale-dependent): the model takes them whole."""
 
@@ -260,6 +274,14 @@ class PairPhotoModality(PhotoModality):
     data_scripts = ("pairs.js",)
     try_template = "_try_pairs.html"
     try_script = "pairs.js"
+
+    def content_meta(self, settings, filename: str, data: bytes) -> dict[str, Any]:
+        _check_size(data)
+        return super().content_meta(settings, filename, data)
+
+    def decode(self, data: bytes, *, max_pixels: int = 40_000_000):
+        _check_size(data)
+        return super().decode(data, max_pixels=max_pixels)
 
     def columns(self, session) -> dict[str, Any]:
         meta = session.get_modelmeta().custom_metadata_map
