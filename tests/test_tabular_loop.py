@@ -154,7 +154,8 @@ def test_classification_through_the_loop(loop_server, tmp_path):
     assert job["status"] == "succeeded", job
     run = api.get(f"/runs/{job['run_id']}").json()
     assert run["result"]["metrics"]["accuracy"] >= 0.9 and run["result"]["gate"]["promoted"]
-    learners = {s["candidate"]["learner"] for s in run["result"]["selection"]["scores"]}
+    selection = run["result"]["selection"]  # the candidates that ran, then their soft vote
+    learners = {s["candidate"]["learner"] for s in selection["scores"] if s["index"] != selection["ensemble_index"]}
     assert learners == {"tabular.linear", "tabular.hgb"}
 
     r = api.post("/projects/fruit/predict/rows", json={"rows": [

@@ -46,7 +46,8 @@ def test_text_project_through_the_loop(loop_server, tmp_path, core):
     job = wait_for(lambda: _jobs_done(api, "reviews"), timeout=300)[0]
     assert job["status"] == "succeeded", job
     run = api.get(f"/runs/{job['run_id']}").json()
-    learners = {s["candidate"]["learner"] for s in run["result"]["selection"]["scores"]}
+    selection = run["result"]["selection"]  # the candidates that ran, then their soft vote
+    learners = {s["candidate"]["learner"] for s in selection["scores"] if s["index"] != selection["ensemble_index"]}
     assert learners == {"text.embedding_logreg", "text.tfidf_logreg"}
     assert api.get("/projects/reviews/models").json()[0]["aliases"] == ["production"]
 
