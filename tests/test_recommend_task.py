@@ -9,6 +9,7 @@ a 10^5-row file is one version; deleting a person's interactions is a recounted 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 
 import pytest
@@ -187,3 +188,25 @@ def test_versions_of_interactions_are_not_restored_as_samples(client):
     r = client.post(f"{P}/{shop}/dataset-versions/1/restore")
     assert r.status_code == 422 and "learns from interactions, not samples" in r.text
     assert len(_versions(client, shop)) == 2  # nothing made
+
+
+def test_the_gate_scores_both_models_only_on_choices_the_served_one_never_saw():
+    from dyntrain import tasks
+    from dyntrain.registry.gate import measure_served
+    from dyntrain.tasks.recommend import SeenUpTo
+
+    target = tasks.get("recommendation").target
+    # people whose newest held-out item came after the served model's watermark (100) are compared
+    predictions = [
+        {"content_hash": f"{101 + k}:u{k}", "user": f"u{k}", "true": ["old", f"new{k}"], "fresh": [f"new{k}"],
+         "predicted": ["old", f"new{k}", "x"], "recent": []} for k in range(6)
+    ] + [{"content_hash": "90:seen", "user": "seen", "true": ["a"], "fresh": [], "predicted": ["a"], "recent": []}]
+    served_lists = {f"u{k}": {"items": ["y", f"new{k}"] if k < 3 else ["y", "z"]} for k in range(6)}
+    record = measure_served(predictions, SeenUpTo(100), [], "recommendation",
+                            lambda samples: [served_lists[p["user"]] for p in samples], version=1)
+    assert record["n"] == 6 and record["left_out_seen"] == 1 and record["enough"]
+    # "old" was seen by the served model: no hit and no slot for the new one either, so its fresh
+    # choice ranks first (NDCG 1) for all six; the served file found it second for three of them
+    assert record["new"]["ndcg"] == pytest.approx(1.0) and record["new"]["hit_rate"] == 1.0
+    assert record["metrics"]["hit_rate"] == 0.5
+    assert record["metrics"]["ndcg"] == pytest.approx(0.5 / math.log2(3))
