@@ -218,14 +218,20 @@ def test_predict_with_explanations_over_the_api(probe, core, client):
 @pytest.mark.slow
 def test_occlusion_explains_a_detector_by_its_top_box(tmp_path):
     """Detection: the heat is how much covering a cell lowers the top box's confidence."""
-    from dyntrain.learners.detection_fit import Candidate, export_detector, fit_detector
+    from dyntrain import learners, tasks
     from dyntrain.ops import scenes
 
+    # trained as projects train it: the photo modality's features into the learner image.centernet
     train = scenes.scenes_per_class(8, classes=2, size=224, seed=0)
-    model, _ = fit_detector([s.image for s in train], [s.boxes for s in train], train[0].class_names,
-                            cache_dir=tmp_path, time_budget_s=120, candidates=[Candidate("t-224", 224, passes=1200)],
-                            copies=4, max_repeats=1)
-    path = export_detector(model, tmp_path / "detector.onnx")
+    names = train[0].class_names
+    blobs = {f"h{i}": _png(s.image) for i, s in enumerate(train)}
+    cls = learners.get("image.centernet")
+    photos = tasks.get("object-detection").modality.features(
+        [cls.input_kind], list(blobs), blobs.get, learners.FeatureExtractor(tmp_path, threads=1))[cls.input_kind]
+    y = [(np.array([[b[k] for k in ("x", "y", "w", "h")] for b in s.boxes], float).reshape(-1, 4),
+          np.array([names.index(b["label"]) for b in s.boxes], np.int64)) for s in train]
+    model = cls(size=224, copies=4, passes=1200).fit(photos, y, n_classes=len(names), class_names=names)
+    path = model.export_onnx(tmp_path / "detector.onnx", backbone_dir=tmp_path)
     detector = load_model(path, 1, 1, train[0].class_names, 1, task="object-detection")
     test = [s for s in scenes.make_scenes(40, classes=2, size=224, seed=7) if len(s.boxes) == 1][:10]
     hits = 0

@@ -1,21 +1,46 @@
-"""Object detection core: fit + selection on synthetic scenes, export, decoding, metrics, inputs."""
+"""Object detection core: the product's learner (``image.centernet``) trained on synthetic scenes,
+its export, decoding, metrics and inputs."""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import onnx
 import pytest
+from PIL import Image
 
+from dyntrain import learners, tasks
 from dyntrain.ops import scenes
 from dyntrain.kernel.errors import Invalid
 from dyntrain.learners import detection as D
 from dyntrain.learners import feature_maps as fm
 from dyntrain.codecs import detections, letterbox as lb
-from dyntrain.learners.detection_fit import Candidate
 
 # Small on purpose (a shared fixture trains once, in seconds): two classes, 8 images per class,
-# 4 augmented copies, two cheap candidates so the selection machinery really runs.
-CANDIDATES = [Candidate("t-224", 224, passes=1200), Candidate("t-192", 192, passes=1200)]
+# 4 augmented copies, a 224 px input.
+PARAMS = {"size": 224, "copies": 4, "passes": 1200}
+
+
+def photos_of(images, extractor):
+    """The images as a project stores them (PNG blobs) read by the photo modality's features."""
+    modality = tasks.get("object-detection").modality
+    blobs = {}
+    for i, image in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "PNG")
+        blobs[f"h{i}"] = buf.getvalue()
+    kind = learners.get("image.centernet").input_kind
+    return modality.features([kind], list(blobs), blobs.get, extractor)[kind]
+
+
+def boxes_of(scene_list, names):
+    """Each scene's boxes as the learner takes them: (boxes [k,4] in pixels, class indices [k])."""
+    y = np.empty(len(scene_list), object)
+    for i, s in enumerate(scene_list):
+        y[i] = (np.array([[b[k] for k in ("x", "y", "w", "h")] for b in s.boxes], float).reshape(-1, 4),
+                np.array([names.index(b["label"]) for b in s.boxes], np.int64))
+    return y
 
 
 @pytest.fixture(scope="module")
@@ -26,36 +51,29 @@ def train_scenes():
 
 
 @pytest.fixture(scope="module")
-def fitted(train_scenes, cache_dir):
+def fitted(train_scenes, extractor):
     seen = []
-    model, report = D.fit_detector([s.image for s in train_scenes], [s.boxes for s in train_scenes],
-                                   train_scenes[0].class_names, cache_dir=cache_dir, time_budget_s=120,
-                                   progress=seen.append, candidates=CANDIDATES, copies=4, max_repeats=1)
-    return model, report, seen
+    names = train_scenes[0].class_names
+    photos = photos_of([s.image for s in train_scenes], extractor)
+    learner = learners.get("image.centernet")(**PARAMS).fit(photos, boxes_of(train_scenes, names),
+                                                             n_classes=len(names), class_names=names,
+                                                             progress=seen.append)
+    return learner, seen
 
 
 @pytest.fixture(scope="module")
-def exported(fitted, tmp_path_factory):
+def exported(fitted, extractor, tmp_path_factory):
     path = tmp_path_factory.mktemp("detector") / "detector.onnx"
-    D.export_detector(fitted[0], path)
+    fitted[0].export_onnx(path, backbone_dir=extractor.cache_dir)
     return path
 
 
 @pytest.mark.slow
-def test_fit_reports_selection_with_spread(fitted, train_scenes):
-    model, report, seen = fitted
+def test_fit_learns_from_empty_images_too_and_reports_progress(fitted, train_scenes):
+    learner, seen = fitted
     assert any(len(s.boxes) == 0 for s in train_scenes), "empty annotation lists are part of the fixture"
-    sel = report["selection"]
-    assert sel["metric"] == "map50_95" and sel["folds"] == 3 and sel["repeats"] == 1
-    assert set(sel["scores"]) == {c.name for c in CANDIDATES}
-    for s in sel["scores"].values():
-        assert s["n_folds"] == 3 and len(s["folds"]) == 3 and s["std"] is not None and s["se"] is not None
-        assert 0 <= s["mean"] <= 1
-    assert sel["chosen"] == model.candidate.name and model.candidate.name in sel["reason"]
-    assert 0.1 <= report["threshold"] <= 0.9 and model.threshold == report["threshold"]
-    assert report["cv"]["map50"] is not None and set(report["cv"]["per_class"]) == set(model.class_names)
-    assert report["n_boxes"] == sum(len(s.boxes) for s in train_scenes)
-    assert seen == sorted(seen) and seen[-1] == 1.0
+    assert learner.class_names_ == train_scenes[0].class_names and learner.n_classes_ == 2
+    assert seen and seen == sorted(seen) and seen[-1] == 1.0
 
 
 @pytest.mark.slow
@@ -70,13 +88,19 @@ def test_learns_held_out_scenes(exported):
 
 @pytest.mark.slow
 def test_export_is_one_file_matching_torch(fitted, exported, train_scenes):
-    model = fitted[0]
+    from dyntrain.learners.detection_fit import Candidate, DetectorModel
+
+    learner = fitted[0]
+    size = PARAMS["size"]
+    # the same head run in PyTorch, feature maps and in-graph decoding included
+    model = DetectorModel(learner.head_, Candidate(f"head-{size}", size), learner.class_names_, 0.3,
+                          learner.cache_dir_)
     graph = onnx.load(str(exported))
     assert [i.name for i in graph.graph.input] == ["image"]
     assert [o.name for o in graph.graph.output] == ["boxes", "scores", "labels"]
     meta = {p.key: p.value for p in graph.metadata_props}
-    assert meta["format"] == "dyntrain-detector-v1" and int(meta["input_size"]) == model.candidate.size
-    batch, _, _ = lb.letterbox_many([s.image for s in train_scenes[:4]], model.candidate.size)
+    assert meta["format"] == "dyntrain-detector-v1" and int(meta["input_size"]) == size
+    batch, _, _ = lb.letterbox_many([s.image for s in train_scenes[:4]], size)
     sess = fm.session(exported)
     boxes, scores, labels = sess.run(["boxes", "scores", "labels"], {"image": batch})
     t_boxes, t_scores, t_labels = model.torch_outputs(batch)
@@ -95,7 +119,10 @@ def test_boxes_come_back_in_original_pixels(exported):
     det = D.Detector(exported)
     found = 0
     for s in wide:
-        preds = det.predict(s.image)
+        # Below the file's operating threshold (0.3): a 400 px scene shrinks its objects to about half
+        # in the 224 px input, and this checks where boxes land, not how sure the model is. Measured:
+        # 18 of 23 objects found at 0.1, 16 at 0.2, 13 at 0.3 (held-out mAP50 0.97).
+        preds = det.predict(s.image, threshold=0.1)
         for p in preds:
             assert 0 <= p["x"] and p["x"] + p["w"] <= 400 + 1e-6 and 0 <= p["y"] and p["y"] + p["h"] <= 250 + 1e-6
         for b in s.boxes:
@@ -155,22 +182,12 @@ def test_metrics_hand_checked():
 
 
 def test_bad_inputs_are_refused_clearly():
-    img = np.zeros((100, 200, 3), np.uint8)
-    names = ["mug"]
-    boxes, labels = D.validate([img, img], [[], [_box("mug", 190.2, 0, 10, 100)]], names)  # empty list fine
-    assert boxes[0].shape == (0, 4) and labels[1].tolist() == [0]
-    with pytest.raises(Invalid, match=r"image 1, box 0 .*outside the 200x100 image"):
-        D.validate([img, img], [[], [_box("mug", 150, 10, 60, 20)]], names)
-    with pytest.raises(Invalid, match=r"image 0, box 1 .*unknown class 'cup'"):
-        D.validate([img], [[_box("mug", 1, 1, 5, 5), _box("cup", 1, 1, 5, 5)]], names)
-    with pytest.raises(Invalid, match="must be positive"):
-        D.validate([img], [[_box("mug", 1, 1, 0, 5)]], names)
-    with pytest.raises(Invalid, match="one list per image"):
-        D.validate([img], [], names)
-    with pytest.raises(Invalid, match="uint8 RGB"):
-        D.validate([np.zeros((10, 10), np.uint8)], [[]], names)
-    with pytest.raises(Invalid, match="no boxes to learn from"):
-        D.fit_detector([img, img], [[], []], names, cache_dir="/nonexistent", time_budget_s=1)
+    # Boxes are checked where a label is read (tests/test_boxes_target.py); the learner refuses the rest.
+    cls = learners.get("image.centernet")
+    with pytest.raises(Invalid, match="no images to train the detector on"):
+        cls(**PARAMS).fit(np.empty(0, object), np.empty(0, object), n_classes=2)
+    with pytest.raises(Invalid, match="not class probabilities"):
+        cls(**PARAMS).predict_proba(np.empty(0, object))
 
 
 def test_serving_side_does_not_import_torch():
@@ -180,29 +197,3 @@ def test_serving_side_does_not_import_torch():
     code = ("import sys; from dyntrain.learners import detection, detection_metrics; "
             "assert 'torch' not in sys.modules, 'serving imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-@pytest.mark.slow
-def test_budget_cuts_between_candidates_and_says_so(cache_dir):
-    tiny = scenes.scenes_per_class(3, classes=2, size=192, seed=2)
-    # 192 px: the graph the fixture above exported already; b-160 is never built (cut before it).
-    cands = [Candidate("a-192", 192, passes=100), Candidate("b-160", 160, passes=100)]
-    model, report = D.fit_detector([s.image for s in tiny], [s.boxes for s in tiny], tiny[0].class_names,
-                                   cache_dir=cache_dir, time_budget_s=0, candidates=cands, copies=2)
-    sel = report["selection"]
-    # The first candidate is always scored once; nothing else fits a zero budget.
-    assert sel["cut_at"] == {"round": 0, "candidate": "b-160"} and sel["repeats"] == 0
-    assert list(sel["scores"]) == ["a-192"] and model.candidate.name == "a-192"
-    assert "only candidate" in sel["reason"]
-
-
-def test_selection_prefers_the_cheaper_candidate_within_one_standard_error():
-    from dyntrain.learners.detection_fit import _choose
-
-    big, small = Candidate("head-320", 320), Candidate("head-256", 256)
-    clear = {"head-320": [0.50, 0.52, 0.51], "head-256": [0.45, 0.44, 0.46]}
-    assert _choose([big, small], clear)[0] is big
-    noisy = {"head-320": [0.50, 0.40, 0.51], "head-256": [0.45, 0.44, 0.46]}  # lead 0.02, SE 0.03
-    chosen, reason = _choose([big, small], noisy)
-    assert chosen is small and "within one standard error" in reason
-    assert _choose([big, small], {"head-320": [0.4, 0.42], "head-256": [0.45, 0.46]})[0] is small

@@ -1,23 +1,20 @@
 """Object detection from a few images: a CenterNet-style head on frozen Lite0 feature maps.
 
-A library API of its own: projects train through :mod:`dyntrain.learners.detector` (the learner)
-and :mod:`dyntrain.training.boxes` (the run's stages), which share its heads, export and metrics;
-:func:`fit_detector` is a standalone fit-and-select for scripts and tests.
+Projects train detectors one way: the learner ``image.centernet`` (:mod:`dyntrain.learners.detector`)
+driven by the run's stages (:mod:`dyntrain.training.boxes`: folds, selection by mAP50:95 under the
+one-standard-error rule, the estimate). This module is what training and serving share:
 
-* :func:`fit_detector` — validate, cross-validate the candidates (head at 256 and 320 px input)
-  by COCO mAP50:95 on repeated K-fold over images within a time budget, fit the chosen one on
-  everything, pick the confidence threshold; returns ``(DetectorModel, report)``.
 * :func:`export_detector` — ONE ONNX file: ``image`` uint8 [N,S,S,3] (letterboxed, see
-  :func:`dyntrain.learners.lb.letterbox`) -> ``boxes`` [N,K,4] (x, y, w, h in model-input
+  :func:`dyntrain.codecs.letterbox.letterbox`) -> ``boxes`` [N,K,4] (x, y, w, h in model-input
   pixels), ``scores`` [N,K], ``labels`` [N,K] int64; peaks and top-K inside the graph.
 * :func:`decode` — numpy only: threshold, per-class NMS, back to original pixels.
 * :class:`Detector` — serving helper (ONNX Runtime + numpy, no torch): image -> boxes.
 * :func:`detection_metrics` — mAP50, mAP50:95 (pycocotools), per class AP, recall, false boxes.
 
-Training and export import torch lazily; :func:`decode`, :class:`Detector` and the metrics do not.
+Export imports torch lazily; :func:`decode`, :class:`Detector` and the metrics do not.
 
->>> model, report = fit_detector(images, annotations, ["mug", "pen"], cache_dir=c, time_budget_s=30)  # doctest: +SKIP
->>> export_detector(model, "shelf.onnx")  # doctest: +SKIP
+>>> learner = learners.get("image.centernet")(size=320).fit(photos, y, n_classes=2, class_names=["mug", "pen"])  # doctest: +SKIP
+>>> learner.export_onnx("shelf.onnx", backbone_dir=cache)  # doctest: +SKIP
 >>> Detector("shelf.onnx").predict(photo)  # doctest: +SKIP
 [{'label': 'mug', 'label_index': 0, 'confidence': 0.93, 'x': 12.0, 'y': 40.5, 'w': 88.0, 'h': 95.2}]
 """
@@ -30,52 +27,11 @@ import os
 import numpy as np
 
 from ..kernel.errors import Invalid
-from . import feature_maps as fm
 from ..codecs import letterbox as lb
 from ..codecs.detections import decode
 from .detection_metrics import detection_metrics
 
-__all__ = ["fit_detector", "export_detector", "Detector", "detection_metrics", "validate", "DetectorModel"]
-
-
-
-def validate(images: list[np.ndarray], annotations: list[list[dict]], class_names: list[str]) -> tuple[list, list]:
-    """Check inputs; return per image (boxes [k,4] float, labels [k] int) in original pixels.
-
-    Empty annotation lists are fine (an image with nothing to find teaches what is not an
-    object). A box outside its image, with no area, or of an unknown class is refused, naming
-    the image and the box.
-    """
-    if len(images) != len(annotations):
-        raise Invalid(f"{len(images)} images but {len(annotations)} annotation lists: give one list per image")
-    if len(set(class_names)) != len(class_names) or not class_names:
-        raise Invalid(f"class names must be distinct and not empty (got {class_names})")
-    boxes, labels = [], []
-    for i, (image, anns) in enumerate(zip(images, annotations)):
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise Invalid(f"image {i}: expected uint8 RGB (height, width, 3), got {image.dtype} {image.shape}")
-        h, w = image.shape[:2]
-        b, lab = [], []
-        for j, a in enumerate(anns):
-            where = f"image {i}, box {j} ({a})"
-            try:
-                x, y, bw, bh = (float(a[k]) for k in ("x", "y", "w", "h"))
-            except (KeyError, TypeError, ValueError):
-                raise Invalid(f"{where}: a box needs numeric x, y, w, h in pixels") from None
-            if a.get("label") not in class_names:
-                raise Invalid(f"{where}: unknown class {a.get('label')!r}; the classes are {class_names}")
-            if not (np.isfinite([x, y, bw, bh]).all() and bw > 0 and bh > 0):
-                raise Invalid(f"{where}: width and height must be positive")
-            # Half a pixel of slack: annotation tools round edges outwards.
-            if x < -0.5 or y < -0.5 or x + bw > w + 0.5 or y + bh > h + 0.5:
-                raise Invalid(f"{where}: the box lies outside the {w}x{h} image; fix or delete it")
-            x0, y0 = max(x, 0.0), max(y, 0.0)
-            b.append([x0, y0, min(x + bw, w) - x0, min(y + bh, h) - y0])
-            lab.append(class_names.index(a["label"]))
-        boxes.append(np.asarray(b, np.float64).reshape(-1, 4))
-        labels.append(np.asarray(lab, np.int64))
-    return boxes, labels
+__all__ = ["export_detector", "Detector", "decode", "detection_metrics", "DetectorModel"]
 
 
 class Detector:
@@ -113,9 +69,9 @@ class Detector:
 
 
 def __getattr__(name: str):
-    # Training-side names live in detection_fit (imports torch); resolved on first use so that
-    # serving code importing this module never loads torch.
-    if name in ("fit_detector", "export_detector", "DetectorModel"):
+    # The export lives in detection_fit (imports torch); resolved on first use so that serving
+    # code importing this module never loads torch.
+    if name in ("export_detector", "DetectorModel"):
         from . import detection_fit
 
         return getattr(detection_fit, name)

@@ -124,7 +124,7 @@ def cross_validate(params: dict[str, Any], photos, y, n_classes: int, folds, *, 
     learner = CenterNetDetector(**params)
     photos = list(photos)
     # one bank per run's photos, whatever the fold; each fold's head has the same seed for every
-    # candidate, so candidates compare on equal terms (as detection_fit.select_detector does)
+    # candidate, so candidates compare on equal terms
     bank = bank_for(photos, y, learner.size, learner.copies_for(len(photos)), 0)
     kept = bank.extra.setdefault("folds", {})
 
