@@ -94,3 +94,7 @@ def test_a_voting_image_project_serves_explains_and_quickly_retrains_its_vote(co
     assert second["result"]["gate"]["served"]["n"] > 0  # the served vote's own file, scored on the new images
     new = [m for m in list_models(core, "digits") if m.version == 2][0]
     assert new.card["learner"] == "ensemble.soft_vote" and new.card["model"] == chosen.label
+
+    # the run page names the vote and each member in words, not its parameter dict
+    page = client.get(f"/projects/digits/runs/{first['id']}").text
+    assert "A vote of several kinds of model" in page and "members: " in page and "{&#39;learner&#39;" not in page

@@ -43,7 +43,7 @@ def _auth_context(request: Request) -> dict[str, Any]:
 
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates", context_processors=[_auth_context])
-templates.env.globals.update(learner_name=views.learner_name, activity_sentence=views.activity_sentence,
+templates.env.globals.update(learner_name=views.learner_name, candidate_settings=views.candidate_settings, activity_sentence=views.activity_sentence,
                              task_title=views.task_title, task_of=tasks.get, OPTION_WORDS=views.OPTION_WORDS,
                              setting_value_words=views.setting_value_words, pct=views.percent, num=views.number, STAGES=views.STAGES,
                              LEARNERS=views.LEARNERS, ui_words=views.ui_words(), version=__version__)
@@ -190,8 +190,8 @@ def history_fragment(name: str, request: Request, core: Core = Depends(get_core)
 
 
 def _candidate_name(c: dict[str, Any]) -> str:
-    params = ", ".join(f"{k} {v}" for k, v in sorted((c.get("params") or {}).items()))
-    return views.learner_name(c.get("learner")) + (f" · {params}" if params else "")
+    settings = views.candidate_settings(c)
+    return views.learner_name(c.get("learner")) + (f" · {settings}" if settings else "")
 
 
 def _cell(value: str | None, n: int) -> tuple[int, int] | None:

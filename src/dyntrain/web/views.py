@@ -42,6 +42,7 @@ LEARNERS = {
     "tabular.hgb": "Many small decision trees (gradient boosting)",
     "tabular.ridge": "Simple weighted sum of the columns (linear regression)",
     "tabular.hgb_regressor": "Many small decision trees (gradient boosting)",
+    "ensemble.soft_vote": "A vote of several kinds of model (their probabilities averaged)",
     "rec.popularity": "The most popular items, the same for everyone",
     "rec.item_knn": "Items chosen together with what they chose (item neighbours)",
     "rec.als": "Hidden tastes learned from who chose what (matrix factorisation, ALS)",
@@ -84,6 +85,22 @@ def learner_name(name: str | None) -> str:
     base = name.split("(")[0]
     words = LEARNERS.get(base) or RECIPES.get(name) or RECIPES.get(base)
     return (words[0].upper() + words[1:]) if words else name
+
+
+def candidate_settings(candidate: dict[str, Any] | None) -> str:
+    """A candidate's settings in words; a vote lists its members, each with its own settings.
+
+    >>> candidate_settings({"learner": "image.linear_probe", "params": {"C": 10.0}})
+    'C 10.0'
+    >>> candidate_settings({"learner": "ensemble.soft_vote", "params": {"members": [
+    ...     {"learner": "image.linear_probe", "params": {"C": 10.0}}, {"learner": "image.small_cnn", "params": {}}]}})
+    'members: Pretrained image features + simple classifier (C 10.0); Small neural network trained from scratch'
+    """
+    params = (candidate or {}).get("params") or {}
+    if "members" in params:
+        return "members: " + "; ".join(learner_name(m.get("learner")) + (f" ({s})" if (s := candidate_settings(m)) else "")
+                                       for m in params["members"])
+    return ", ".join(f"{k} {v}" for k, v in sorted(params.items()))
 
 
 def task_title(task) -> str:
