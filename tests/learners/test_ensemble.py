@@ -75,9 +75,14 @@ def test_text_vote_takes_the_strings_and_their_chunks(extractor, tmp_path):
     task = tasks.get("text-classification")
     X = FeatureSet(task.modality.features(selection.required_kinds([vote]), list(blobs), blobs.get, extractor))
     model = vote.build().fit(X[vote.kind], y, n_classes=2)
-    served = load_model(model.export_onnx(tmp_path / "vote.onnx", backbone_dir=extractor.cache_dir), 0, 0, ["a", "b"],
-                        task="text-classification")
+    path = model.export_onnx(tmp_path / "vote.onnx", backbone_dir=extractor.cache_dir)
+    served = load_model(path, 0, 0, ["a", "b"], task="text-classification")
     assert sorted(served.input_names) == ["chunk_ids", "chunk_mask", "text"]
+    # the model card describes both formats the file takes, each with its own type
+    contract = task.modality.input_contract(path)
+    assert [(f["name"], f["dtype"]) for f in contract["input"]["formats"]] == [
+        ("text", "string"), (["chunk_ids", "chunk_mask"], "int64")]
+    assert "TF-IDF" in contract["preprocessing"] and "chunk" in contract["preprocessing"]
     np.testing.assert_allclose(served.predict_items(texts), model.predict_proba(X[vote.kind]), atol=1e-5)
 
 

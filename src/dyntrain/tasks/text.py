@@ -89,17 +89,24 @@ class TextModality(Modality):
         from ..codecs import texts
 
         names = [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input]
-        if names == ["text"]:
-            return {"preprocessing": "none (TF-IDF inside the graph)",
-                    "input": {"name": "text", "dtype": "string", "shape": [None, 1]}}
+        formats = []  # a soft vote of TF-IDF and MiniLM members takes several formats side by side
+        if "text" in names:
+            formats.append(("none (TF-IDF inside the graph)",
+                            {"name": "text", "dtype": "string", "shape": [None, 1]}))
         if "chunk_ids" in names:
-            return {"preprocessing": texts.CHUNKED_PREPROCESSING,
-                    "input": {"name": names, "dtype": "int64", "shape": [None, None],
-                              "tokenizer": f"all-MiniLM-L6-v2 tokenizer.json (tokenizers library), the whole text in "
-                                           f"[CLS] … [SEP] chunks of {texts.CHUNK_TOKENS} tokens, side by side"}}
-        return {"preprocessing": texts.TEXT_PREPROCESSING,
-                "input": {"name": names, "dtype": "int64", "shape": [None, None],
-                          "tokenizer": "all-MiniLM-L6-v2 tokenizer.json (tokenizers library)"}}
+            formats.append((texts.CHUNKED_PREPROCESSING,
+                            {"name": ["chunk_ids", "chunk_mask"], "dtype": "int64", "shape": [None, None],
+                             "tokenizer": f"all-MiniLM-L6-v2 tokenizer.json (tokenizers library), the whole text in "
+                                          f"[CLS] … [SEP] chunks of {texts.CHUNK_TOKENS} tokens, side by side"}))
+        elif "input_ids" in names:
+            formats.append((texts.TEXT_PREPROCESSING,
+                            {"name": ["input_ids", "attention_mask"], "dtype": "int64", "shape": [None, None],
+                             "tokenizer": "all-MiniLM-L6-v2 tokenizer.json (tokenizers library)"}))
+        if len(formats) == 1:
+            return {"preprocessing": formats[0][0], "input": formats[0][1]}
+        return {"preprocessing": "; ".join(f"{f['name'] if isinstance(f['name'], str) else ', '.join(f['name'])}: {p}"
+                                           for p, f in formats),
+                "input": {"name": names, "formats": [f for _, f in formats]}}
 
     def external_input(self, model, task: str) -> str:
         _one_input(model, task, "text", "one string input of shape [N, 1]", "STRING",
