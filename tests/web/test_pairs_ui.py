@@ -35,6 +35,8 @@ def test_pairs_are_added_tried_and_reported_in_the_browser(live_server, browser)
     assert r.status_code == 201, r.text
     photos = sample_crops(6, seed=11)
     page = browser.new_page()
+    blocked = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         page.goto(f"{live_server.url}/projects/edges")
         # a JPEG output: the server's reason is shown, nothing is added
@@ -55,6 +57,9 @@ def test_pairs_are_added_tried_and_reported_in_the_browser(live_server, browser)
         assert np.array_equal(pairs.read_output(png), sobel_map(photos[0]))
         page.wait_for_function("() => [...document.querySelectorAll('.pr-card img')].length === 2 && "
                                "[...document.querySelectorAll('.pr-card img')].every(i => i.complete && i.naturalWidth > 0)")
+        # side by side (the stylesheet loads under the page's CSP, which refuses inline styles)
+        boxes = [page.locator(".pr-card img").nth(k).bounding_box() for k in range(2)]
+        assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and boxes[1]["x"] > boxes[0]["x"] + boxes[0]["width"] - 2
 
         # more pairs by the API: training starts by itself and a model goes into service
         labels = [json.dumps({"image": base64.b64encode(_png(sobel_map(p))).decode()}) for p in photos[1:5]]
@@ -78,5 +83,6 @@ def test_pairs_are_added_tried_and_reported_in_the_browser(live_server, browser)
         page.goto(f"{live_server.url}/projects/edges/runs/{run}")
         assert "within" in page.inner_text("#words-h + ul") and "dB" in page.content()
         assert page.locator(".pr-triple img").count() == 9
+        assert blocked == [], blocked
     finally:
         page.close()
