@@ -129,7 +129,7 @@ def test_interactions_train_serve_and_learn_from_what_people_chose(loop_server, 
     for page in ("/projects/shop", "/projects/shop/try", f"/projects/shop/runs/{job['run_id']}"):
         r = httpx.get(loop_server.url + page)
         assert r.status_code == 200, (page, r.text[-500:])
-    assert "NDCG" in r.text
+    assert "NDCG" in r.text and "Download model (NumPy .npz)" in r.text
 
     # the dyntrain recommend / similar commands
     r = runner.invoke(app, ["recommend", "shop", "--user", person, "-n", "3", "--url", loop_server.url])

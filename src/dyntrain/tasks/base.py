@@ -159,6 +159,8 @@ class Target(abc.ABC):
     gate_metrics: tuple[str, ...] = ()
     #: The score said in words (history, estimates): accuracy for classes, R² for numbers.
     headline: str = ""
+    #: What the served model file is, as the download button says it.
+    model_format: str = "ONNX"
     #: The run report partial that replaces the run page's class view (confusion matrix, examples);
     #: empty: the class view itself.
     run_template: str = ""

@@ -151,6 +151,7 @@ class RankingTarget(Target):
     headline = "ndcg"
     run_template = "_run_recommend.html"
     goal = "recommend items to each person"
+    model_format = "NumPy .npz"
 
     def validate_label(self, label: Any) -> str:
         """An item id (what a person chose)."""
