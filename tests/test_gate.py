@@ -116,6 +116,7 @@ def test_measure_served_says_when_too_few_or_a_class_is_missing():
     right = lambda samples: np.eye(2)[[0 if p["true"] == "a" else 1 for p in samples]]  # noqa: E731
     few = measure_served(_predictions(["a", "b", "a"], ["a", "b", "a"]), set(), ["a", "b"], IMG, right, version=1)
     assert not few["enough"] and f"at least {MIN_UNSEEN} needed" in few["note"]
+    assert "only 3 of the evaluation examples" in few["note"]  # the target's own word for its samples
     preds = _predictions(["a"] * 6 + ["b"] * 3, ["a"] * 9)
     seen_b = {p["content_hash"] for p in preds if p["true"] == "b"}
     missing = measure_served(preds, seen_b, ["a", "b"], IMG, right, version=1)

@@ -61,8 +61,9 @@ def measure_served(predictions: list[dict[str, Any]], trained_hashes: set[str], 
         record["metrics"] = target.score_output(samples, run_served(samples), served_labels)
         record["new"] = target.score_predicted(samples)
     if len(samples) < MIN_UNSEEN:
-        record["note"] = (f"only {len(samples)} evaluation examples the model in service never trained on "
-                          f"(at least {MIN_UNSEEN} needed)")
+        noun = target.estimate_words()[1]  # examples, images, rows, people
+        record["note"] = (f"the model in service could be scored on only {len(samples)} of the evaluation {noun} "
+                          f"(those it never trained on; at least {MIN_UNSEEN} needed)")
     else:
         record["note"] = target.served_note(samples, predictions, served_labels)
         record["enough"] = record["note"] is None
