@@ -36,6 +36,7 @@ from PIL import Image
 from dyntrain.codecs import imaging
 from dyntrain import learners
 from dyntrain.learners import Candidate
+from dyntrain.learners.features import FeatureSet
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section  # noqa: E402
@@ -241,7 +242,8 @@ def run_dataset(ds: str, args: argparse.Namespace, cache_dir: str) -> dict:
     ks, raw, y, vmax, test, all_draws, needed, _ = plan(ds, args)
     feats = extract(learners.FeatureExtractor(cache_dir), ds, raw, vmax, needed)
     # Scatter into full-size arrays so dataset indices work directly.
-    X = {k: np.zeros((len(y), *v.shape[1:]), np.float32) for k, v in feats.items()}
+    # A FeatureSet also answers a soft vote's composite kind (its members' kinds side by side).
+    X = FeatureSet({k: np.zeros((len(y), *v.shape[1:]), np.float32) for k, v in feats.items()})
     for k, v in feats.items():
         X[k][needed] = v
     results: dict[int, list[dict]] = {}
