@@ -22,8 +22,6 @@ Target (issue 16): >= 0.90 mAP50 at 20 images per class in < 30 s of training on
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import os
 import sys
 import tempfile
@@ -31,13 +29,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import table, write_section  # noqa: E402
+from _scenes import as_version  # noqa: E402
 
-from dyntrain import learners, tasks  # noqa: E402
-from dyntrain.kernel.entities import VersionItem  # noqa: E402
+from dyntrain import learners  # noqa: E402
 from dyntrain.learners import detection as D  # noqa: E402
 from dyntrain.learners import feature_maps as fm  # noqa: E402
 from dyntrain.ops import scenes  # noqa: E402
@@ -52,22 +49,8 @@ TASK = "object-detection"
 FIXED = {"learner": "image.centernet", "params": {"size": 320}}
 
 
-def dataset(train) -> tuple[list[VersionItem], dict[str, bytes]]:
-    """The scenes as a dataset version's items (PNG files, boxes read by the boxes target)."""
-    target = tasks.get(TASK).target
-    items, blobs = [], {}
-    for i, s in enumerate(train):
-        buf = io.BytesIO()
-        Image.fromarray(s.image).save(buf, "PNG")
-        h = hashlib.sha256(buf.getvalue()).hexdigest()
-        blobs[h] = buf.getvalue()
-        key, boxes = target.read_label(s.boxes, {"width": s.image.shape[1], "height": s.image.shape[0]})
-        items.append(VersionItem(i + 1, h, key, boxes))
-    return items, blobs
-
-
 def arm(name: str, train, test, cache: Path, work: Path, budget: float, fixed: dict | None) -> dict:
-    items, blobs = dataset(train)
+    items, blobs = as_version(TASK, [(s.image, s.boxes) for s in train])
     spec = TrainingSpec(1, task=TASK, time_budget_s=budget, candidates=(fixed,) if fixed else None)
     extractor = learners.FeatureExtractor(cache, threads=2)
     t, cpu = time.perf_counter(), time.process_time()
