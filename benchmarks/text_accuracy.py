@@ -226,6 +226,8 @@ def run_pipeline(items: list[VersionItem], seed: int, candidates, *, blobs, fx, 
 
 
 def label(c: dict) -> str:
+    if "members" in c["params"]:  # a soft vote (ensemble.soft_vote): its members' labels
+        return "vote of " + " + ".join(label(m) for m in c["params"]["members"])
     short = {"text.embedding_logreg": "embedding LR", "text.tfidf_logreg": "TF-IDF LR"}[c["learner"]]
     return f"{short} C={c['params'].get('C', 10.0):g}"
 
