@@ -187,7 +187,14 @@ def run_pipeline(ds: dict, items: list[VersionItem], seed: int, candidates, *, b
     seconds = time.perf_counter() - t
     res = score_onnx(ds, out.onnx_path, out.card["labels"], test_rows, y_test)
     chosen = out.result["chosen"]
-    return {**res, "chosen": SHORT[chosen["learner"]] + _params(chosen["params"]), "seconds": seconds}
+    return {**res, "chosen": _name(chosen), "seconds": seconds}
+
+
+def _name(c: dict) -> str:
+    """A candidate in short; a soft vote (ensemble.soft_vote) by its members."""
+    if "members" in c["params"]:
+        return "vote of " + " + ".join(_name(m) for m in c["params"]["members"])
+    return SHORT[c["learner"]] + _params(c["params"])
 
 
 def _params(p: dict) -> str:
