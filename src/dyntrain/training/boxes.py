@@ -34,7 +34,7 @@ from ..kernel.errors import Invalid
 from ..learners import selection
 from ..learners.metrics import INTERVAL_LEVEL
 from .spec import Prepared, TrainingSpec
-from .split import is_holdout
+from .split import plan_unclassed
 from ..tasks.boxes import MIN_IMAGES
 
 __all__ = ["BOX_STAGES", "BoxStages"]
@@ -109,15 +109,8 @@ class BoxStages:
         return items, labels, y, waiting
 
     def plan(self, items: list[VersionItem], spec: TrainingSpec) -> dict[str, Any]:
-        holdout = [is_holdout(i.content_hash, spec.holdout_fraction) for i in items]
-        need, n_out = 2 * spec.min_holdout_per_class, sum(holdout)
-        if n_out >= need and len(items) - n_out >= need:
-            return {"mode": "holdout", "holdout": holdout,
-                    "reason": f"{n_out} holdout images (about {spec.holdout_fraction:.0%}, chosen by content hash) "
-                              "never seen in training"}
-        return {"mode": "cv", "holdout": [False] * len(items),
-                "reason": f"too few holdout images for a reliable holdout score ({n_out}; need {need}): measured by "
-                          "cross-validation over images, final model trained on all"}
+        return plan_unclassed([i.content_hash for i in items], fraction=spec.holdout_fraction,
+                              min_per_class=spec.min_holdout_per_class, noun="images")
 
     def describe(self, data: Prepared) -> str:
         boxes = sum(len(c) for _, c in data.y)

@@ -39,7 +39,7 @@ from ..learners import selection
 from ..learners.metrics import INTERVAL_LEVEL
 from ..tasks.masks import BACKGROUND, MIN_IMAGES
 from .spec import Prepared, TrainingSpec
-from .split import is_holdout
+from .split import plan_unclassed
 
 __all__ = ["MASK_STAGES", "MaskStages", "Truth"]
 
@@ -121,15 +121,8 @@ class MaskStages:
         return y
 
     def plan(self, items: list[VersionItem], spec: TrainingSpec) -> dict[str, Any]:
-        holdout = [is_holdout(i.content_hash, spec.holdout_fraction) for i in items]
-        need, n_out = 2 * spec.min_holdout_per_class, sum(holdout)
-        if n_out >= need and len(items) - n_out >= need:
-            return {"mode": "holdout", "holdout": holdout,
-                    "reason": f"{n_out} holdout photos (about {spec.holdout_fraction:.0%}, chosen by content hash) "
-                              "never seen in training"}
-        return {"mode": "cv", "holdout": [False] * len(items),
-                "reason": f"too few holdout photos for a reliable holdout score ({n_out}; need {need}): measured by "
-                          "cross-validation over photos, final model trained on all"}
+        return plan_unclassed([i.content_hash for i in items], fraction=spec.holdout_fraction,
+                              min_per_class=spec.min_holdout_per_class, noun="photos")
 
     def describe(self, data: Prepared) -> str:
         return f"{len(data.y)} photos, {len(data.labels)} classes ({', '.join(data.labels)})"

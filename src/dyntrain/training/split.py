@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["is_holdout", "plan_evaluation"]
+__all__ = ["is_holdout", "plan_evaluation", "plan_unclassed"]
 
 
 def is_holdout(content_hash: str, fraction: float = 0.2) -> bool:
@@ -36,3 +36,23 @@ def plan_evaluation(hashes: list[str], labels: list[str], *, fraction: float, mi
     return {"mode": "holdout", "holdout": holdout,
             "reason": f"{sum(holdout)} holdout samples (about {fraction:.0%}, chosen by content hash) never seen "
                       "in training"}
+
+
+def plan_unclassed(hashes: list[str], *, fraction: float, min_per_class: int, noun: str) -> dict:
+    """How a run is measured when a sample has no one class (boxes, masks, output images).
+
+    ``holdout`` when the holdout and the training part each hold at least twice ``min_per_class``
+    samples (no class to count, so twice a class's minimum); otherwise ``cv`` over whole samples.
+    ``noun`` names them in the reason ("photos", "images").
+
+    >>> plan_unclassed(["00" * 32, "ff" * 32], fraction=0.2, min_per_class=10, noun="photos")["mode"]
+    'cv'
+    """
+    holdout = [is_holdout(h, fraction) for h in hashes]
+    need, n_out = 2 * min_per_class, sum(holdout)
+    if n_out >= need and len(hashes) - n_out >= need:
+        return {"mode": "holdout", "holdout": holdout,
+                "reason": f"{n_out} holdout {noun} (about {fraction:.0%}, chosen by content hash) never seen in training"}
+    return {"mode": "cv", "holdout": [False] * len(hashes),
+            "reason": f"too few holdout {noun} for a reliable holdout score ({n_out}; need {need}): measured by "
+                      f"cross-validation over {noun}, final model trained on all"}
