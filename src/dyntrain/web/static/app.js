@@ -528,6 +528,27 @@ function renderScores(list, scores) {
   });
 }
 
+// Every other way a try page takes a photo: the file picker (#try-file), a drop on #try-drop (the rest of
+// the window ignores drops, so a missed drop does not navigate away) and a paste. take(blob, filename).
+function photoIntake(take) {
+  const file = q("#try-file"), drop = q("#try-drop");
+  file.addEventListener("change", () => { if (file.files[0]) take(file.files[0], file.files[0].name); file.value = ""; });
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (ev) => { ev.preventDefault(); drop.classList.add("drag-over"); }));
+  drop.addEventListener("dragleave", () => drop.classList.remove("drag-over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("drag-over");
+    const f = ev.dataTransfer.files[0];
+    if (f) take(f, f.name);
+  });
+  window.addEventListener("dragover", (ev) => ev.preventDefault());
+  window.addEventListener("drop", (ev) => ev.preventDefault());
+  document.addEventListener("paste", (ev) => {
+    const item = Array.from(ev.clipboardData ? ev.clipboardData.items : []).find((i) => i.type.startsWith("image/"));
+    if (item) { ev.preventDefault(); take(item.getAsFile(), "pasted.png"); }
+  });
+}
+
 // The camera on a try page, where the browser allows it (a secure context such as 127.0.0.1 or
 // HTTPS): "Use the camera" opens a live preview, "Take photo" hands a JPEG of the current frame
 // to onPhoto(blob, "camera.jpg"), "Close camera" stops it (_camera.html holds the markup). One
@@ -564,4 +585,4 @@ function camera(onPhoto, onError, root) {
   return { stop };
 }
 
-Object.assign(dyntrain, { api, q, qa, enc, toast, notices, fmtNumber, showMsg, errorText, refreshFragment, localTimes, pct, renderScores, camera });
+Object.assign(dyntrain, { api, q, qa, enc, toast, notices, fmtNumber, showMsg, errorText, refreshFragment, localTimes, pct, renderScores, camera, photoIntake });

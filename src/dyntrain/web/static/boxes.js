@@ -780,22 +780,7 @@
       });
     });
 
-    const file = q("#try-file"), drop = q("#try-drop");
-    file.addEventListener("change", () => { if (file.files[0]) predict(file.files[0], file.files[0].name); file.value = ""; });
-    ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (ev) => { ev.preventDefault(); drop.classList.add("drag-over"); }));
-    drop.addEventListener("dragleave", () => drop.classList.remove("drag-over"));
-    drop.addEventListener("drop", (ev) => {
-      ev.preventDefault();
-      drop.classList.remove("drag-over");
-      const f = ev.dataTransfer.files[0];
-      if (f) predict(f, f.name);
-    });
-    window.addEventListener("dragover", (ev) => ev.preventDefault());
-    window.addEventListener("drop", (ev) => ev.preventDefault());
-    document.addEventListener("paste", (ev) => {
-      const item = Array.from(ev.clipboardData ? ev.clipboardData.items : []).find((i) => i.type.startsWith("image/"));
-      if (item) { ev.preventDefault(); predict(item.getAsFile(), "pasted.png"); }
-    });
+    ns.photoIntake(predict);
     ns.boxes.predict = predict;
 
     ns.camera(predict, fail);
