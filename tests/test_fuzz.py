@@ -31,7 +31,12 @@ def test_api_survives_fuzzing(tmp_path):
     finally:
         server.stop()
     out = result.stdout
-    tail = out[-4000:]
+    # On failure show what failed (schemathesis prints it between FAILURES and SUMMARY, with a curl
+    # line to replay it) and the server's own traceback, not the operation list that ends the output.
+    failures = out[out.find("FAILURES"):out.find("SUMMARY")] if "FAILURES" in out else out[-4000:]
+    server_log = server.log.read_text(errors="replace") if server.log.exists() else ""
+    traceback = server_log[server_log.rfind("Traceback"):][-4000:] if "Traceback" in server_log else ""
+    tail = f"{failures[:8000]}\n--- server log ---\n{traceback}"
     # Judge by the checks, not the exit code: schemathesis also exits 1 for its own internal
     # errors (seen here: "AST constructor recursion depth mismatch" inside its generator).
     assert "Failures:" not in out and "Server error" not in out, tail
