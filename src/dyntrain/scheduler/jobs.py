@@ -275,7 +275,9 @@ def _register_and_gate(core: Core, job: Job, run_id: int, outcome, settings: Pro
     promote, reason = gate.decide(result["metrics"], refit, result["baseline"], settings, task=task, served=served)
     result["gate"] = {"promoted": promote, "reason": reason, "against_version": prod_info and prod_info["version"],
                       "metric": settings.gate_metric, "task": task, "served": served,
+                      # labels and confusion matrix: the run page says which classes it tells apart better
                       "refit": refit and {k: refit.get(k) for k in ("accuracy", "macro_f1", "per_class", "r2", "mae",
+                                                                    "labels", "confusion_matrix",
                                                                     *tasks.get(task).target.gate_metrics)
                                           if k in refit}}
     result["gate"]["summary"] = gate.summary(result["gate"], task)

@@ -151,6 +151,9 @@ class Target(abc.ABC):
     contract: str = ""
     #: Labels are classes (the project has a class list; a class can wait for examples).
     has_classes: bool = True
+    #: Answers one class with a confidence, and ``confidence_threshold`` turns a low one into "not
+    #: sure": the run page offers its threshold slider from the run's held-out confidences.
+    thresholded: bool = False
     #: The ONNX output the model answers in (a table column may not take this name).
     output: str = "probabilities"
     #: Every ONNX output serving reads, in order (a detector answers boxes, scores and labels).

@@ -19,6 +19,7 @@ class ClassTarget(Target):
     name = "class"
     contract = "classifier"
     has_classes = True
+    thresholded = True
     output = "probabilities"
     gate_metrics = ("macro_f1", "accuracy")
     headline = "accuracy"
@@ -82,7 +83,9 @@ class ClassTarget(Target):
         onehot = np.eye(len(labels))[[index[s] for s in said]]  # only the chosen class counts here
         m = classification_metrics([index[p["true"]] for p in samples], onehot, labels)
         m["per_class"] = {k: v for k, v in m["per_class"].items() if v["support"]}
-        return {k: m[k] for k in ("accuracy", "macro_f1", "per_class", "n_samples") if k in m}
+        # labels and confusion matrix: the run page says which classes each model tells apart better
+        return {k: m[k] for k in ("accuracy", "macro_f1", "per_class", "n_samples", "labels", "confusion_matrix")
+                if k in m}
 
     def served_note(self, samples: list[dict], predictions: list[dict], served_labels: list[str]) -> str | None:
         known = set(served_labels)

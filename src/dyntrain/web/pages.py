@@ -28,7 +28,7 @@ from ..registry import models as registry
 from ..scheduler import queue
 from ..serving import predict as serving
 from ..training import records
-from . import svg, views
+from . import run_classes, svg, views
 
 __all__ = ["router", "templates"]
 
@@ -255,7 +255,8 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
                                            y_label="accuracy", y_min=0, y_max=1, percent=True))
     production = (ctx["status"].get("production") or {}).get("version")
     return _render(request, "run.html", {
-        **ctx, "run": run, "result": result, "metrics": metrics, "labels": labels, "matrix": matrix,
+        **ctx, **_per_class_context(ctx, result, metrics, labels),
+        "run": run, "result": result, "metrics": metrics, "labels": labels, "matrix": matrix,
         "selected": selected, "examples": examples, "wrong": wrong, "active": active, "cm_scaled": cm_scaled,
         "texts": texts,
         "sentences": views.class_sentences(metrics) if metrics else [],
@@ -264,6 +265,24 @@ def run_page(name: str, run_id: int, request: Request, cell: str | None = None, 
         "selection": selection, "scores": scores, "bars": bars, "curve_charts": curve_charts,
         "production": production, **_outcome_words(core, name, result, metrics),
     })
+
+
+def _per_class_context(ctx: dict[str, Any], result: dict[str, Any], metrics: dict[str, Any],
+                       labels: list[str]) -> dict[str, Any]:
+    """The per-class table with its threshold slider (for a target that answers one class with a
+    confidence) and the new model beside the one in service, class by class, in words."""
+    predictions = metrics.get("predictions") or []
+    table = None
+    if ctx["task"].target.thresholded and labels and predictions and "confidence" in predictions[0]:
+        table = run_classes.threshold_table(predictions, labels)
+    gate = result.get("gate") or {}
+    served = gate.get("served") or {}
+    old, new = (served.get("metrics"), served.get("new")) if served.get("enough") else (gate.get("refit"), metrics)
+    threshold = ctx["settings"].confidence_threshold
+    return {"thresholds": table, "threshold_step": run_classes.step_of(threshold), "threshold_now": threshold,
+            "class_changes": run_classes.compare_classes(old, new, gate.get("against_version")),
+            "changes_on": "its own file, on examples it had never seen" if served.get("enough")
+            else "its configuration re-trained on this run's data"}
 
 
 def _outcome_words(core: Core, name: str, result: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:

@@ -46,3 +46,40 @@
     if (panel) panel.focus({ preventScroll: false });
   }
 })();
+
+// Per-class view: the threshold slider shows the figures the server computed for each step
+// (web/run_classes.py), and saves the chosen one as the project's confidence_threshold.
+(function () {
+  const { api, q, qa, enc, showMsg, errorText } = window.dyntrain;
+  const box = q("#per-class"), data = q("#threshold-data"), live = q("#live");
+  if (!box || !data || !live) return;
+  const table = JSON.parse(data.textContent);
+  const slider = q("#threshold", box), out = q("#threshold-value", box), words = q("#threshold-words", box);
+  const pct = (x) => (x === null || x === undefined ? "—" : `${Math.round(x * 100)}%`);
+  function show() {
+    const k = Number(slider.value), step = table.steps[k];
+    out.textContent = `${k}%`;
+    words.textContent = step.words;
+    qa("#per-class-table tbody tr", box).forEach((tr, i) => {
+      const c = step.classes[i];
+      q('[data-col="answered"]', tr).textContent = String(c.answered);
+      ["precision", "recall", "f1"].forEach((col) => { q(`[data-col="${col}"]`, tr).textContent = pct(c[col]); });
+    });
+  }
+  slider.addEventListener("input", show);
+  const save = q("#save-threshold", box), msg = q("#threshold-msg", box), now = q("#threshold-now", box);
+  save.addEventListener("click", async () => {
+    const value = Number(slider.value) / 100;
+    save.disabled = true;
+    try {
+      await api("PATCH", `/projects/${enc(live.dataset.project)}`, { settings: { confidence_threshold: value } });
+      now.textContent = value ? `The project answers “not sure” below ${pct(value)} now.`
+                              : "The project answers “not sure” below 0% now (it always answers).";
+      showMsg(msg, `Saved: predictions less than ${pct(value)} sure now answer “not sure”.`, "ok");
+    } catch (e) {
+      showMsg(msg, "Not saved: " + errorText(e), "error");
+    } finally {
+      save.disabled = false;
+    }
+  });
+})();
