@@ -157,7 +157,8 @@ def predict(name: str, request: Request, files: list[UploadFile] = File(..., des
     """Classify images with the model in service. Each bad image gets its own ``error`` entry."""
     client = request.client.host if request.client else ""
     sent = [(f.filename or "upload", f.file.read()) for f in files]
-    results = serving.predict_items(core, name, sent, version=version, client=client, detail=probabilities)
+    results = serving.predict_items(core, name, sent, version=version, client=client, detail=probabilities,
+                                    file_url=lambda pid, file: _file_url(name, pid, file))
     if explain:
         _explain(core, name, results, sent, explain, request)
     return {"predictions": results}
@@ -247,6 +248,27 @@ def prediction_image(name: str, prediction_id: int, size: int = Query(160, ge=16
         raise NotFound(f"the image of prediction {prediction_id} was not kept")
     data = thumbnail_bytes(decode_image(core.blobs.get(digest), max_pixels=core.settings.max_image_pixels), size)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _file_url(name: str, prediction_id: int, file: str) -> str:
+    from urllib.parse import quote
+
+    return f"{API_PREFIX}/projects/{quote(name, safe='')}/predictions/{prediction_id}/files/{file}"
+
+
+@router.get("/projects/{name}/predictions/{prediction_id}/files/{file}", response_class=Response)
+def prediction_file(name: str, prediction_id: int, file: str, core: Core = Depends(get_core)):
+    """A file the model answered with, kept with the record while its input is kept: a
+    segmentation's mask (``mask``: an indexed PNG, the class colours as its palette) or a learned
+    filter's output image (``image``); the answer's ``urls`` name them."""
+    with core.db.read() as s:
+        row = serving.prediction_row(s, project_row(s, name).id, prediction_id)
+        stored, digest = row.input_stored, ((row.output or {}).get("files") or {}).get(file)
+    if not stored or not isinstance(digest, str) or not core.blobs.exists(digest):
+        raise NotFound(f"prediction {prediction_id} kept no {file!r} file (its input was not kept, or its "
+                       "retention expired)")
+    return Response(core.blobs.get(digest), media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/projects/{name}/predictions/{prediction_id}/explanation")

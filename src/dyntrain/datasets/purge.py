@@ -73,6 +73,10 @@ def purge(core: Core, project: str, content_hash: str, actor: str = "") -> dict[
             .group_by(DatasetVersionRow.id)).all())
         samples = list(s.scalars(select(SampleRow).where(SampleRow.project_id == row.id,
                                                          SampleRow.content_hash == content_hash)))
+        from ..ops.housekeeping import output_blobs_kept
+
+        # what the model answered about the purged input (a mask's PNG) goes with it
+        answered = output_blobs_kept(s, PredictionRow.project_id == row.id, PredictionRow.input_hash == content_hash)
         predictions = s.execute(update(PredictionRow).where(
             PredictionRow.project_id == row.id, PredictionRow.input_hash == content_hash,
             PredictionRow.input_stored.is_(True)).values(input_stored=False)
@@ -125,6 +129,7 @@ def purge(core: Core, project: str, content_hash: str, actor: str = "") -> dict[
     _rewrite_cards(core, models)
     report.update(_delete_if_unused(core, content_hash, started))
     report["annotation_files_deleted"] = sum(_delete_if_unused(core, h, started)["blob_deleted"] for h in sorted(named))
+    report["answer_files_deleted"] = sum(_delete_if_unused(core, h, started)["blob_deleted"] for h in sorted(answered))
     return report
 
 
@@ -143,7 +148,7 @@ def _rewrite_cards(core: Core, models: list[ModelVersionRow]) -> None:
 
 def _delete_if_unused(core: Core, content_hash: str, since: float) -> dict[str, Any]:
     """Delete the blob and its cached features unless any project still references the content."""
-    from ..ops.housekeeping import annotation_blobs_in_use, collect_blob, delete_feature_cache
+    from ..ops.housekeeping import annotation_blobs_in_use, collect_blob, delete_feature_cache, output_blobs_kept
 
     with core.db.read() as s:
         still = (s.scalar(select(SampleRow.id).where(SampleRow.content_hash == content_hash).limit(1))
@@ -151,7 +156,8 @@ def _delete_if_unused(core: Core, content_hash: str, since: float) -> dict[str, 
                              .limit(1))
                  or s.scalar(select(PredictionRow.id).where(PredictionRow.input_hash == content_hash,
                                                             PredictionRow.input_stored.is_(True)).limit(1))
-                 or (content_hash in annotation_blobs_in_use(s) or None))
+                 or (content_hash in annotation_blobs_in_use(s) or None)
+                 or (content_hash in output_blobs_kept(s) or None))
     if still is not None:
         return {"blob_deleted": False, "still_used_elsewhere": True, "cache_entries": 0}
     if isinstance(core.blobs, FileBlobStore):

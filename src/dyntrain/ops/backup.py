@@ -111,7 +111,7 @@ def _inventory(db: Path) -> dict[str, Any]:
         hashes = {r[0] for r in conn.execute(
             "SELECT content_hash FROM samples UNION SELECT content_hash FROM dataset_version_items "
             "UNION SELECT input_hash FROM predictions WHERE input_stored AND input_hash IS NOT NULL")}
-        hashes |= _annotation_blobs(conn)
+        hashes |= _annotation_blobs(conn) | _output_blobs(conn)
         models = [r[0] for r in conn.execute("SELECT path FROM model_versions ORDER BY project_id, version")]
     finally:
         conn.close()
@@ -134,6 +134,21 @@ def _annotation_blobs(conn: sqlite3.Connection) -> set[str]:
         "UNION ALL SELECT project_id, feedback FROM predictions WHERE feedback IS NOT NULL "
         f"AND project_id IN ({marks})", [*projects] * 3)
     return tasks.annotation_blobs((projects[pid], annotation) for pid, annotation in rows)
+
+
+def _output_blobs(conn: sqlite3.Connection) -> set[str]:
+    """Blobs the snapshot's prediction records keep while their input is (a predicted mask's PNG;
+    see tasks.file_keepers)."""
+    from .. import tasks
+
+    keepers = tasks.file_keepers()
+    projects = {pid: task for pid, task in conn.execute("SELECT id, task FROM projects") if task in keepers}
+    if not projects:
+        return set()
+    marks = ",".join("?" * len(projects))
+    rows = conn.execute(f"SELECT project_id, output FROM predictions WHERE input_stored AND project_id IN ({marks})",
+                        list(projects))
+    return tasks.output_blobs((projects[pid], output) for pid, output in rows)
 
 
 def backup(settings: Settings, out: Path, progress: ProgressFn | None = None) -> dict[str, Any]:

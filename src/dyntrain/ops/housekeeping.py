@@ -5,7 +5,8 @@ Never deleted:
 
 * a blob named by a sample (active, or staged in an open upload batch), by an item of any
   dataset version (old ones included, so every run's data stays replayable), or by a
-  prediction whose input is still stored;
+  prediction whose input is still stored (its input, and the files its answer kept: a mask's
+  PNG, see ``Target.output_files``);
 * a model version among its project's ``keep_model_versions`` newest, one an alias points
   at or could roll back to, one served here, or one a running training needs;
 * any file younger than ``gc_grace_s``: an upload in progress has its blob before its row,
@@ -206,6 +207,7 @@ def _predictions(core: Core, policies: list[_Policy], report: GcReport, dry_run:
             inputs = (PredictionRow.project_id == p.project_id, PredictionRow.input_stored.is_(True),
                       PredictionRow.created_at < p.inputs_before)
             forgotten.update(h for h in s.scalars(select(PredictionRow.input_hash).where(*inputs).distinct()) if h)
+            forgotten.update(output_blobs_kept(s, *inputs))  # what the model said goes with what it was asked
             report.stored_inputs.count += s.scalar(select(func.count()).select_from(PredictionRow).where(*inputs))
             records = (PredictionRow.project_id == p.project_id,
                        PredictionRow.created_at < (p.records_before or p.inputs_before))
@@ -226,7 +228,23 @@ def _stored_inputs(core: Core, expiring: list[_Policy] | None) -> set[str]:
     for p in expiring or ():
         where.append(not_(and_(PredictionRow.project_id == p.project_id, PredictionRow.created_at < p.inputs_before)))
     with core.db.read() as s:
-        return set(s.scalars(select(PredictionRow.input_hash).where(*where).distinct()))
+        return set(s.scalars(select(PredictionRow.input_hash).where(*where).distinct())) | output_blobs_kept(s, *where)
+
+
+def output_blobs_kept(s, *where) -> set[str]:
+    """Blobs kept by the outputs of predictions whose input is stored (and match ``where``), in
+    projects whose task keeps files with its records (see tasks.file_keepers)."""
+    from .. import tasks
+
+    keepers = tasks.file_keepers()
+    if not keepers:
+        return set()
+    projects = dict(s.execute(select(ProjectRow.id, ProjectRow.task).where(ProjectRow.task.in_(keepers))).all())
+    if not projects:
+        return set()
+    rows = s.execute(select(PredictionRow.project_id, PredictionRow.output).where(
+        PredictionRow.project_id.in_(list(projects)), PredictionRow.input_stored.is_(True), *where))
+    return tasks.output_blobs((projects[pid], output) for pid, output in rows)
 
 
 def content_in_use(core: Core) -> set[str]:

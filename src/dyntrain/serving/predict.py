@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -21,10 +22,15 @@ __all__ = ["predict_items", "predict_rows", "list_predictions", "next_cursor", "
 
 
 def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, version: int | None = None,
-                   client: str = "", detail: bool = False) -> list[dict[str, Any]]:
+                   client: str = "", detail: bool = False,
+                   file_url: Callable[[int, str], str] | None = None) -> list[dict[str, Any]]:
     """Predict each item (image files, or UTF-8 texts in a text project); a bad item gets its
     own ``error`` entry without failing the others. ``detail`` adds what the target gives of the
     model's full output (a mask's per-class probabilities; see ``Target.detail``), not recorded.
+
+    Where the project keeps inputs, the record also keeps the files the answer hands it (a mask's
+    PNG: ``Answer.files``) as blobs named in its ``output["files"]``; ``file_url(prediction id,
+    name)`` (the API's route to them) then adds ``urls: {name: url}`` to the answer.
 
     >>> predict_items(core, "products", [("a.jpg", data)])  # doctest: +SKIP
     [{'label': 'mug', 'confidence': 0.93, 'scores': {...}, 'model_version': 3, 'prediction_id': 17}]
@@ -68,7 +74,12 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
         answer = task.target.answer(outputs[j], model.labels, settings.confidence_threshold)
         data = files[i][1]
         digest = core.blobs.put(data) if settings.store_prediction_inputs else sha256_hex(data)
-        records.append({"project_id": pid, "model_version": model.version, **answer.record, "input_hash": digest,
+        record = answer.record
+        if settings.store_prediction_inputs and answer.files:
+            # what the model said, kept as long as what it was asked (housekeeping keeps and
+            # forgets them together: ops.housekeeping, tasks.output_blobs)
+            record["output"] = {**record["output"], "files": {k: core.blobs.put(v) for k, v in answer.files.items()}}
+        records.append({"project_id": pid, "model_version": model.version, **record, "input_hash": digest,
                         "input_stored": settings.store_prediction_inputs, "latency_ms": latency_ms,
                         "client": client[:100], "feedback_label": None, "feedback": None, "created_at": now})
         results[i] = {**answer.public, "model_version": model.version}
@@ -76,8 +87,10 @@ def predict_items(core: Core, project: str, files: list[tuple[str, bytes]], *, v
             results[i].update(task.target.detail(outputs[j], model.labels))
     if records:
         # Committed before the answer leaves (its id is in it); concurrent requests share the commit.
-        for i, prediction_id in zip(ok, writer_for(core.db).write(records)):
+        for i, record, prediction_id in zip(ok, records, writer_for(core.db).write(records)):
             results[i]["prediction_id"] = prediction_id
+            if file_url is not None and record["output"].get("files"):
+                results[i]["urls"] = {k: file_url(prediction_id, k) for k in record["output"]["files"]}
         core.metrics.prediction(project, model.version, len(records))
     for i, message in errors.items():
         results[i] = {"file": files[i][0], "error": message}

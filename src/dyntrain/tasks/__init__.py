@@ -87,4 +87,24 @@ def annotation_blobs(rows) -> set[str]:
     return out
 
 
+def file_keepers() -> list[str]:
+    """The tasks whose prediction records keep files (a predicted mask's PNG; see
+    ``Target.output_files``): housekeeping, backups and purges look into those records' outputs."""
+    return [n for n, t in _TASKS.items() if t.target.output_files]
+
+
+def output_blobs(rows) -> set[str]:
+    """The blobs prediction records keep, given as ``(task, output)`` rows (an output as stored:
+    a JSON object, or its text from a raw database read)."""
+    import json
+
+    out: set[str] = set()
+    for task, output in rows:
+        if output is None or task not in _TASKS or not _TASKS[task].target.output_files:
+            continue
+        files = (json.loads(output) if isinstance(output, str) else output).get("files") or {}
+        out.update(h for k, h in files.items() if k in _TASKS[task].target.output_files and isinstance(h, str))
+    return out
+
+
 from . import builtin  # noqa: E402,F401  (registers the built-in tasks)

@@ -197,6 +197,16 @@ class Target(abc.ABC):
         """The blobs an annotation names (housekeeping, backups and purges keep them with it)."""
         return []
 
+    #: Files an answer hands the record to keep (:attr:`Answer.files`: a mask's PNG, an output
+    #: image), by name. A record keeps them as blobs, named in its ``output["files"]``, exactly as
+    #: long as it keeps its input (``store_prediction_inputs`` and its retention): what the model
+    #: said is shown beside what it was asked. None by default (the record's JSON says it all).
+    output_files: tuple[str, ...] = ()
+    #: The prediction page's partial showing those kept files (a mask over the photo, an output
+    #: image beside it) and the scripts it needs from ``/static``; none by default.
+    prediction_template: str | None = None
+    prediction_scripts: tuple[str, ...] = ()
+
     def attach_blobs(self, samples: list[dict], load: Callable[[str], bytes]) -> list[dict]:
         """Evaluated samples (a run's ``predictions``) ready for :meth:`score_output`: a target whose
         truth is a blob loads it with ``load``. By default as they are."""
@@ -399,6 +409,9 @@ class Answer:
     #: What the record keeps as its ``output`` where that is less than the answer (a mask's
     #: classes and areas, not its PNG); None: the whole answer.
     stored: dict[str, Any] | None = None
+    #: Bytes the record keeps as blobs where it keeps the input (see ``Target.output_files``):
+    #: ``{name: file bytes}``; the record's ``output["files"]`` names them by sha256.
+    files: dict[str, bytes] | None = None
 
     @property
     def record(self) -> dict[str, Any]:

@@ -18,8 +18,11 @@ The model is one ONNX file that takes a letterboxed uint8 photo and answers ``ma
 and ``probabilities``; serving undoes the letterbox with NumPy (``codecs.masks.served_mask``) and
 answers ``{"mask": <base64 indexed PNG>, "classes": […], "areas": {class: fraction}}`` (with
 ``?probabilities=true`` also a greyscale PNG per class of its probability per pixel). The
-prediction record keeps the classes and areas only (the mask PNG would make every record tens
-of kilobytes); the caller has the mask from the answer.
+prediction record's JSON keeps the classes and areas (the mask PNG would make every record tens
+of kilobytes); where the project keeps prediction inputs, the mask PNG goes into the blob store
+beside the photo (``Answer.files``), named in ``output["files"]["mask"]``, kept and forgotten with
+the photo, served at ``…/predictions/{id}/files/mask`` (the answer's ``urls``) and shown over the
+photo on the prediction's page.
 
 Class colours are :func:`~dyntrain.codecs.masks.default_colors` in the order of a mask's
 classes (background black); there is no per-project colour setting.
@@ -105,6 +108,9 @@ class MaskTarget(Target):
     has_classes = True
     output = "mask"
     output_names = ("mask", "probabilities")
+    output_files = ("mask",)
+    prediction_template = "_prediction_masks.html"
+    prediction_scripts = ("masks.js",)
     gate_metrics = ("miou", "pixel_accuracy")
     headline = "miou"
     run_template = "_run_masks.html"
@@ -398,10 +404,10 @@ class MaskTarget(Target):
         painted = {k: v for k, v in areas.items() if k != BACKGROUND and v > 0}
         top = max(painted, key=painted.get) if painted else (names[0] if names else None)
         confidence = round(float(output["confidence"]), 4)
-        public = {"mask": base64.b64encode(encode_png(mask, names)).decode("ascii"), "classes": names,
-                  "areas": areas}
+        png = encode_png(mask, names)
+        public = {"mask": base64.b64encode(png).decode("ascii"), "classes": names, "areas": areas}
         return Answer(public, top if confidence >= threshold else None, confidence,
-                      stored={"classes": names, "areas": areas})
+                      stored={"classes": names, "areas": areas}, files={"mask": png})
 
     def cli_columns(self) -> list[str]:
         return ["areas", "model"]

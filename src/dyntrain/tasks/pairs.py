@@ -14,8 +14,10 @@ first pair (by sample order) and converts any other (grey repeated, colour to lu
 RGB edge map does not stop training.
 
 The model is one ONNX file: the photo's uint8 pixels at their own size in, the output image (uint8)
-out; serving answers ``{"image": <base64 PNG>, "mode", "width", "height"}`` and the prediction
-record keeps only the mode and size (the PNG is the caller's).
+out; serving answers ``{"image": <base64 PNG>, "mode", "width", "height"}``. The prediction record's
+JSON keeps the mode and size; where the project keeps prediction inputs, the output PNG is kept as
+a blob beside the photo (``output["files"]["image"]``, served at ``…/predictions/{id}/files/image``
+and shown beside the photo on the prediction's page), kept and forgotten with the photo.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class FilterTarget(Target):
     has_classes = False
     output = "output"
     output_names = ("output",)
+    output_files = ("image",)
+    prediction_template = "_prediction_pairs.html"
+    prediction_scripts = ()
     gate_metrics = ("psnr", "ssim")
     headline = "psnr"
     run_template = "_run_pairs.html"
@@ -232,8 +237,9 @@ class FilterTarget(Target):
 
         pixels = output["image"]
         small = {"mode": mode_of(pixels), "width": int(pixels.shape[1]), "height": int(pixels.shape[0])}
-        return Answer({"image": base64.b64encode(encode_png(pixels)).decode("ascii"), **small}, None, 0.0,
-                      stored=small)
+        png = encode_png(pixels)
+        return Answer({"image": base64.b64encode(png).decode("ascii"), **small}, None, 0.0, stored=small,
+                      files={"image": png})
 
     def cli_columns(self) -> list[str]:
         return ["output", "model"]

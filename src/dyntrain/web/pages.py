@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.templating import Jinja2Templates
@@ -401,8 +401,14 @@ def prediction_page(name: str, prediction_id: int, request: Request, core: Core 
     kept = p.input_stored and p.input_hash and core.blobs.exists(p.input_hash)
     text = ctx["task"].modality.previews(core.blobs, [p.input_hash]).get(p.input_hash) if kept else None
     scores = sorted(p.scores.items(), key=lambda kv: -kv[1])
+    # what the model answered, where the record kept it with the input (a mask, an output image)
+    kept_files = ((p.output or {}).get("files") or {}) if kept else {}
+    answer_files = {k: f"/api/v1/projects/{quote(name, safe='')}/predictions/{p.id}/files/{k}"
+                    for k in ctx["task"].target.output_files
+                    if isinstance(kept_files.get(k), str) and core.blobs.exists(kept_files[k])}
     return _render(request, "prediction.html", {**ctx, "p": p, "kept": kept, "text": text, "scores": scores,
-                                                "classes": changes.list_classes(core, name)})
+                                                "classes": changes.list_classes(core, name),
+                                                "answer_files": answer_files})
 
 
 def _number(value: str | None, kind, lo, hi):

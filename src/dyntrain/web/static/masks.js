@@ -825,6 +825,30 @@
   ns.masks = { createEditor, overlay, drawOverlay, decodeIndexedPng, fetchMask, base64Bytes, encodeMask, maskLabel, areas,
                colourTable, vocColour, remap, paintStroke, fillPolygon, floodFill, UNLABELLED, UNLABELLED_COLOR };
 
+  // -- a recorded prediction's page: the mask the model painted, kept with the photo, over it ------
+  const recorded = document.getElementById("prediction-mask");
+  if (recorded) {
+    const parse = (key) => { try { return JSON.parse(recorded.dataset[key]) || []; } catch (e) { return []; } };
+    const names = parse("classes"), frame = document.getElementById("prediction-mask-frame");
+    const state = document.getElementById("prediction-mask-state");
+    const slider = document.getElementById("prediction-opacity");
+    document.querySelectorAll("#prediction-areas [data-mk-class]").forEach((s) => {
+      const i = names.indexOf(s.dataset.mkClass);
+      if (i >= 0) s.style.background = css(vocColour(i));
+    });
+    fetchMask(recorded.dataset.maskUrl).then((mask) => {
+      mask.classes = parse("maskClasses");
+      const canvas = overlay(frame, mask, names);
+      const fade = () => { canvas.style.opacity = String(Number(slider.value) / 100); };
+      slider.addEventListener("input", fade);
+      fade();
+      recorded.dataset.drawn = "yes";
+    }, (e) => {
+      recorded.dataset.drawn = "failed";
+      if (state) state.textContent = e.message;
+    });
+  }
+
   // -- pages of segmentation projects (need app.js) ---------------------------------------------
   if (!ns.api) return;
   const { api, q, qa, enc, showMsg, errorText } = ns;
