@@ -67,7 +67,9 @@ def test_interactions_train_serve_and_learn_from_what_people_chose(loop_server, 
     metrics = result["metrics"]
     assert result["explicit"] and result["interactions"] == n and result["split"]["evaluated_people"] == PEOPLE
     scores = {s["label"]: s for s in result["selection"]["scores"]}
-    assert set(scores) == {"rec.popularity()", "rec.item_knn(K=100)", "rec.als(factors=32)", "rec.svd(factors=50)"}
+    assert set(scores) == {"rec.popularity()", "rec.content()", "rec.item_knn(K=100)", "rec.als(factors=32)",
+                           "rec.svd(factors=50)"}
+    assert "needs a catalogue" in scores["rec.content()"]["error"]  # none was given: skipped, saying why
     assert result["selection"]["rule"].startswith("one standard error")
     assert metrics["summary"].startswith("for ") and "the simple 'most popular' list manages" in metrics["summary"]
     lo, hi = metrics["interval"]["ndcg"]

@@ -108,14 +108,15 @@ def recommender():
     from dyntrain.learners.recommend_synthetic import synthetic_interactions
     from dyntrain.training.recommend import REC_STAGES
 
-    data, _, _ = synthetic_interactions(120, 80, 2400, ratings=True, seed=2)
+    data, features, _ = synthetic_interactions(120, 80, 2400, ratings=True, seed=2)
     users = np.array([str(u) for u in data.user_ids[:20]], dtype=object)
     out = {}
     for name in NAMES:
         cls = learners.get(name)
         if cls.contract != "recommender":
             continue
-        learner = cls(**FAST_PARAMS.get(name, {})).fit_interactions(data)
+        # with item vectors, as in a project with a catalogue (the content learner needs them)
+        learner = cls(**FAST_PARAMS.get(name, {})).fit_interactions(data, item_features=features)
         out[name] = {"task": _task_for(cls), "learner": learner, "X": users, "y": data, "stages": REC_STAGES,
                      "items": [{"user": u, "n": 10} for u in users]}
     return out

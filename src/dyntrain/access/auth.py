@@ -121,6 +121,8 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         ("POST", "/predictions/{prediction_id}/add-to-training"), ("POST", "/rollback"), ("POST", "/samples"),
         ("POST", "/samples/archive"), ("POST", "/samples/csv"), ("POST", "/samples/rows"), ("POST", "/samples/texts"),
         ("DELETE", "/samples/{sample_id}"), ("PATCH", "/samples/{sample_id}"), ("POST", "/train"),
+        # many samples relabelled or deleted at once, as one version
+        ("POST", "/samples/bulk"),
         # the labelling queue: unlabelled uploads wait, confirmed ones become one version
         ("POST", "/unlabelled"), ("POST", "/unlabelled/texts"), ("POST", "/unlabelled/rows"),
         ("POST", "/unlabelled/csv"), ("POST", "/unlabelled/confirm"), ("POST", "/unlabelled/{sample_id}/skip"),
@@ -144,6 +146,10 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
     ("GET", f"{_P}/similar"): "predict", ("POST", f"{_P}/recommend/{{prediction_id}}/chosen"): "predict",
     # who and what the project knows (read like samples)
     ("GET", f"{_P}/people"): "read", ("GET", f"{_P}/items"): "read", ("GET", f"{_P}/interactions/summary"): "read",
+    # the item catalogue: described like data, read like samples
+    ("POST", f"{_P}/catalogue"): "edit", ("POST", f"{_P}/catalogue/import"): "edit",
+    ("PUT", f"{_P}/catalogue/{{item}}/image"): "edit", ("GET", f"{_P}/catalogue"): "read",
+    ("GET", f"{_P}/catalogue/{{item}}/image"): "read",
     # … and the UI's pages.
     **{("GET", page): "read" for page in [
         "/", "/fragments/projects", "/projects/{name}", "/projects/{name}/activity",

@@ -95,9 +95,9 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
     if role == "inference":
         modules = (access, projects, models, recommend)
     else:
-        from . import admin, data, people, training, unlabelled
+        from . import admin, catalogue, data, people, training, unlabelled
 
-        modules = (access, projects, data, unlabelled, training, models, recommend, people, admin)
+        modules = (access, projects, data, unlabelled, training, models, recommend, people, catalogue, admin)
         app.include_router(recommend.data_router)
     for module in modules:
         app.include_router(module.router)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..datasets import interactions
 from ..kernel.core import Core
+from ..kernel.errors import Invalid
 from ..serving import recommend as answers
 from .deps import API_PREFIX, get_core
 
@@ -54,13 +55,18 @@ class RecommendBody(BaseModel):
     items: list[Id] | None = Field(None, description="Only recommend among these item ids (e.g. in stock).")
     history: list[Id] | None = Field(None, description="Items they chose since the model was trained: counted "
                                                         "now, before the next retrain.")
+    category: str | None = Field(None, description="Only items of this catalogue category.")
+    where: dict[str, Union[str, int, float]] | None = Field(
+        None, description="Only items whose catalogue attributes have these values (all must hold), e.g. "
+                          '{"color": "red"}.')
 
 
 class Recommendation(BaseModel):
     user: str
     items: list[str]
     scores: list[float]
-    source: str = Field(..., description="model, or popular for a person the model does not know.")
+    source: str = Field(..., description="model, or popular for a person the model does not know (with no "
+                                         "history): the cold-start answer.")
     model_version: int
     prediction_id: int
 
@@ -69,7 +75,9 @@ class Similar(BaseModel):
     item: str
     items: list[str]
     scores: list[float]
-    source: str = Field(..., description="model, content, or popular for an item the model does not know.")
+    source: str = Field(..., description="model; content for an item nobody has touched yet (its catalogue "
+                                         "vector); category for an item added to the catalogue after the model "
+                                         "trained (its category's popular items); popular otherwise.")
     model_version: int
     prediction_id: int
 
@@ -160,18 +168,31 @@ def delete_interactions(name: str, user: str = Query(..., description="The perso
 def recommend_get(name: str, user: str = Query(..., description="The person."),
                   n: int = Query(10, ge=1, le=answers.MAX_N), exclude_seen: bool = True,
                   items: str | None = Query(None, description="Comma-separated item ids to choose among."),
+                  category: str | None = Query(None, description="Only items of this catalogue category, e.g. "
+                                                                 "`category=shoes`."),
+                  where: list[str] = Query([], description="Only items with this catalogue attribute value, as "
+                                                          "`name:value` (repeatable; all must hold), e.g. "
+                                                          "`where=color:red`."),
                   core: Core = Depends(get_core)):
     """A person's top ``n`` items from the model in service (recorded; see the POST form for history)."""
     allowed = [i for i in items.split(",") if i.strip()] if items is not None else None
-    return answers.recommend(core, name, user, n=n, exclude_seen=exclude_seen, items=allowed, client="api")
+    attrs = {}
+    for pair in where:
+        key, sep, value = pair.partition(":")
+        if not sep or not key.strip():
+            raise Invalid(f"where={pair!r}: give an attribute and a value as name:value (e.g. color:red)")
+        attrs[key.strip()] = value.strip()
+    return answers.recommend(core, name, user, n=n, exclude_seen=exclude_seen, items=allowed, category=category,
+                             where=attrs, client="api")
 
 
 @router.post("/projects/{name}/recommend", response_model=Recommendation)
 def recommend_post(name: str, body: RecommendBody, core: Core = Depends(get_core)):
     """A person's top ``n`` items; an unknown person gets the 'most popular' list (or, with a
-    ``history``, a list folded in from it). Recorded as a prediction."""
+    ``history``, a list folded in from it). ``category`` and ``where`` keep only the catalogue's
+    items that match. Recorded as a prediction."""
     return answers.recommend(core, name, body.user, n=body.n, exclude_seen=body.exclude_seen, items=body.items,
-                             history=body.history, client="api")
+                             history=body.history, category=body.category, where=body.where, client="api")
 
 
 @router.get("/projects/{name}/similar", response_model=Similar)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
 
@@ -60,6 +60,8 @@ class InteractionLog:
     weights: np.ndarray
     times: np.ndarray  # event time, Unix seconds
     watermark: int
+    #: The version's item catalogue: item id → {"category", "attributes", "text", "image"} (may be empty).
+    catalogue: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -189,11 +191,18 @@ def _append_version(s: Session, project: ProjectRow, message: str,
 
 
 def _new_version(s: Session, project: ProjectRow, digest: str, counts: dict[str, int], watermark: int,
-                 message: str) -> DatasetVersionRow:
+                 message: str, catalogue_mark: int | None = None) -> DatasetVersionRow:
+    """The next version; the catalogue (datasets/catalogue.py) carries over from the head unless
+    ``catalogue_mark`` moves it, and so does its count."""
     number = (project.head_version or 0) + 1
+    head = _head(s, project)
+    if catalogue_mark is None and head is not None:
+        catalogue_mark = head.catalogue_mark
+        if "catalogue" in (head.counts or {}):
+            counts = {**counts, "catalogue": head.counts["catalogue"]}
     version = DatasetVersionRow(project_id=project.id, number=number, parent=project.head_version or None,
                                 hash=digest, counts=counts, size=counts["interactions"], message=message,
-                                watermark=watermark)
+                                watermark=watermark, catalogue_mark=catalogue_mark)
     s.add(version)
     s.flush()
     project.head_version = number
@@ -239,8 +248,11 @@ def load_log(s: Session, project: ProjectRow, number: int) -> InteractionLog:
     Event times come back as Unix seconds computed by the database (whole seconds on SQLite:
     ties keep their arrival order): parsing 10^6 stored datetimes in Python took longer than the
     rest of the load."""
+    from .catalogue import load_catalogue
+
     version = versions.get_version(s, project, number)
     watermark = version.watermark or 0
+    catalogue = load_catalogue(s, project.id, version.catalogue_mark)
     query = (select(InteractionRow.id, InteractionRow.user_id, InteractionRow.item_id, InteractionRow.rating,
                     InteractionRow.weight, extract("epoch", InteractionRow.at))
              .where(InteractionRow.project_id == project.id, InteractionRow.id <= watermark)
@@ -248,11 +260,11 @@ def load_log(s: Session, project: ProjectRow, number: int) -> InteractionLog:
     rows = s.execute(query).all()
     if not rows:
         empty = np.zeros(0)
-        return InteractionLog(empty.astype(np.int64), [], [], empty, empty, empty, watermark)
+        return InteractionLog(empty.astype(np.int64), [], [], empty, empty, empty, watermark, catalogue)
     ids, users, items, ratings, weights, times = zip(*rows)
     return InteractionLog(np.asarray(ids, np.int64), list(users), list(items),
                           np.asarray([np.nan if r is None else r for r in ratings], np.float64),
-                          np.asarray(weights, np.float64), np.asarray(times, np.float64), watermark)
+                          np.asarray(weights, np.float64), np.asarray(times, np.float64), watermark, catalogue)
 
 
 def history(core: Core, project: str, user: Any, *, limit: int = 50) -> list[dict[str, Any]]:

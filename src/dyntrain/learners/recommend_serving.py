@@ -182,7 +182,7 @@ class Recommender:
                 pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
                 s = np.bincount(indices[pos], weights=data[pos] * np.repeat(weights, lens),
                                 minlength=self.n_items).astype(np.float32)
-            return self._fill_no_evidence(s)
+            return self._fill_no_evidence(s, items, weights)
         # content
         F = self.item_features
         if F is None or len(items) == 0:
@@ -217,10 +217,22 @@ class Recommender:
             return s
         return np.stack([self.score(int(u)) for u in user_idx]) if len(user_idx) else np.zeros((0, self.n_items), np.float32)
 
-    def _fill_no_evidence(self, s: np.ndarray) -> np.ndarray:
+    def _fill_no_evidence(self, s: np.ndarray, items: np.ndarray | None = None,
+                          weights: np.ndarray | None = None) -> np.ndarray:
+        """Items without evidence go below every item with some, in popularity order — or, for a
+        neighbour model with item vectors and a history (``items``), in order of likeness to the
+        person's profile (the content fallback: items nobody has touched yet have no neighbours,
+        and a person with few interactions has few neighbours to fill a list)."""
         s = s.astype(np.float32, copy=False)
         empty = s == 0
-        s[empty] = _NO_EVIDENCE + self._pop_tiebreak[empty]
+        tiebreak = self._pop_tiebreak
+        if items is not None and len(items) and self.item_features is not None and empty.any():
+            F = self.item_features
+            profile = _normalise_rows((weights[:, None] * F[items]).sum(0, keepdims=True))[0]
+            like = _matvec(F, profile)
+            # likeness first (scaled into [0, 0.9]), popularity breaking ties among equals
+            tiebreak = (0.45 * (like + 1.0) + 0.1 * self._pop_tiebreak).astype(np.float32)
+        s[empty] = _NO_EVIDENCE + tiebreak[empty]
         return s
 
     def _fold_in(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The recommendation learners under the one learner contract ("recommender").
 
-Each wraps a learner of :mod:`.recommend_models` (popularity, item-kNN, ALS, biased MF), so a run
+Each wraps a learner of :mod:`.recommend_models` (popularity, content, item-kNN, ALS, biased MF), so a run
 record names it and its parameters like any other learner and the pipeline can check it serves
 the ranking target. They learn from an :class:`~.recommend.Interactions` value, not from a
 feature matrix, and their model file is the NumPy ``.npz`` artefact of
@@ -15,8 +15,8 @@ from typing import ClassVar
 from ..kernel.errors import Invalid
 from .base import Learner, ProgressFn, register
 
-__all__ = ["RecommenderLearner", "PopularityRecommender", "ItemKNNRecommender", "ALSRecommender",
-           "SVDRecommender", "INTERACTIONS"]
+__all__ = ["RecommenderLearner", "PopularityRecommender", "ContentRecommender", "ItemKNNRecommender",
+           "ALSRecommender", "SVDRecommender", "INTERACTIONS"]
 
 #: The input kind of every recommender: the interactions themselves.
 INTERACTIONS = "interactions"
@@ -30,13 +30,17 @@ class RecommenderLearner(Learner):
     #: The learner's name in :mod:`.recommend_models` (and its COMPLEXITY rank).
     core: ClassVar[str] = ""
 
-    def fit_interactions(self, data, *, warm=None, seed: int = 0, progress: ProgressFn | None = None):
-        """Fit on all ``data``; ``warm``: a previous Recommender of this learner to start from."""
+    def fit_interactions(self, data, *, warm=None, seed: int = 0, progress: ProgressFn | None = None,
+                         item_features=None):
+        """Fit on all ``data``; ``warm``: a previous Recommender of this learner to start from;
+        ``item_features``: one row per ``data.item_ids`` (the catalogue's item vectors, see
+        :mod:`.item_features`) — every learner keeps them in its file for cold-start answers."""
         from .recommend_models import fit_learner
 
         if progress is not None:
             progress(0.0)
-        self.model_ = fit_learner(self.core, data, self.get_params(), seed=seed, warm=warm)
+        self.model_ = fit_learner(self.core, data, self.get_params(), seed=seed, warm=warm,
+                                  item_features=item_features)
         self.model_.meta.update(learner=self.core, params=self.get_params())
         self.warm_started_ = warm is not None
         if progress is not None:
@@ -73,6 +77,19 @@ class PopularityRecommender(RecommenderLearner):
 
     name = "rec.popularity"
     core = "popularity"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+@register
+class ContentRecommender(RecommenderLearner):
+    """A person's profile in item-feature space (the weighted mean of the catalogue vectors of
+    what they had), items ranked by cosine to it: needs a catalogue, recommends items nobody has
+    touched yet."""
+
+    name = "rec.content"
+    core = "content"
 
     def __init__(self) -> None:
         super().__init__()

@@ -248,11 +248,15 @@ def output_blobs_kept(s, *where) -> set[str]:
 
 
 def content_in_use(core: Core) -> set[str]:
-    """Every content hash a sample (any status, any project) or a dataset version item names, and
-    every blob their annotations or a prediction's correction name (a mask's PNG)."""
+    """Every content hash a sample (any status, any project) or a dataset version item names, every
+    blob their annotations or a prediction's correction name (a mask's PNG), and every picture
+    of a catalogue entry (any entry: older versions' catalogues name them too)."""
+    from ..storage.rows import CatalogueRow
+
     with core.db.read() as s:
         return (set(s.scalars(select(SampleRow.content_hash).distinct()))
-                | set(s.scalars(select(VersionItemRow.content_hash).distinct())) | annotation_blobs_in_use(s))
+                | set(s.scalars(select(VersionItemRow.content_hash).distinct())) | annotation_blobs_in_use(s)
+                | set(s.scalars(select(CatalogueRow.image).where(CatalogueRow.image.is_not(None)).distinct())))
 
 
 def annotation_blobs_in_use(s) -> set[str]:

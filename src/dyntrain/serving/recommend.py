@@ -62,14 +62,27 @@ def _record(core: Core, project: str, pid: int, model, task, request: dict, answ
     return prediction_id
 
 
+def _filter(where: dict[str, Any] | None) -> dict[str, str]:
+    """Attribute filters as text (the catalogue keeps attribute values as text)."""
+    out = {}
+    for k, v in (where or {}).items():
+        if isinstance(v, (dict, list)) or v is None:
+            raise Invalid(f"filter {k!r} must be one value (text or a number), got {type(v).__name__}")
+        out[str(k)] = str(v).strip()
+    return out
+
+
 def recommend(core: Core, project: str, user: Any, *, n: int = 10, exclude_seen: bool = True,
               items: list[Any] | None = None, history: list[Any] | None = None, version: int | None = None,
+              category: str | None = None, where: dict[str, Any] | None = None,
               client: str = "") -> dict[str, Any]:
     """A person's top ``n`` items: ``{"user", "items", "scores", "source", "model_version", "prediction_id"}``.
 
     ``source`` says how it was made: ``model`` for a person the model knows (or one who brings a
     ``history`` of item ids), ``popular`` for a stranger (the cold-start answer). ``exclude_seen``
-    leaves out what they already had; ``items`` restricts the answer to those item ids.
+    leaves out what they already had; ``items`` restricts the answer to those item ids;
+    ``category`` and ``where`` (attribute → value) to the catalogue's items that match now (all
+    must hold; an item the model never knew is not recommended until a retrain gives it a vector).
     """
     from ..codecs.interactions import check_id
 
@@ -81,9 +94,18 @@ def recommend(core: Core, project: str, user: Any, *, n: int = 10, exclude_seen:
             raise Invalid(f"{len(items):,} item ids to choose from; the limit is {MAX_FILTER:,}")
         items = [check_id(i, "item") for i in items]
     history = [check_id(i, "item") for i in history or ()][:MAX_FILTER]
+    where = _filter(where)
     pid, task, _, model = _served(core, project, version)
-    request = {"user": user_id, "n": n, "exclude_seen": bool(exclude_seen), "items": items, "history": history or None}
+    allowed = items
+    if category is not None or where:
+        from ..datasets.catalogue import matching_items
+
+        matches = matching_items(core, project, category, where)
+        allowed = matches if items is None else sorted(set(items) & set(matches), key=items.index)
+    request = {"user": user_id, "n": n, "exclude_seen": bool(exclude_seen), "items": allowed, "history": history or None}
     (answer,) = model.predict_items([request])
+    if category is not None or where:  # recorded as asked (the matching ids can be 10^5)
+        request = {**request, "items": items, "category": category, "where": where or None}
     said = [str(i) for i in answer["items"]]
     prediction_id = _record(core, project, pid, model, task, request, answer,
                             {"kind": "recommend", "user": user_id, "items": said, "source": answer["source"]},
@@ -94,13 +116,25 @@ def recommend(core: Core, project: str, user: Any, *, n: int = 10, exclude_seen:
 
 def similar(core: Core, project: str, item: Any, *, n: int = 10, version: int | None = None,
             client: str = "") -> dict[str, Any]:
-    """The ``n`` items most like ``item`` (``source`` ``popular`` for an item the model never saw)."""
+    """The ``n`` items most like ``item``: ``source`` ``model`` (the model's own likeness),
+    ``content`` (catalogue vectors: an item nobody has touched yet), ``category`` (an item added to
+    the catalogue after the model trained: its category's popular items) or ``popular``."""
     from ..codecs.interactions import check_id
 
     start = time.perf_counter()
     item_id, n = check_id(item, "item"), _n(n)
     pid, task, _, model = _served(core, project, version)
     answer = model.recommender.similar(item_id, n)
+    if answer["source"] == "popular":
+        # an item the model never knew (added to the catalogue since it trained): the popular
+        # items of its category, until a retrain gives it a vector
+        from ..datasets.catalogue import current, matching_items
+
+        entry = current(core, project).get(item_id)
+        if entry is not None and entry["category"] is not None:
+            same = [i for i in matching_items(core, project, entry["category"]) if i != item_id]
+            answer = model.recommender.recommend(None, n, allowed_items=same)
+            answer["source"] = "category"
     said = [str(i) for i in answer["items"]]
     prediction_id = _record(core, project, pid, model, task, {"similar": item_id, "n": n}, answer,
                             {"kind": "similar", "item": item_id, "items": said, "source": answer["source"]},

@@ -155,6 +155,8 @@ class DatasetVersionRow(Base):
     # An interaction project's version: the last interaction id it includes (its items are not
     # copied; see datasets/interactions.py). None for a version of samples.
     watermark: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # ... and the last catalogue entry id it includes (None: no catalogue; see datasets/catalogue.py).
+    catalogue_mark: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.DatasetVersion:
@@ -188,6 +190,25 @@ class InteractionRow(Base):
     weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
     at: Mapped[datetime] = mapped_column(default=utcnow)  # when it happened (the temporal split's order)
     source: Mapped[str] = mapped_column(String(20), default="api")  # api, import, feedback, ingest
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CatalogueRow(Base):
+    """One entry of a recommendation project's item catalogue (append-only: a change to an item is
+    a new row; its newest row up to a version's ``catalogue_mark`` is the item in that version)."""
+
+    __tablename__ = "catalogue_items"
+    __table_args__ = (Index("ix_catalogue_project_id", "project_id", "id"),
+                      Index("ix_catalogue_project_item", "project_id", "item_id"),
+                      Index("ix_catalogue_project_category", "project_id", "category"), _NEVER_REUSE_IDS)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    image: Mapped[str | None] = mapped_column(String(64), nullable=True)  # sha256 of the picture in the blob store
+    source: Mapped[str] = mapped_column(String(20), default="api")  # api, import
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -104,11 +104,11 @@ class InteractionModality(Modality):
         return b'{"user": "anyone", "n": 10}'
 
     def candidates(self, target, n_samples: int, n_classes: int, time_budget_s: float) -> list:
-        """Cheapest first: the popular list, item-kNN, ALS, and biased MF (the run skips it, saying
-        so, when there are no ratings)."""
+        """Cheapest first: the popular list, content (the run skips it, saying so, without a
+        catalogue), item-kNN, ALS, and biased MF (skipped without ratings)."""
         from ..learners.candidates import Candidate
 
-        return [Candidate("rec.popularity"), Candidate("rec.item_knn", {"K": 100}),
+        return [Candidate("rec.popularity"), Candidate("rec.content"), Candidate("rec.item_knn", {"K": 100}),
                 Candidate("rec.als", {"factors": 32}), Candidate("rec.svd", {"factors": 50})]
 
     def features(self, kinds, hashes, load_blob, extractor, progress=None) -> dict[str, Any]:

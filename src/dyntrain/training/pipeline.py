@@ -149,7 +149,8 @@ def _train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable
 
     mark = time.perf_counter()
     if hasattr(stages, "prepare"):  # examples that are not samples: the target prepares them itself
-        data = stages.prepare(items, spec, served=served, progress=progress)
+        data = stages.prepare(items, spec, served=served, progress=progress, extractor=extractor,
+                              load_image=load_image)
     else:
         data = prepare(items, spec, kinds, load_image=load_image, extractor=extractor, progress=progress)
     timings["features"] = time.perf_counter() - mark

@@ -65,21 +65,56 @@ class RecPrepared(Prepared):
     notes: list = field(default_factory=list)
     scored: dict = field(default_factory=dict)  # candidate label → its split scores (fitted once per run)
     fit_info: dict = field(default_factory=dict)
+    item_features: Any = None  # one row per interactions.item_ids (the catalogue's vectors), or None
+    catalogue: dict = field(default_factory=dict)  # what the vectors hold (learners.item_features)
 
 
 def _interactions(log, explicit: bool):
     """The log as :class:`Interactions`, ids indexed in order of first appearance (what
     ``Interactions.from_columns`` does, by ``pandas.factorize``: its Python loop took seconds at
-    10^6 interactions; the log's values were checked when they were added)."""
+    10^6 interactions; the log's values were checked when they were added). Catalogue items
+    nobody has touched yet follow, in id order: the model knows them (by their vectors) too."""
     import pandas as pd
 
     from ..learners.recommend import Interactions
 
     users, user_ids = pd.factorize(pd.Series(log.users, dtype=object))
     items, item_ids = pd.factorize(pd.Series(log.items, dtype=object))
+    item_ids = list(item_ids)
+    known = set(item_ids)
+    item_ids += sorted(i for i in getattr(log, "catalogue", {}) if i not in known)
     return Interactions(users.astype(np.int32), items.astype(np.int32), log.weights.astype(np.float32),
-                        log.times.astype(np.float64), list(user_ids), list(item_ids),
+                        log.times.astype(np.float64), list(user_ids), item_ids,
                         log.ratings.astype(np.float32) if explicit else None)
+
+
+def _item_features(catalogue: dict, item_ids: list, extractor, load_image, progress=None):
+    """The catalogue's item vectors (:mod:`dyntrain.learners.item_features`): texts by the cached
+    MiniLM encoder, pictures by the cached Lite0 extractor (both keyed by content, so a retrain
+    embeds only what changed)."""
+    import hashlib
+
+    from ..learners.item_features import item_matrix
+
+    if not catalogue:
+        return None, {}
+
+    def texts(values: list[str]) -> np.ndarray:
+        from ..learners.text import TextEncoder
+
+        by_key = {hashlib.sha256(t.encode()).hexdigest(): t for t in values}
+        encoder = TextEncoder(extractor.cache_dir, threads=extractor.threads)
+        return encoder.features([hashlib.sha256(t.encode()).hexdigest() for t in values], by_key.__getitem__,
+                                progress=progress)
+
+    def pictures(digests: list[str]) -> np.ndarray:
+        from ..codecs.imaging import decode_image, model_input
+        from ..learners.features import POOLED
+
+        return extractor.features(POOLED, digests, lambda d: model_input(decode_image(load_image(d))))
+
+    return item_matrix(item_ids, catalogue, embed_texts=texts if extractor is not None else None,
+                       embed_images=pictures if extractor is not None and load_image is not None else None)
 
 
 def _first_ids(log, data, split) -> list[np.ndarray]:
@@ -136,7 +171,8 @@ class RecStages:
     def sizes(self, log) -> tuple[int, int]:
         return len(log), 0
 
-    def prepare(self, log, spec: TrainingSpec, *, served=None, progress=None) -> RecPrepared:
+    def prepare(self, log, spec: TrainingSpec, *, served=None, progress=None, extractor=None,
+                load_image=None) -> RecPrepared:
         from ..learners.recommend import temporal_split
 
         n_users, n_items = len(set(log.users)), len(set(log.items))
@@ -159,12 +195,15 @@ class RecStages:
                 "reason": (f"each person's latest interactions held out (20%, 1 to 10 each): {split.held_out:,} "
                            f"interactions; {n_eval:,} people scored on what they chose next"),
                 "train_size": split.train.n, "holdout_size": split.held_out}
+        features, described = _item_features(getattr(log, "catalogue", {}), data.item_ids, extractor, load_image,
+                                              None if progress is None else (lambda f: progress("features", f, None)))
         if progress is not None:
             progress("features", 1.0, None)
         return RecPrepared([], np.zeros(n_eval), [], keys, {"interactions": users}, plan, {}, interactions=data,
                            split=split, recent=_recent(split), served=served, seed=spec.seed,
                            watermark=int(log.watermark), notes=notes, first_ids=first_ids,
-                           served_watermark=_served_watermark(served, notes))
+                           served_watermark=_served_watermark(served, notes), item_features=features,
+                           catalogue=described)
 
     def describe(self, data: RecPrepared) -> str:
         d = data.interactions
@@ -180,7 +219,7 @@ class RecStages:
         if cand.label not in data.scored:
             start = time.perf_counter()
             learner = cand.build()
-            learner.fit_interactions(data.split.train, seed=data.seed)
+            learner.fit_interactions(data.split.train, seed=data.seed, item_features=data.item_features)
             m = ranking_metrics(learner.model_, data.split, K, per_user=True, lists=True)
             data.scored[cand.label] = {"summary": {k: float(m[k]) for k in METRICS},
                                        "per_user": m["per_user"], "lists": m["lists"],
@@ -204,6 +243,8 @@ class RecStages:
             try:
                 if cand.learner_class.core == "svd" and not data.interactions.explicit:
                     raise Invalid("needs a rating on every interaction")
+                if cand.learner_class.core == "content" and data.item_features is None:
+                    raise Invalid("needs a catalogue (item categories, attributes, texts or pictures)")
                 r = self._scored(cand, data)
                 entry |= {"ndcg": r["summary"]["ndcg"], "hit_rate": r["summary"]["hit_rate"],
                           "metrics": r["summary"], "_ndcg": r["per_user"]["ndcg"], "seconds": r["seconds"],
@@ -283,7 +324,8 @@ class RecStages:
                 data.notes.append(f"the model in service could not be loaded to continue from "
                                   f"({type(exc).__name__}); trained from scratch")
         start = time.perf_counter()
-        learner.fit_interactions(data.interactions, warm=warm, seed=data.seed, progress=progress)
+        learner.fit_interactions(data.interactions, warm=warm, seed=data.seed, progress=progress,
+                                 item_features=data.item_features)
         learner.model_.meta["watermark"] = data.watermark  # what it has seen: the next gate scores it on the rest
         warm_start = learner.model_.meta.get("warm_start")
         data.fit_info = {"seconds": round(time.perf_counter() - start, 3), "warm_start": bool(warm_start),
@@ -306,7 +348,7 @@ class RecStages:
                 "distinct_items": d.n_items, "explicit": d.explicit, "watermark": data.watermark,
                 "split": {"train_interactions": data.split.train.n, "held_out_interactions": data.split.held_out,
                           "evaluated_people": len(data.split.test_users)},
-                "fit": data.fit_info, "notes": data.notes}
+                "fit": data.fit_info, "notes": data.notes, "catalogue": data.catalogue}
 
     def card_fields(self, data: RecPrepared, metrics: dict[str, Any]) -> dict[str, Any]:
         return {"labels": [], "output": {"name": "items", "shape": ["n"], "also": ["scores", "source"]},

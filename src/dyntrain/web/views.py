@@ -44,6 +44,7 @@ LEARNERS = {
     "tabular.hgb_regressor": "Many small decision trees (gradient boosting)",
     "ensemble.soft_vote": "A vote of several kinds of model (their probabilities averaged)",
     "rec.popularity": "The most popular items, the same for everyone",
+    "rec.content": "Items like what they chose, by the catalogue (category, attributes, text, picture)",
     "rec.item_knn": "Items chosen together with what they chose (item neighbours)",
     "rec.als": "Hidden tastes learned from who chose what (matrix factorisation, ALS)",
     "rec.svd": "Hidden tastes learned from the ratings (matrix factorisation, SVD)",
