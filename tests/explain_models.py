@@ -62,3 +62,13 @@ def serve(core, project: str, path: Path, labels: list[str], task: str) -> None:
     p = create_project(core, project, task=task, settings={"auto_train": False})
     v = register_model(core, p.id, path, {"labels": labels, "task": task}, run_id=None)
     promote(core, project, v.version)
+
+
+def pixel_model(folder: Path) -> Path:
+    """Logistic regression on 32×32 grey pixels of random images, as one ONNX file: a model with no
+    class activation map, so ``auto`` explains it by occlusion (through the queue)."""
+    from dyntrain.learners.linear import PixelLogReg
+
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 32, 32)).astype(np.float32)
+    return PixelLogReg(C=1).fit(X, np.arange(20) % 2, n_classes=2).export_onnx(folder / "pixels.onnx")

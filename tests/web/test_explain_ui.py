@@ -4,11 +4,14 @@ which part mattered; for texts, the words that moved the score highlighted. Real
 from __future__ import annotations
 
 import io
+import threading
+import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from tests.explain_models import CLASSES, REVIEW_CLASSES, review_model, scene_probe, serve
+from tests.explain_models import CLASSES, REVIEW_CLASSES, pixel_model, review_model, scene_probe, serve
 from tests.web.test_browser import _wait_js
 
 
@@ -120,3 +123,89 @@ def test_prediction_page_shows_why_it_was_said(models, core, live_server, browse
     assert page.locator("#prediction-text mark").count() == 0 and not page.locator(".explain-key").is_visible()
     assert not errors, errors
     page.close()  # its event stream open, the server would wait 15 s to stop
+
+
+def _noise_png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (64, 64, 3), np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_try_page_answers_before_its_explanation_is_ready(models, core, live_server, browser, tmp_path):
+    """The Try page shows the answer at once and draws its explanation when the queue has made it:
+    the photo's prediction is sent plain, the explanation asked for by the id the answer carries.
+    The queue's one worker is held busy here, so every explanation is still pending when its answer
+    shows: six photos in a row, with a second tab of the app open (the browser has six connections
+    per host, and each tab's live event stream holds one), must each be answered within seconds —
+    explanation requests held open 20 s stalled the fifth — and the last one's heatmap appear once
+    the worker is free. Texts the same; a project that keeps no inputs says why there is none."""
+    from dyntrain.serving import explain
+
+    serve(core, "pixels", pixel_model(tmp_path), ["a", "b"], "image-classification")
+    serve(core, "reviews", models[2], REVIEW_CLASSES, "text-classification")
+    queue = explain.queue_for(core)
+    free = threading.Event()
+    queue.submit(("held by the test",), "test", lambda: (free.wait(120), {"status": "ready"})[1])
+    context = browser.new_context()
+    other, page = context.new_page(), context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url))
+    try:
+        other.goto(f"{live_server.url}/projects/pixels")
+        other.locator("#live-conn", has_text="live").wait_for()  # its event stream holds a connection
+        page.goto(f"{live_server.url}/projects/pixels/try")
+        page.locator("#live-conn", has_text="live").wait_for()  # and this one's another
+        for i in range(6):
+            before = page.evaluate("(window.dyntrain.lastPrediction || {}).prediction_id || 0")
+            start = time.monotonic()
+            page.set_input_files("#try-file", {"name": f"noise-{i}.png", "mimeType": "image/png",
+                                               "buffer": _noise_png(i)})
+            _wait_js(page, f"((window.dyntrain.lastPrediction || {{}}).prediction_id || 0) > {before}", timeout=8_000)
+            assert time.monotonic() - start < 8 and page.locator("#try-label").inner_text().startswith("It is ")
+            assert page.evaluate("window.dyntrain.explanationState") in ("asking", "pending")
+            assert page.evaluate("window.dyntrain.explanation") is None
+        assert page.locator("#explain-summary").inner_text() == "Working out which part mattered…"
+        assert not page.locator("#explain-overlay").is_visible()
+        last = page.evaluate("window.dyntrain.lastPrediction")
+        predicts = [u for u in sent if "/predict?" in u or u.endswith("/predict")]
+        assert len(predicts) == 6 and not any("explain=" in u for u in predicts), predicts
+        assert any(f"/predictions/{last['prediction_id']}/explanation?method=auto" in u for u in sent)
+
+        free.set()  # the worker is free: the last photo's heatmap is drawn (no earlier one's)
+        page.locator("#explain-summary", has_text="covering each part in turn").wait_for(timeout=30_000)
+        explanation = page.evaluate("window.dyntrain.explanation")
+        assert explanation["method"] == "occlusion" and explanation["label"] == last["label"]
+        assert page.locator("#explain-overlay").is_visible()
+        assert page.locator("#try-label").inner_text().startswith("It is ")
+
+        # texts: the answer first, the words highlighted once the queue has weighed them
+        free.clear()
+        queue.submit(("held by the test", 2), "test", lambda: (free.wait(120), {"status": "ready"})[1])
+        page.goto(f"{live_server.url}/projects/reviews/try")
+        page.fill("#try-text", "the staff were rude but the food was great")
+        page.click("#try-text-form button[type=submit]")
+        page.locator("#try-label").wait_for(timeout=8_000)
+        assert page.evaluate("window.dyntrain.explanationState") in ("asking", "pending")
+        assert page.locator("#try-sent mark").count() == 0
+        free.set()
+        page.locator("#try-sent mark.moved-for").first.wait_for(timeout=30_000)
+        assert page.evaluate("window.dyntrain.explanation.label") == page.evaluate("window.dyntrain.lastPrediction.label")
+
+        # a project that keeps no inputs: the answer, and why there is no explanation
+        import httpx
+
+        httpx.patch(f"{live_server.url}/api/v1/projects/pixels",
+                    json={"settings": {"store_prediction_inputs": False}}).raise_for_status()
+        page.goto(f"{live_server.url}/projects/pixels/try")
+        page.set_input_files("#try-file", {"name": "noise.png", "mimeType": "image/png", "buffer": _noise_png(9)})
+        page.locator("#explain-summary", has_text="does not keep").wait_for()
+        assert page.locator("#try-label").inner_text().startswith("It is ")
+        assert not page.locator("#explain-overlay").is_visible()
+        assert not errors, errors
+    finally:
+        free.set()
+        context.close()  # the pages' event streams open, the server would wait 15 s to stop

@@ -58,6 +58,14 @@ __all__ = ["METHODS", "CamExplainer", "ExplainQueue", "attach", "explain_predict
 log = logging.getLogger(__name__)
 
 METHODS = ("auto", "cam", "occlusion", "words")  # auto: cam where exact, else occlusion
+# How long ``GET …/predictions/{id}/explanation`` holds its request for an explanation still in the
+# queue before answering ``pending`` (202: ask again, the answer is cached). Short on purpose: a
+# browser has six connections per host, shared by its tabs and their live event streams, and the
+# server one pool of worker threads. Held for 20 s (as ``?explain=`` on /predict still waits), the
+# Try page's explanation requests filled those six when a few photos were tried in a row, and the
+# next photo's prediction waited in the browser for one to free (measured: 19 s in Chromium, while
+# the same prediction sent outside the browser answered in 0.05 s).
+RECORDED_WAIT_S = 2.0
 GRID = 7  # occlusion cells per side: 49 runs (14×14 = 196 runs, four times the cost, measured)
 GREY = 127  # the backbone's normalisation mean: an occluded cell feeds zeros to the network
 _BATCH = 8  # occluded copies per ONNX Runtime run
@@ -607,9 +615,11 @@ def attach(core, project: str, results: list[dict[str, Any]], files: list[tuple[
     return results
 
 
-def explain_prediction(core, project: str, prediction_id: int, method: str = "auto", caller: str = "") -> dict[str, Any]:
+def explain_prediction(core, project: str, prediction_id: int, method: str = "auto", caller: str = "", *,
+                       wait_s: float = RECORDED_WAIT_S) -> dict[str, Any]:
     """The explanation of a recorded prediction, from its kept input and the model version that
-    answered it (for a prediction's detail page: ``GET …/predictions/{id}/explanation``).
+    answered it (``GET …/predictions/{id}/explanation``: the Try page after each answer, a
+    prediction's detail page); ``pending`` when the queue has not finished it within ``wait_s``.
 
     ``auto`` is the modality's own method: ``words`` for texts, else cam where exact, else
     occlusion. Raises Conflict (409) when the input was not kept, Gone (410) when the model
@@ -633,5 +643,6 @@ def explain_prediction(core, project: str, prediction_id: int, method: str = "au
     if method == "auto" and kind == "text":
         method = "words"
     results = [{"model_version": version}]
-    attach(core, project, results, [(f"prediction-{prediction_id}", core.blobs.get(digest))], method, caller)
+    attach(core, project, results, [(f"prediction-{prediction_id}", core.blobs.get(digest))], method, caller,
+           wait_s=wait_s)
     return results[0]["explanation"]

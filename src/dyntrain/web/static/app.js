@@ -15,8 +15,9 @@ function qa(sel, el) { return Array.from((el || document).querySelectorAll(sel))
 function enc(s) { return encodeURIComponent(s); }
 
 // fetch wrapper: JSON in/out, throws Error with the API's plain message (and rejected files).
-async function api(method, path, body) {
-  const opts = { method, headers: { Accept: "application/json" } };
+// `signal` (an AbortController's) cancels a request nobody waits for any more.
+async function api(method, path, body, signal) {
+  const opts = { method, headers: { Accept: "application/json" }, signal };
   // Every change carries the page's CSRF token: the server refuses browser changes without it
   // (signed in or not), so other sites cannot make them.
   const csrf = document.querySelector('meta[name="csrf-token"]');
@@ -30,6 +31,7 @@ async function api(method, path, body) {
   try {
     res = await fetch(API + path, opts);
   } catch (e) {
+    if (e.name === "AbortError") throw e;
     throw new Error("Cannot reach the server. Is it running?");
   }
   if (res.status === 204) return null;
@@ -40,6 +42,7 @@ async function api(method, path, body) {
     const e = new Error(err.message || `The server answered ${res.status}`);
     e.details = err.details || [];
     e.status = res.status;
+    e.retryAfter = Number(res.headers.get("Retry-After")) || null; // seconds, on a 429 or 503
     throw e;
   }
   return data;

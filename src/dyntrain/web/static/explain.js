@@ -1,10 +1,13 @@
 // Explanations: a heatmap laid over the photo with an opacity slider, or the words that moved the
 // score highlighted, and a summary saying in words which part mattered.
-// On the Try page every prediction made asks for one (`explain=auto` for photos: the exact class
-// activation map where the model has one, else occlusion; `explain=words` for texts): this script
-// wraps dyntrain.api, the one fetch helper the page's scripts share, so it loads before try.js.
-// A page showing a recorded prediction names its explanation's API path in #explain's data-source
-// instead; it is fetched on load (asked again while the server says it is still being computed).
+// Every explanation is fetched one way: `GET …/predictions/{id}/explanation?method=…` (202 while it
+// is computed: ask again; 429: ask again after Retry-After; 409 input not kept, 410 model deleted:
+// the server says why). A page showing a recorded prediction names that path in #explain's
+// data-source. On the Try page this script wraps dyntrain.api, the one fetch helper the page's
+// scripts share (so it loads before try.js): each prediction is sent plain, its answer shown at
+// once, and then its explanation asked for by the prediction id the answer carries (`auto` for
+// photos: the exact class activation map where the model has one, else occlusion; `words` for
+// texts). Occlusion and words queue behind other explanations; the answer never waits for them.
 "use strict";
 
 (function () {
@@ -15,39 +18,95 @@
   const summary = d.q("#explain-summary");
   const slider = d.q("#explain-opacity");
   const key = d.q(".explain-key", box); // what the word colours mean: shown with highlighted words only
+  const PATIENCE_MS = 5 * 60 * 1000; // a queue this far behind means asking again later by hand
+  let asked = 0; // the newest prediction's number: an older one's explanation is never drawn over it
+  // The newest prediction's explanation request in flight: cancelled when the next photo or text is
+  // sent, so a tab never holds more than one of the browser's six connections per host with them.
+  let inFlight = null;
 
   if (box.dataset.source) {
-    load(box.dataset.source, 0);
+    load(box.dataset.source, 0, Date.now());
   } else {
     const call = d.api;
-    d.api = function (verb, path, body) {
+    d.api = function (verb, path, body, signal) {
       const predicting = verb === "POST" && /\/predict(\/texts)?$/.test(path);
-      if (!predicting) return call(verb, path, body);
-      return call(verb, `${path}?explain=${method}`, body).then((res) => {
+      if (!predicting) return call(verb, path, body, signal);
+      const mine = ++asked;
+      clear();
+      return call(verb, path, body).then((res) => {
         const p = res && res.predictions && res.predictions[0];
-        setTimeout(() => render(p && p.explanation), 0); // after try.js has shown the prediction (and set the photo)
+        if (p && !p.error) {
+          // after try.js has shown the prediction (and set the photo or text it is drawn over)
+          setTimeout(() => follow(path, p, mine), 0);
+        }
         return res;
       });
     };
   }
 
-  async function load(source, attempt) {
+  function follow(predictPath, p, mine) {
+    if (p.prediction_id === undefined || p.prediction_id === null) {
+      render({ status: "unavailable", reason: "this answer was not recorded, so it cannot be explained" });
+      return;
+    }
+    const source = predictPath.replace(/\/predict(\/texts)?$/, `/predictions/${p.prediction_id}/explanation`);
+    load(source, mine, Date.now());
+  }
+
+  function clear() { // a new prediction: the previous one's explanation goes with its answer
+    d.explanation = null;
+    d.explanationState = "asking";
+    if (inFlight) inFlight.abort();
+    inFlight = null;
+    box.hidden = true;
+    const overlay = d.q("#explain-overlay");
+    if (overlay) overlay.hidden = true;
+  }
+
+  async function load(source, mine, since) {
+    if (mine !== asked) return; // a newer prediction was sent meanwhile
     box.hidden = false;
+    d.explanationState = "pending"; // tests read it
     summary.textContent = "Working out which part mattered…";
     if (slider) slider.parentElement.hidden = true;
     if (key) key.hidden = true;
+    const again = (ms) => {
+      if (Date.now() - since > PATIENCE_MS) {
+        finish(null, "the explanation is taking too long; open this prediction from the Predictions tab to ask again");
+        return;
+      }
+      setTimeout(() => load(source, mine, since), ms);
+    };
+    let e;
+    const ask = (inFlight = new AbortController());
     try {
-      const e = await d.api("GET", `${source}?method=${method}`);
-      if (e.status === "pending" && attempt < 30) { setTimeout(() => load(source, attempt + 1), 2000); return; }
-      render(e);
-    } catch (err) { // 409 input not kept, 410 model deleted, 429 asked too often: the server says what to do
-      d.explanation = null;
-      summary.textContent = `No explanation: ${d.errorText(err)}`;
+      e = await d.api("GET", `${source}?method=${method}`, undefined, ask.signal);
+    } catch (err) {
+      if (mine !== asked || err.name === "AbortError") return;
+      if (err.status === 429) { again(1000 * (err.retryAfter || 5)); return; } // asked too often: wait as told
+      // 409 input not kept, 410 model deleted, anything else: the server says what happened
+      finish(null, err.status === 409 ? notKept() : d.errorText(err));
+      return;
     }
+    if (mine !== asked) return;
+    if (e && e.status === "pending") { again(500); return; } // the server already waited up to 2 s
+    render(e);
+  }
+
+  function notKept() {
+    return "this project does not keep the photos and texts it is sent (store_prediction_inputs is off), " +
+      "so there is nothing to explain later; turn it on in Settings to see why the model answers as it does";
+  }
+
+  function finish(e, reason) {
+    d.explanation = e;
+    d.explanationState = "failed";
+    summary.textContent = `No explanation: ${reason}`;
   }
 
   function render(e) {
     d.explanation = e || null; // tests read it
+    d.explanationState = e ? e.status : "none";
     const overlay = d.q("#explain-overlay");
     if (!e) { box.hidden = true; if (overlay) overlay.hidden = true; return; }
     box.hidden = false;
