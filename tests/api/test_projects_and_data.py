@@ -61,6 +61,11 @@ def test_every_change_is_one_new_immutable_version(client):
     ids = {s["meta"]["filename"]: s["id"] for s in client.get("/api/v1/projects/products/samples").json()["items"]}
     v1 = client.get("/api/v1/projects/products/dataset-versions/1").json()
     # relabel → version 3, delete → version 4
+    # a class project's label is text: a list or an object (which box and mask targets take) is a 422
+    for wrong in ([{}], {"x": 1}):
+        r = client.patch(f"/api/v1/projects/products/samples/{ids['a.png']}", json={"label": wrong})
+        assert r.status_code == 422 and "label is text" in r.json()["error"]["message"], r.text
+    assert client.patch(f"/api/v1/projects/products/samples/{ids['a.png']}", json={"label": 3}).status_code == 422
     r = client.patch(f"/api/v1/projects/products/samples/{ids['a.png']}", json={"label": "cup"})
     assert r.status_code == 200 and r.json()["version"]["number"] == 3
     r = client.delete(f"/api/v1/projects/products/samples/{ids['b.png']}")

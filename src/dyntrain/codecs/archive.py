@@ -29,6 +29,8 @@ def validate_label(label: str | None) -> str:
     >>> validate_label("  mug ")
     'mug'
     """
+    if label is not None and not isinstance(label, str):  # JSON bodies may carry a list or an object
+        raise Invalid(f"a class label is text (the class's name), got {type(label).__name__}: {str(label)[:40]}")
     label = (label or "").strip()
     if not label:
         raise Invalid("a label is required (the class the example belongs to)")
