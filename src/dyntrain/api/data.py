@@ -129,6 +129,22 @@ def list_samples(name: str, label: str | None = None, offset: int = Query(0, ge=
     return SamplesPage(items=[public(SamplePublic, s) for s in items], total=total, offset=offset, limit=limit)
 
 
+class BulkChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sample_ids: list[int] = Field(..., min_length=1, max_length=changes.MAX_BULK,
+                                  description="The samples to change (all of them or none is changed).")
+    label: Text | None = Field(None, description="Move them all to this class (or a number's value).")
+    delete: bool = Field(False, description="Delete them all instead.")
+
+
+@router.post("/projects/{name}/samples/bulk", response_model=ChangeResult)
+def bulk_change(name: str, body: BulkChange, core: Core = Depends(get_core)):
+    """Relabel or delete many samples as ONE dataset version (one retrain). An id that is not an
+    active sample of the project refuses the whole request (404, nothing changed)."""
+    samples, version = changes.bulk_change(core, name, body.sample_ids, label=body.label, delete_them=body.delete)
+    return _change(samples, version)
+
+
 @router.get("/projects/{name}/samples/{sample_id}", response_model=SamplePublic)
 def get_sample(name: str, sample_id: int, core: Core = Depends(get_core)):
     return public(SamplePublic, changes.get_sample(core, name, sample_id))

@@ -27,8 +27,11 @@ __all__ = [
     "Upload", "add_samples", "list_samples", "get_sample", "relabel_sample", "delete_sample",
     "list_classes", "create_class", "update_class", "delete_class",
     "open_batch", "commit_batch", "discard_batch", "restore_version", "validate_label",
-    "validate_label_for", "project_task", "add_rows", "label_counts",
+    "validate_label_for", "project_task", "add_rows", "label_counts", "bulk_change", "MAX_BULK",
 ]
+
+#: Samples one bulk request may change (a request names them all; a bigger change is several).
+MAX_BULK = 10_000
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,43 @@ def delete_sample(core: Core, project: str, sample_id: int) -> DatasetVersion | 
         s.delete(_sample_row(s, row, sample_id))
         s.flush()
         return snapshot(s, row, f"deleted sample {sample_id}")
+
+
+def bulk_change(core: Core, project: str, sample_ids: list[int], *, label=None,
+                delete_them: bool = False) -> tuple[list[Sample], DatasetVersion | None]:
+    """Relabel (to ``label``, in the target's format) or delete many samples as ONE dataset
+    version: all of them or none (an id that is not an active sample of the project refuses the
+    whole request, naming it). Samples already carrying the label are left as they are."""
+    ids = list(dict.fromkeys(int(i) for i in sample_ids))
+    if not ids:
+        raise Invalid("name at least one sample")
+    if len(ids) > MAX_BULK:
+        raise TooLarge(f"{len(ids)} samples in one request; at most {MAX_BULK}")
+    if delete_them == (label is not None):
+        raise Invalid("either give the new label or delete, not both or neither")
+    with core.db.write() as s:
+        row = project_row(s, project, lock=True)
+        found = {r.id: r for r in s.scalars(select(SampleRow).where(
+            SampleRow.project_id == row.id, SampleRow.status == "active", SampleRow.id.in_(ids)))}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise NotFound(f"no sample {shown} in project {project!r} (deleted since?): nothing was changed")
+        samples = [found[i] for i in ids]
+        if delete_them:
+            for sample in samples:
+                s.delete(sample)
+            s.flush()
+            return [], snapshot(s, row, f"deleted {len(samples)} sample(s) at once")
+        target = tasks.get(row.task).target
+        moved = 0
+        for sample in samples:
+            key, annotation = target.stored_label(label, dict(sample.meta or {}), core.blobs)
+            if (sample.label, sample.annotation) != (key, annotation):
+                sample.label, sample.annotation, moved = key, annotation, moved + 1
+            _ensure_classes(s, row, target.label_classes(key, annotation))
+        s.flush()
+        return [x.to_entity() for x in samples], snapshot(s, row, f"relabelled {moved} sample(s) to {key!r} at once")
 
 
 def label_counts(core: Core, project: str) -> dict[str, int]:

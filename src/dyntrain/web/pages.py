@@ -28,7 +28,7 @@ from ..registry import models as registry
 from ..scheduler import queue
 from ..serving import predict as serving
 from ..training import records
-from . import run_classes, svg, views
+from . import data_grid, run_classes, svg, views
 
 __all__ = ["router", "templates"]
 
@@ -127,23 +127,24 @@ def projects_fragment(request: Request, core: Core = Depends(get_core)):
 # -- data ------------------------------------------------------------------------------------
 
 
-def _data_context(core: Core, name: str) -> dict[str, Any]:
+def _data_context(core: Core, name: str, params=()) -> dict[str, Any]:
+    """The data view: classes and their samples, searched, filtered and paged as the page asks
+    (``params``: its query string, see web/data_grid.py)."""
     classes = changes.list_classes(core, name)
-    samples = views.all_samples(core, name)
-    by_label: dict[str, list] = {c.label: [] for c in classes}
-    for s in samples:
-        by_label.setdefault(s.label, []).append(s)
+    samples = views.all_samples(core, name, cap=20_000)
+    view = data_grid.grid(samples, [c.label for c in classes], data_grid.parse(params))
     task = tasks.get(changes.project_task(core, name))
-    return {"classes": classes, "by_label": by_label, "problem": task.target.problem(changes.label_counts(core, name)),
+    return {"classes": classes, "problem": task.target.problem(changes.label_counts(core, name)),
             "waiting": views.waiting_notes(classes) if task.target.has_classes else {}, "total": len(samples),
-            "shown_per_class": 300, **task.modality.data_view(core.blobs, samples)}
+            "shown_per_class": data_grid.PAGE, "source_words": data_grid.source_words, **view,
+            **task.modality.data_view(core.blobs, samples)}
 
 
 @router.get("/projects/{name}")
 @html
 def project_page(name: str, request: Request, core: Core = Depends(get_core)):
     ctx = _project_context(core, name, "data")
-    return _render(request, "project.html", {**ctx, **_data_context(core, name)})
+    return _render(request, "project.html", {**ctx, **_data_context(core, name, request.query_params.multi_items())})
 
 
 @router.get("/projects/{name}/fragments/data")
@@ -151,7 +152,7 @@ def project_page(name: str, request: Request, core: Core = Depends(get_core)):
 def data_fragment(name: str, request: Request, core: Core = Depends(get_core)):
     project = svc.get_project(core, name)
     return _render(request, "_data.html", {"project": project, **_task_context(project.task),
-                                           **_data_context(core, name)})
+                                           **_data_context(core, name, request.query_params.multi_items())})
 
 
 # -- history and runs ------------------------------------------------------------------------

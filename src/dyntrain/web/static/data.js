@@ -263,6 +263,7 @@
       }
     });
     dyntrain.health = report;
+    box.dispatchEvent(new CustomEvent("dyntrain:health", { bubbles: true })); // grid.js: the flagged filter
   }
   // Only modalities with a data check have its panel (texts and table rows have none).
   if (health) {
