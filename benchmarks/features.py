@@ -123,7 +123,7 @@ def texts_part(n: int, rounds: int, cache: Path) -> tuple[str, dict]:
     sess = enc._session()
     # The same batches the encoder makes: sorted by length, 32 at a time.
     ordered = sorted(snippets, key=len)
-    feeds = [model_feed(["chunk_ids", "chunk_mask"], ordered[i:i + enc.batch_size])
+    feeds = [model_feed(["chunk_tokens", "chunk_token_mask"], ordered[i:i + enc.batch_size])
              for i in range(0, len(ordered), enc.batch_size)]
     sess.run(None, feeds[0])  # warm
     times: dict[str, list[float]] = {"bare": [], "encoder": []}
@@ -142,7 +142,8 @@ def texts_part(n: int, rounds: int, cache: Path) -> tuple[str, dict]:
              "1.00"],
             ["`TextEncoder.features`, cold cache (tokenizing included)", f"{statistics.median(times['encoder']):.2f}",
              f"{rate['encoder']:.0f}", f"{rate['encoder'] / rate['bare']:.2f}"]]
-    body = (f"{len(snippets)} Rotten Tomatoes snippets (median {chars} characters), MiniLM in 256-token chunks, "
+    body = (f"{len(snippets)} Rotten Tomatoes snippets (median {chars} characters), MiniLM in chunks of at most "
+            "256 tokens, each batch padded to its longest chunk, "
             f"batches of {enc.batch_size}, {THREADS} threads, median of {rounds} interleaved rounds.\n\n"
             + table(["path", "seconds", "texts/s", "× bare"], rows))
     return body, rate

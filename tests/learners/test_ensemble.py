@@ -77,18 +77,18 @@ def test_text_vote_takes_the_strings_and_their_chunks(extractor, tmp_path):
     model = vote.build().fit(X[vote.kind], y, n_classes=2)
     path = model.export_onnx(tmp_path / "vote.onnx", backbone_dir=extractor.cache_dir)
     served = load_model(path, 0, 0, ["a", "b"], task="text-classification")
-    assert sorted(served.input_names) == ["chunk_ids", "chunk_mask", "text"]
+    assert sorted(served.input_names) == ["chunk_token_mask", "chunk_tokens", "text"]
     # the model card describes both formats the file takes, each with its own type
     contract = task.modality.input_contract(path)
     assert [(f["name"], f["dtype"]) for f in contract["input"]["formats"]] == [
-        ("text", "string"), (["chunk_ids", "chunk_mask"], "int64")]
+        ("text", "string"), (["chunk_tokens", "chunk_token_mask"], "int64")]
     assert "TF-IDF" in contract["preprocessing"] and "chunk" in contract["preprocessing"]
     np.testing.assert_allclose(served.predict_items(texts), model.predict_proba(X[vote.kind]), atol=1e-5)
 
 
 def test_model_feed_feeds_every_format_the_graph_names():
-    feed = model_feed(["text", "chunk_ids", "chunk_mask"], ["a long review", "short"])
-    assert set(feed) == {"text", "chunk_ids", "chunk_mask"} and feed["text"].shape == (2, 1)
+    feed = model_feed(["text", "chunk_tokens", "chunk_token_mask"], ["a long review", "short"])
+    assert set(feed) == {"text", "chunk_tokens", "chunk_token_mask"} and feed["text"].shape == (2, 1)
     assert set(model_feed(["input_ids", "attention_mask"], ["x"])) == {"input_ids", "attention_mask"}
     with pytest.raises(Invalid, match="token_type_ids"):
         model_feed(["input_ids", "attention_mask", "token_type_ids"], ["x"])

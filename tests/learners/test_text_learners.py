@@ -63,6 +63,13 @@ def test_long_texts_are_embedded_whole_in_pooled_chunks(features):
     assert np.abs(E[0] - E[1]).max() > 1e-3
     # the all-padding chunks a short text gets in a batch with a long one change nothing
     assert np.abs(enc.embed(["short"])[0] - E[2]).max() < 1e-5
+    # nor does padding every chunk to 256 tokens (the v1 format) instead of to the batch's longest chunk
+    grid = texts.tokenize_chunk_grid(["short", "a dull film"])
+    assert grid[0].shape == (2, 1, 5)  # [CLS] a dull film [SEP]
+    full = texts.tokenize_chunk_grid(["short", "a dull film"], pad_to=texts.CHUNK_TOKENS)
+    run = enc._session().run
+    assert np.abs(run(None, dict(zip(["chunk_tokens", "chunk_token_mask"], grid)))[0]
+                  - run(None, dict(zip(["chunk_tokens", "chunk_token_mask"], full)))[0]).max() < 1e-5
 
 
 def test_served_long_text_probabilities_equal_training_ones(features, tmp_path):
@@ -71,5 +78,5 @@ def test_served_long_text_probabilities_equal_training_ones(features, tmp_path):
     learner = learners.get("text.embedding_logreg")(C=10.0).fit(X, np.array([1, 0, 1, 0]), n_classes=2)
     model = load_model(learner.export_onnx(tmp_path / "m.onnx", backbone_dir=cache), 0, 0, ["neg", "pos"],
                        task="text-classification")
-    assert "chunk_ids" in model.input_names
+    assert "chunk_tokens" in model.input_names
     assert np.abs(model.predict_items(LONG) - learner.predict_proba(X)).max() < 1e-4

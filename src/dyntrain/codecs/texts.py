@@ -19,7 +19,7 @@ import numpy as np
 from ..kernel.errors import MissingExtra
 
 __all__ = ["MAX_TOKENS", "TEXT_PREPROCESSING", "CHUNK_TOKENS", "CHUNKED_PREPROCESSING", "minilm_dir", "tokenize",
-           "tokenize_chunks"]
+           "tokenize_chunks", "tokenize_chunk_grid"]
 
 MAX_TOKENS = 128  # review snippets and short messages fit; longer texts are truncated
 TEXT_PREPROCESSING = f"minilm-wordpiece-lower-{MAX_TOKENS}-v1"
@@ -28,7 +28,11 @@ TEXT_PREPROCESSING = f"minilm-wordpiece-lower-{MAX_TOKENS}-v1"
 # every token of every chunk inside the ONNX graph (learners/text.py). The older, truncating
 # tokenize() stays for models that take input_ids/attention_mask.
 CHUNK_TOKENS = 256
-CHUNKED_PREPROCESSING = f"minilm-wordpiece-lower-chunks{CHUNK_TOKENS}-tokenmean-v1"
+# Chunks are padded only to the longest chunk of the batch (v2, inputs chunk_tokens +
+# chunk_token_mask, [N, C, L]): a 25-token review no longer runs MiniLM over 256 positions.
+# Padding never reaches the embedding (masked attention, masked mean), so v1 and v2 agree to
+# float rounding; v1's flat [N, C x 256] inputs (chunk_ids + chunk_mask) stay servable.
+CHUNKED_PREPROCESSING = f"minilm-wordpiece-lower-chunks{CHUNK_TOKENS}-tokenmean-v2"
 
 
 def minilm_dir() -> Path:
@@ -68,14 +72,15 @@ def _chunk_tokenizer():
     return tok
 
 
-def tokenize_chunks(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, mask), int64 [N, C × CHUNK_TOKENS]: each text's word pieces cut into consecutive
-    chunks of CHUNK_TOKENS - 2, each chunk [CLS] … [SEP] and padded to CHUNK_TOKENS; C is the
-    most chunks a text of the batch needs (shorter texts get all-padding chunks, mask 0).
+def tokenize_chunk_grid(texts: list[str], pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, mask), int64 [N, C, L]: each text's word pieces cut into consecutive chunks of
+    CHUNK_TOKENS - 2, each chunk [CLS] … [SEP]; C is the most chunks a text of the batch needs
+    (shorter texts get all-padding chunks, mask 0), L the longest chunk of the batch (``pad_to``
+    fixes it, e.g. CHUNK_TOKENS for the older flat format).
 
-    >>> ids, mask = tokenize_chunks(["short", "word " * 600])  # doctest: +SKIP
+    >>> ids, mask = tokenize_chunk_grid(["short", "word " * 600])  # doctest: +SKIP
     >>> ids.shape, int(mask[0].sum()), int(mask[1].sum())  # doctest: +SKIP
-    ((2, 768), 3, 606)
+    ((2, 3, 256), 3, 606)
     """
     tok = _chunk_tokenizer()
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
@@ -83,10 +88,18 @@ def tokenize_chunks(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     pieces = [e.ids for e in tok.encode_batch([t if t.strip() else "." for t in texts], add_special_tokens=False)]
     chunks = [[p[i:i + body] for i in range(0, max(1, len(p)), body)] for p in pieces]
     width = max((len(c) for c in chunks), default=1)
-    ids = np.zeros((len(texts), width, CHUNK_TOKENS), np.int64)
+    length = pad_to or max((len(c) + 2 for text_chunks in chunks for c in text_chunks), default=2)
+    ids = np.zeros((len(texts), width, length), np.int64)
     mask = np.zeros_like(ids)
     for n, text_chunks in enumerate(chunks):
         for c, chunk in enumerate(text_chunks):
             ids[n, c, :len(chunk) + 2] = [cls, *chunk, sep]
             mask[n, c, :len(chunk) + 2] = 1
+    return ids, mask
+
+
+def tokenize_chunks(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The v1 format (models exported before v2): :func:`tokenize_chunk_grid` with every chunk
+    padded to CHUNK_TOKENS and the chunks side by side, int64 [N, C × CHUNK_TOKENS]."""
+    ids, mask = tokenize_chunk_grid(texts, pad_to=CHUNK_TOKENS)
     return ids.reshape(len(texts), -1), mask.reshape(len(texts), -1)

@@ -42,11 +42,12 @@ def _encoder_id() -> str:
 
 
 def encoder_path(cache_dir: str | os.PathLike) -> Path:
-    """MiniLM exported to ONNX once per cache dir: (chunk_ids, chunk_mask) → embedding.
+    """MiniLM exported to ONNX once per cache dir: (chunk_tokens, chunk_token_mask) → embedding.
 
-    The inputs are :func:`dyntrain.codecs.texts.tokenize_chunks`' [N, C × 256]: the graph runs MiniLM
-    on each 256-token chunk and mean-pools over every real token of every chunk (so a chunk
-    counts by its length), then L2-normalises — the whole text, however long, in one vector.
+    The inputs are :func:`dyntrain.codecs.texts.tokenize_chunk_grid`'s [N, C, L]: the graph runs
+    MiniLM on each chunk and mean-pools over every real token of every chunk (so a chunk counts by
+    its length), then L2-normalises — the whole text, however long, in one vector. L is dynamic:
+    a batch of short texts is padded to its longest chunk, not to 256 tokens.
     """
     path = Path(cache_dir) / "text" / f"minilm-{_encoder_id()}.onnx"
     if path.exists():
@@ -59,26 +60,27 @@ def encoder_path(cache_dir: str | os.PathLike) -> Path:
             super().__init__()
             self.bert = BertModel.from_pretrained(str(texts.minilm_dir()), local_files_only=True)
 
-        def forward(self, chunk_ids, chunk_mask):
-            size = texts.CHUNK_TOKENS
-            hidden = self.bert(input_ids=chunk_ids.reshape(-1, size),
-                               attention_mask=chunk_mask.reshape(-1, size)).last_hidden_state
-            hidden = hidden.reshape(chunk_ids.shape[0], -1, hidden.shape[-1])  # [N, C × 256, 384]
-            mask = chunk_mask.unsqueeze(-1) > 0
+        def forward(self, chunk_tokens, chunk_token_mask):
+            length = chunk_tokens.shape[2]  # traced as a dynamic dimension (dynamic_axes below)
+            hidden = self.bert(input_ids=chunk_tokens.reshape(-1, length),
+                               attention_mask=chunk_token_mask.reshape(-1, length)).last_hidden_state
+            hidden = hidden.reshape(chunk_tokens.shape[0], -1, hidden.shape[-1])  # [N, C × L, 384]
+            mask = chunk_token_mask.reshape(chunk_tokens.shape[0], -1).unsqueeze(-1) > 0
             # where, not a product: an all-padding chunk's outputs must not reach the mean at all.
             total = torch.where(mask, hidden, torch.zeros_like(hidden)).sum(1)
             mean = total / mask.sum(1).to(hidden.dtype).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, dim=1)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    ids, mask = texts.tokenize_chunks(["an example sentence", "two chunks " * 200])
+    ids, mask = texts.tokenize_chunk_grid(["an example sentence", "two chunks " * 200])
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx")
     os.close(fd)
+    axes = {0: "n", 1: "chunks", 2: "length"}
     with torch.no_grad():
         torch.onnx.export(Encoder().eval(), (torch.from_numpy(ids), torch.from_numpy(mask)), tmp,
-                          input_names=["chunk_ids", "chunk_mask"], output_names=["embedding"],
-                          dynamic_axes={"chunk_ids": {0: "n", 1: "len"}, "chunk_mask": {0: "n", 1: "len"},
-                                        "embedding": {0: "n"}}, opset_version=17, dynamo=False)
+                          input_names=["chunk_tokens", "chunk_token_mask"], output_names=["embedding"],
+                          dynamic_axes={"chunk_tokens": axes, "chunk_token_mask": axes, "embedding": {0: "n"}},
+                          opset_version=17, dynamo=False)
     os.replace(tmp, path)
     return path
 
@@ -103,7 +105,7 @@ class TextEncoder:
     def embed(self, batch: list[str]) -> np.ndarray:
         from ..serving.inputs import model_feed  # the very feed serving builds: served == trained
 
-        feed = model_feed(["chunk_ids", "chunk_mask"], batch)
+        feed = model_feed(["chunk_tokens", "chunk_token_mask"], batch)
         return self._session().run(None, feed)[0].astype(np.float32)
 
     def features(self, keys: list[str], load: Callable[[str], str],

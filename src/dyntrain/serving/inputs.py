@@ -3,7 +3,8 @@ and serving share. Torch-free. Each task's modality decodes and feeds (see :mod:
 the text and table formats' own details live here.
 
 Image models take ``image`` (uint8 NHWC 224); text models take either ``text`` (strings,
-TF-IDF graphs), ``chunk_ids`` + ``chunk_mask`` (MiniLM graphs embedding whole texts in chunks) or
+TF-IDF graphs), ``chunk_tokens`` + ``chunk_token_mask`` (MiniLM graphs embedding whole texts in
+chunks; ``chunk_ids`` + ``chunk_mask`` in graphs exported before chunks were padded per batch) or
 ``input_ids`` + ``attention_mask`` (older MiniLM graphs, truncated texts); table models take one
 input per column (float32 or string [N, 1], see :func:`dyntrain.codecs.table_features.row_feed`).
 """
@@ -25,7 +26,9 @@ def model_feed(input_names: list[str], items: list) -> dict[str, np.ndarray]:
     feed: dict[str, np.ndarray] = {}
     if "text" in input_names:
         feed["text"] = np.array(items, dtype=object).reshape(-1, 1)
-    if "chunk_ids" in input_names:  # a long text whole, in chunks (texts.tokenize_chunks)
+    if "chunk_tokens" in input_names:  # a long text whole, in chunks (texts.tokenize_chunk_grid)
+        feed["chunk_tokens"], feed["chunk_token_mask"] = texts.tokenize_chunk_grid(list(items))
+    if "chunk_ids" in input_names:  # the same, flat and padded to 256 (models exported before v2)
         feed["chunk_ids"], feed["chunk_mask"] = texts.tokenize_chunks(list(items))
     if "input_ids" in input_names:
         feed["input_ids"], feed["attention_mask"] = texts.tokenize(list(items))

@@ -93,8 +93,15 @@ class TextModality(Modality):
         if "text" in names:
             formats.append(("none (TF-IDF inside the graph)",
                             {"name": "text", "dtype": "string", "shape": [None, 1]}))
-        if "chunk_ids" in names:
+        if "chunk_tokens" in names:
             formats.append((texts.CHUNKED_PREPROCESSING,
+                            {"name": ["chunk_tokens", "chunk_token_mask"], "dtype": "int64",
+                             "shape": [None, None, None],
+                             "tokenizer": f"all-MiniLM-L6-v2 tokenizer.json (tokenizers library), the whole text in "
+                                          f"[CLS] … [SEP] chunks of at most {texts.CHUNK_TOKENS} tokens, [text, "
+                                          "chunk, token], padded to the batch's longest chunk"}))
+        elif "chunk_ids" in names:  # exported before chunks were padded per batch
+            formats.append((texts.CHUNKED_PREPROCESSING.replace("-v2", "-v1"),
                             {"name": ["chunk_ids", "chunk_mask"], "dtype": "int64", "shape": [None, None],
                              "tokenizer": f"all-MiniLM-L6-v2 tokenizer.json (tokenizers library), the whole text in "
                                           f"[CLS] … [SEP] chunks of {texts.CHUNK_TOKENS} tokens, side by side"}))
