@@ -201,10 +201,16 @@ def test_create_upload_watch_training_try_and_inspect(live_server, core, browser
     # -- try it, then correct it ---------------------------------------------------------------
     _tab(page, "Try it").click()
     page.set_input_files("#try-file", {"name": "probe.png", "mimeType": "image/png", "buffer": probe})
-    page.locator("#try-label").wait_for()
+    page.locator("#try-label").wait_for(timeout=5_000)  # the answer never waits for its explanation
     prediction = page.evaluate("window.dyntrain.lastPrediction")
     assert set(prediction["scores"]) == {"digit-1", "digit-7"}
     assert page.locator("#try-scores li").count() == 2
+    # then the explanation, asked for by the answer's id, is drawn over the photo
+    page.locator("#explain-overlay").wait_for(timeout=60_000)
+    explanation = page.evaluate("window.dyntrain.explanation")
+    assert explanation["status"] == "ready" and explanation["label"] == prediction["label"]
+    assert "mattered most" in page.locator("#explain-summary").inner_text() or \
+        "stood out" in page.locator("#explain-summary").inner_text()
     actual = "digit-1" if prediction["label"] == "digit-7" else "digit-7"  # a correction either way
     page.get_by_label("No, this is actually").select_option(actual)
     page.get_by_role("button", name="Correct and add to training").click()
