@@ -334,3 +334,81 @@ def test_run_page_reports_ndcg_with_its_range_against_the_popular_list(trained, 
     split = result["split"]
     assert f"{split['held_out_interactions']} latest interactions; {split['evaluated_people']} people scored" in learned
     p.close()
+
+
+def _catalogue_zip() -> bytes:
+    """A catalogue of the 50 products: a group (the category), a colour (an attribute), a title and a
+    picture coloured by group, as a .zip of items.csv and pics/."""
+    import zipfile
+
+    from PIL import Image
+
+    colours = [(200, 40, 40), (40, 160, 60), (40, 70, 200), (220, 180, 30), (140, 60, 160)]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        lines = ["product,group,title,photo,colour"]
+        for i in range(50):
+            g = i % 5
+            pic = io.BytesIO()
+            Image.new("RGB", (64, 48), colours[g]).save(pic, "PNG")
+            z.writestr(f"pics/p{i}.png", pic.getvalue())
+            lines.append(f"p{i},group{g},Product {i} of group {g},p{i}.png,{('red', 'blue')[i % 2]}")
+        z.writestr("items.csv", "\n".join(lines) + "\n")
+    return buf.getvalue()
+
+
+def test_catalogue_import_then_pictures_texts_and_a_category_filter(trained, browser):
+    server, api = trained
+    before = api.get("/projects/shop/dataset-versions").json()[0]["number"]
+    serving = _production(api)["version"]
+    p = Page(browser, f"{server.url}/projects/shop")
+    page = p.page
+    page.click("#rc-cat-open")
+    page.set_input_files("#rc-cat-file", {"name": "catalogue.zip", "mimeType": "application/zip",
+                                          "buffer": _catalogue_zip()})
+    page.locator("#rc-cat-info", has_text="an archive").wait_for()
+    # an archive is read by the server: its columns are named here
+    for key, column in (("item", "product"), ("category", "group"), ("text", "title"), ("image", "photo")):
+        page.fill(f"#rc-cat-col-{key}", column)
+    page.click("#rc-cat-go")
+    page.locator("#data-msg", has_text="Catalogue: 50 items").wait_for()
+    assert f"data version {before + 1}" in page.inner_text("#data-msg")
+    page.locator("#rc-catalogue", has_text="50 items in 5 categories").wait_for()
+    assert "50 with a picture" in page.inner_text("#rc-catalogue") and "colour" in page.inner_text("#rc-catalogue")
+    p.close()
+    # the catalogue's version retrains; the new model knows the items by their vectors
+    wait_for(lambda: _production(api)["version"] > serving, timeout=300)
+    run = api.get(f"/runs/{api.get('/projects/shop/runs').json()[0]['id']}").json()
+    described = run["result"]["catalogue"]  # MiniLM read the titles, Lite0 the pictures
+    assert (described["items"], described["categories"], described["texts"], described["pictures"]) == (50, 5, 50, 50)
+
+    person = api.get("/projects/shop/people", params={"limit": 1}).json()["items"][0]["id"]
+    for size, phone in ((DESKTOP, False), ({"width": 390, "height": 844}, True)):
+        t = Page(browser, f"{server.url}/projects/shop/try?user={person}")
+        page = t.page
+        page.set_viewport_size(size)
+        page.locator("#rc-recs li.rc-described").first.wait_for()
+        # each recommended item with its picture and its text
+        assert page.locator("#rc-recs li img.rc-thumb").count() == 10
+        _wait_js(page, "[...document.querySelectorAll('#rc-recs img.rc-thumb')].every((i) => i.complete && i.naturalWidth === 64)")
+        assert page.locator("#rc-recs li .rc-text").first.inner_text().startswith("Product ")
+        # the category filter: only that category's items
+        assert page.locator("#rc-category option").count() == 6
+        page.select_option("#rc-category", "group3")
+        _wait_js(page, "window.dyntrain.recommend.recommendation.items.every((i) => Number(i.slice(1)) % 5 === 3)")
+        page.locator("#rc-recs li .badge.rc-cat", has_text="group3").first.wait_for()
+        assert set(page.locator("#rc-recs .rc-cat").all_inner_texts()) == {"group3"}
+        # similar items: the asked item and its neighbours, pictures and texts shown
+        first = page.evaluate("window.dyntrain.recommend.recommendation.items[0]")
+        page.click(f"#rc-recs [data-similar='{first}']")
+        page.locator("#rc-similar li.rc-described").first.wait_for()
+        page.locator("#rc-similar-self li.rc-described img.rc-thumb").wait_for()
+        assert page.locator("#rc-similar-self .rc-text").inner_text() == f"Product {first[1:]} of group 3"
+        _wait_js(page, "[...document.querySelectorAll('#rc-similar img.rc-thumb')].every((i) => i.complete && i.naturalWidth === 64)")
+        assert page.locator("#rc-similar li img.rc-thumb").count() == len(page.evaluate("window.dyntrain.recommend.similar.items"))
+        # nothing wider than the screen, the picture beside the name
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        box, name = (page.locator("#rc-similar li").first.locator(s).bounding_box() for s in ("img", ".rc-name"))
+        assert box["x"] + box["width"] <= name["x"] + 1 and box["width"] == (48 if phone else 64)
+        page.screenshot(path=f"/tmp/rc-catalogue-{'phone' if phone else 'desktop'}.png", full_page=False)
+        t.close()

@@ -90,10 +90,12 @@
       const counts = q("#rc-counts");
       if (!counts) return;
       try {
-        const [s, latest] = await Promise.all([api("GET", `${P}/interactions/summary`),
-                                               api("GET", `${P}/interactions?limit=20`)]);
+        const [s, latest, cat] = await Promise.all([api("GET", `${P}/interactions/summary`),
+                                                    api("GET", `${P}/interactions?limit=20`),
+                                                    api("GET", `${P}/catalogue?limit=1`).catch(() => null)]);
         showSummary(s);
         showLatest(latest.items);
+        showCatalogue(cat && cat.summary);
       } catch (e) {
         counts.textContent = "The interactions could not be read: " + errorText(e);
       }
@@ -129,6 +131,20 @@
       q("#rc-empty").hidden = !empty;
       q("#rc-latest-section").hidden = empty;
       q("#rc-forget-section").hidden = empty;
+    }
+
+    function showCatalogue(c) {
+      const box = q("#rc-catalogue");
+      if (!box) return;
+      state.catalogue = c;
+      box.hidden = !(c && c.items);
+      if (box.hidden) return;
+      const cats = Object.keys(c.categories || {});
+      box.replaceChildren("Catalogue: ", el("strong", { text: fmtNumber(c.items) }), ` item${c.items === 1 ? "" : "s"}` +
+        (cats.length ? ` in ${plural(cats.length, "category", "categories")} (${cats.slice(0, 5).join(", ")}` +
+                       `${cats.length > 5 ? ", …" : ""})` : "") +
+        `; ${fmtNumber(c.with_text)} with a text, ${fmtNumber(c.with_image)} with a picture` +
+        (c.attributes && c.attributes.length ? `; attributes ${c.attributes.slice(0, 6).join(", ")}` : "") + ".");
     }
 
     function showLatest(items) {
@@ -269,6 +285,70 @@
       });
       xhr.send(body);
     }
+
+    // -- the item catalogue: a CSV / JSON Lines list or a .zip with pictures, its columns named
+    const catDialog = dialog(q("#rc-cat"));
+    const catForm = q("#rc-cat-form"), catFile = q("#rc-cat-file"), catGo = q("#rc-cat-go"), catMsg = q("#rc-cat-msg");
+    const catInputs = Object.fromEntries(qa("[data-catalogue-column]", catForm).map((i) => [i.dataset.catalogueColumn, i]));
+    const CAT_GUESS = {
+      item: GUESS.item,
+      category: /^(category|categories|genre|genres|type|kind|department|section)$/i,
+      text: /^(text|title|name|description|desc|summary)$/i,
+      image: /^(image|picture|photo|img|image_?file|file)$/i,
+    };
+    const catReady = () => { catGo.disabled = !(catFile.files[0] && catInputs.item.value.trim()); };
+    q("#rc-cat-open").addEventListener("click", () => {
+      catForm.reset();
+      q("#rc-cat-info").textContent = "";
+      showMsg(catMsg, "");
+      catGo.disabled = true;
+      catDialog.showModal();
+    });
+    catFile.addEventListener("change", async () => {
+      showMsg(catMsg, "");
+      const file = catFile.files[0];
+      if (!file) { catReady(); return; }
+      if (/\.zip$/i.test(file.name)) {
+        q("#rc-cat-info").textContent = `${file.name}: an archive; the server reads the list and pictures in it.`;
+      } else {
+        try {
+          const head = readStart(await file.slice(0, 256 * 1024).text(), file.name);
+          q("#rc-cat-names").replaceChildren(...head.columns.map((c) => el("option", { value: c })));
+          Object.entries(catInputs).forEach(([key, input]) => {
+            const found = head.columns.find((c) => c === key) || head.columns.find((c) => CAT_GUESS[key].test(c.trim()));
+            input.value = found || (key === "item" ? "" : input.value);
+          });
+          q("#rc-cat-info").textContent = `${file.name}: columns ${head.columns.join(", ")}. Other columns become ` +
+                                          "attributes.";
+        } catch (e) {
+          showMsg(catMsg, `${file.name} could not be read here (${e.message}).`, "error");
+        }
+      }
+      catReady();
+    });
+    Object.values(catInputs).forEach((i) => i.addEventListener("input", catReady));
+    catForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const file = catFile.files[0];
+      if (!file || catGo.disabled) return;
+      const body = new FormData();
+      body.append("file", file, file.name);
+      Object.entries(catInputs).forEach(([k, i]) => body.append(k, i.value.trim()));
+      catGo.disabled = true;
+      showMsg(catMsg, "Sending and checking every item…", "info");
+      try {
+        const r = await api("POST", `${P}/catalogue/import`, body);
+        state.catalogueImported = r;
+        catDialog.close();
+        showMsg(msg, r.added ? `Catalogue: ${plural(r.added, "item")} described from ${file.name} as ${trainsWords(r.version)}` +
+                               `${r.unchanged ? ` (${fmtNumber(r.unchanged)} unchanged)` : ""}.`
+                             : `Catalogue: nothing changed (${plural(r.unchanged, "item")} as before).`, "ok");
+        load();
+      } catch (e) {
+        showMsg(catMsg, "Nothing was imported: " + problem(e), "error");
+        catGo.disabled = false;
+      }
+    });
 
     // -- one interaction by hand
     const oneDialog = dialog(q("#rc-one"));
@@ -416,6 +496,41 @@
                             "aria-label": `Items like ${item}` });
     }
 
+    // The catalogue's picture, text and category beside each listed item (when it has a catalogue).
+    async function describe(list) {
+      const lis = qa("li[data-item]", list);
+      if (!lis.length) return;
+      let entries;
+      try {
+        entries = (await api("GET", `${P}/catalogue?items=${lis.map((li) => enc(li.dataset.item)).join(",")}`)).items;
+      } catch (e) {
+        return; // ids alone still say what was answered
+      }
+      const by = Object.fromEntries(entries.map((e) => [e.item, e]));
+      lis.forEach((li) => {
+        const e = by[li.dataset.item];
+        if (!e || li.classList.contains("rc-described")) return;
+        li.classList.add("rc-described");
+        const thumb = e.image
+          ? el("img", { class: "rc-thumb", src: `/api/v1${P}/catalogue/${enc(e.item)}/image`, alt: e.text || e.item })
+          : el("span", { class: "rc-thumb none", text: "no picture", "aria-hidden": "true" });
+        li.insertBefore(thumb, li.querySelector(".rc-name"));
+        const name = li.querySelector(".rc-name");
+        if (e.category) name.append(" ", el("span", { class: "badge rc-cat", text: e.category }));
+        if (e.text) name.append(el("span", { class: "rc-text", text: e.text }));
+      });
+    }
+
+    async function categories() {
+      try {
+        const c = (await api("GET", `${P}/catalogue?limit=1`)).summary;
+        const names = Object.keys(c.categories || {});
+        if (!names.length) return;
+        q("#rc-category").append(...names.map((n) => el("option", { value: n, text: n })));
+        q("#rc-category-wrap").hidden = false;
+      } catch (e) { /* no catalogue: no filter */ }
+    }
+
     const NO_MODEL = "No model is in service yet, so there is nothing to ask. Import interactions on the " +
                      "Data & training tab; once training finishes (the panel above follows it), ask again.";
     const hasModel = () => root.dataset.hasModel === "true";
@@ -433,7 +548,8 @@
       showMsg(chosenMsg, "");
       const [past, recs] = await Promise.allSettled([
         api("GET", `${P}/interactions?user=${enc(user)}&limit=50`),
-        api("GET", `${P}/recommend?user=${enc(user)}&n=${N}&exclude_seen=${exclude.checked}`)]);
+        api("GET", `${P}/recommend?user=${enc(user)}&n=${N}&exclude_seen=${exclude.checked}` +
+                   (q("#rc-category").value ? `&category=${enc(q("#rc-category").value)}` : ""))]);
       if (person !== user) return; // another person was asked for meanwhile
       if (recs.status === "rejected") {
         view.hidden = true;
@@ -462,6 +578,7 @@
         el("span", { class: "rc-sub" }, time(h.at),
            h.rating !== null && h.rating !== undefined ? el("span", { text: `rated ${fmtNumber(h.rating)}` }) : null,
            el("span", { class: "badge" + (h.source === "feedback" ? " ok" : ""), text: source[h.source] || h.source })))));
+      describe(list);
     }
 
     function showRecommendations(r) {
@@ -486,6 +603,7 @@
                           "aria-label": `${r.user} chose ${item}` }),
            similarButton(item)),
         el("span", { class: "rc-sub" }, scoreBar(r.scores[i], top), `score ${fmtNumber(r.scores[i])}`))));
+      describe(list);
     }
 
     async function choose(button) {
@@ -523,6 +641,9 @@
         const top = Math.max(0, ...s.scores);
         meta.textContent = s.source === "popular"
           ? `The model has never seen “${s.item}”, so these are the most popular items instead.`
+          : s.source === "category"
+          ? `“${s.item}” joined the catalogue after this model was trained, so these are the most popular items of ` +
+            "its category; the next model will know it."
           : `The ${plural(s.items.length, "item")} most like “${s.item}”` +
             (s.source === "content" ? " by what they are (no one has chosen it yet)" : ", by who chose them") +
             `; model version ${s.model_version}.`;
@@ -531,6 +652,11 @@
           el("span", { class: "rc-tools" }, similarButton(other)),
           el("span", { class: "rc-sub" }, scoreBar(s.scores[i], top), `similarity ${fmtNumber(s.scores[i])}`))));
         if (!s.items.length) list.replaceChildren(el("li", { class: "empty", text: "No other items yet." }));
+        // the asked item itself first, described, so its likeness to the list can be seen
+        const self = q("#rc-similar-self");
+        self.replaceChildren(el("li", { "data-item": s.item }, el("span", { class: "rc-name", text: s.item })));
+        describe(self);
+        describe(list);
       } catch (e) {
         meta.textContent = "No similar items: " + errorText(e);
       }
@@ -543,6 +669,8 @@
       showPerson(user);
     });
     exclude.addEventListener("change", () => { if (person) showPerson(person); });
+    q("#rc-category").addEventListener("change", () => { if (person) showPerson(person); });
+    categories();
     itemForm.addEventListener("submit", (ev) => {
       ev.preventDefault();
       const item = itemInput.value.trim();
