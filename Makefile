@@ -5,7 +5,12 @@ PIP     := $(PY) -m pip
 RUNTIME := $(VENV)/.installed-runtime
 DEV     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev browser serve test test-fast bench bench-quick clean
+.PHONY: install install-dev browser axe serve test test-fast bench bench-quick clean
+
+# The accessibility check's engine (axe-core, from the npm registry), for the UI tests to inject
+# into Chromium: a cache (.cache/ is ignored by git), never committed.
+AXE_VERSION := 4.14.1
+AXE         := .cache/axe/node_modules/axe-core/axe.min.js
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -35,10 +40,21 @@ browser:
 	    echo "Chromium is missing: run 'sudo apt-get install -y chromium' (the browser tests need /usr/bin/chromium)"; exit 1; \
 	  fi; }
 
+axe: $(AXE)
+
+$(AXE):
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	  else \
+	    echo "npm is missing: run 'sudo apt-get install -y npm' (the accessibility test needs axe-core)"; exit 1; \
+	  fi; }
+	npm install --prefix .cache/axe --no-save --no-audit --no-fund --silent axe-core@$(AXE_VERSION)
+
 serve: install  ## start the server on 127.0.0.1:8000 with SQLite in ./dyntrain-data and a demo project
 	$(VENV)/bin/dyntrain serve --data-dir dyntrain-data
 
-test: install-dev browser  ## the whole suite (SQLite and PostgreSQL, end-to-end tests included)
+test: install-dev browser axe  ## the whole suite (SQLite and PostgreSQL, end-to-end tests included)
 	$(PY) -m pytest -q
 
 test-fast: install-dev

@@ -186,9 +186,32 @@ function refreshFragment(el, delay) {
       if (!res.ok) return;
       el.innerHTML = await res.text();
       localTimes(el);
+      keyboardScroll(el);
       el.dispatchEvent(new CustomEvent("dyntrain:refreshed", { bubbles: true }));
     } catch (e) { /* next event will retry */ }
   }, delay === undefined ? 250 : delay));
+}
+
+// A box that scrolls sideways (a wide table on a phone) must be reachable by keyboard: it takes
+// the focus, as a region named by its table's caption, only while it does scroll (elsewhere it
+// would be a useless tab stop).
+const SCROLLERS = ".table-wrap, .rows-table-wrap, .matrix-wrap";
+function keyboardScroll(root) {
+  qa(SCROLLERS, root || document).forEach((el) => {
+    const scrolls = el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1;
+    if (scrolls && !el.hasAttribute("tabindex")) {
+      el.tabIndex = 0;
+      el.dataset.scrollFocus = "";
+      if (!el.getAttribute("role")) el.setAttribute("role", "region");
+      if (!el.getAttribute("aria-label")) {
+        const caption = q("caption", el);
+        el.setAttribute("aria-label", (caption && caption.textContent.trim()) || "Table (scrolls)");
+      }
+    } else if (!scrolls && el.dataset.scrollFocus !== undefined) {
+      el.removeAttribute("tabindex");
+      delete el.dataset.scrollFocus;
+    }
+  });
 }
 
 // <time datetime> in the reader's time zone.
@@ -485,6 +508,9 @@ function Live(el) {
 document.addEventListener("DOMContentLoaded", () => {
   notices.init();
   localTimes(document);
+  keyboardScroll(document);
+  let resized = null;
+  window.addEventListener("resize", () => { clearTimeout(resized); resized = setTimeout(() => keyboardScroll(document), 200); });
   // Copy buttons: data-copy="id of the element whose text is copied".
   document.addEventListener("click", async (ev) => {
     const btn = ev.target.closest("[data-copy]");
@@ -588,4 +614,4 @@ function camera(onPhoto, onError, root) {
   return { stop };
 }
 
-Object.assign(dyntrain, { api, q, qa, enc, toast, notices, fmtNumber, showMsg, errorText, refreshFragment, localTimes, pct, renderScores, camera, photoIntake });
+Object.assign(dyntrain, { api, q, qa, enc, toast, notices, fmtNumber, showMsg, errorText, refreshFragment, localTimes, keyboardScroll, pct, renderScores, camera, photoIntake });
