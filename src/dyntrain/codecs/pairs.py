@@ -185,6 +185,66 @@ def ssim(truth: np.ndarray, predicted: np.ndarray) -> float:
     return round(float(np.mean(values)), 12)
 
 
+#: Distance (px) within which an answered edge pixel may stand for a true one: a one-pixel shift
+#: of a thin edge, straight or diagonal, is the same edge to a person (as boundary F treats outlines).
+EDGE_TOLERANCE = 1.5
+
+
+def edge_counts(truth: np.ndarray, predicted: np.ndarray, tolerance: float = EDGE_TOLERANCE) -> np.ndarray:
+    """``[matched, answered, matched, true]`` edge pixel counts of an edge map (pixels above
+    half-scale are edges; colour maps by their luma). Answered and true edge pixels are matched one
+    to one (a maximum bipartite matching between pixels within ``tolerance`` px), as the BSDS edge
+    benchmark does: an edge found one pixel off counts, an edge drawn three pixels thick finds one
+    true pixel per true pixel and the rest are wrong. Counts of several maps add up (:func:`edge_f`)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    t, p = (as_mode(np.asarray(a, np.uint8), "L") > 127 for a in (truth, predicted))
+    n_t, n_p = int(t.sum()), int(p.sum())
+    if not n_t or not n_p:
+        return np.array([0, n_p, 0, n_t], np.int64)
+    h, w = t.shape
+    true_id = np.full(t.shape, -1, np.int64)
+    true_id[t] = np.arange(n_t)
+    py, px = np.nonzero(p)
+    rows, cols = [], []
+    reach = int(np.floor(tolerance))
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            if dy * dy + dx * dx > tolerance * tolerance:
+                continue
+            y, x = py + dy, px + dx
+            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            ids = np.full(n_p, -1, np.int64)
+            ids[inside] = true_id[y[inside], x[inside]]
+            hit = ids >= 0
+            rows.append(np.nonzero(hit)[0])
+            cols.append(ids[hit])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = csr_matrix((np.ones(len(r), np.int8), (r, c)), shape=(n_p, n_t))
+    matched = int((maximum_bipartite_matching(graph, perm_type="column") >= 0).sum())
+    return np.array([matched, n_p, matched, n_t], np.int64)
+
+
+def edge_f(counts) -> dict[str, float | None]:
+    """Precision, recall and their harmonic mean F of summed :func:`edge_counts` (None where a side
+    has no edge pixel; F is 1 when neither has any).
+
+    >>> a = np.zeros((9, 9), np.uint8); a[4] = 255
+    >>> b = np.zeros_like(a); b[5] = 255                 # the same line, one pixel lower
+    >>> thick = a.copy(); thick[3:6] = 255               # the line, three pixels thick
+    >>> [round(edge_f(edge_counts(a, x))["f"], 3) for x in (b, np.roll(b, 2, axis=0), thick)]
+    [1.0, 0.0, 0.5]
+    """
+    mp, n_p, mt, n_t = (int(x) for x in np.asarray(counts).reshape(-1, 4).sum(axis=0))
+    precision = mp / n_p if n_p else None
+    recall = mt / n_t if n_t else None
+    if not n_p and not n_t:
+        return {"precision": None, "recall": None, "f": 1.0}
+    p, r = precision or 0.0, recall or 0.0
+    return {"precision": precision, "recall": recall, "f": 2 * p * r / (p + r) if p + r else 0.0}
+
+
 # -- files -----------------------------------------------------------------------------------------
 
 

@@ -215,6 +215,11 @@ class FilterTarget(Target):
         if err is not None:
             words.append(f"On new photos the output is within {err:.0%} of the true value per pixel on average "
                          f"(PSNR {_db(psnr)}; SSIM {metrics.get('ssim') or 0:.2f}, where 1 is identical).")
+        edge = metrics.get("edge") or {}
+        if edge.get("recall") is not None and edge.get("precision") is not None:
+            words.append(f"As an edge map: it finds {edge['recall']:.0%} of the true edges to within a pixel, and "
+                         f"{edge['precision']:.0%} of the edges it draws are real ones (edge F "
+                         f"{edge.get('f') or 0:.2f}, where 1 is every edge and nothing else).")
         base = result.get("baseline") or {}
         if base.get("psnr") is not None and psnr is not None:
             words.append(f"Answering the photo itself in grey would score {_db(base['psnr'])} "

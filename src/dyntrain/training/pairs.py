@@ -13,7 +13,9 @@ The one training run (:mod:`dyntrain.training.pipeline`) calls these through :da
   selection folds are the estimate and it says that the choice was made on them (choosing again
   in outer folds would take about twice the run's budget). Measures per photo: PSNR, SSIM and the
   mean absolute error per pixel; a 95% bootstrap interval over photos of PSNR and SSIM; the three
-  worst photos by PSNR kept as small pictures (input, truth, output).
+  worst photos by PSNR kept as small pictures (input, truth, output). Where every output is
+  a black-and-white map (an edge detector's), also the edge F-score (``codecs.pairs.edge_counts``:
+  answered and true edge pixels matched one to one within 1.5 px) with its precision and recall.
 * **Selection**: every candidate cross-validated on the same photo folds; the cheapest within one
   standard error of the best mean PSNR wins.
 * **Baseline**: the photo itself in grey (or colour, for RGB outputs) as the output.
@@ -64,6 +66,12 @@ def _folds(n: int, seed: int, k: int = FOLDS) -> list[tuple[np.ndarray, np.ndarr
 
     k = max(2, min(k, n))
     return [(tr, te) for tr, te in KFold(k, shuffle=True, random_state=seed).split(np.zeros(n))]
+
+
+def _black_and_white(pixels: np.ndarray) -> bool:
+    """A greyscale output of black and white only (an edge detector's map; a blank one too)."""
+    a = np.asarray(pixels)
+    return a.ndim == 2 and bool(((a == 0) | (a == 255)).all())
 
 
 def _as_output(photo: np.ndarray, mode: str) -> np.ndarray:
@@ -224,6 +232,13 @@ class PairStages:
              "predicted": {"mse": p["mse"], "ssim": p["ssim"], "mode": mode}}
             for (i, _), p in zip(oof, per)]
         metrics["evaluated_on"] = len(oof)
+        truths = [data.y[i].pixels for i, _ in oof]
+        if all(_black_and_white(t) for t in truths) and any((t == 255).any() for t in truths):
+            # a binary map (an edge detector's): PSNR counts an edge one pixel off as two wrong
+            # pixels, so also say how many edges it finds and how many it draws are real
+            from ..codecs.pairs import edge_counts, edge_f
+
+            metrics["edge"] = edge_f(sum(edge_counts(data.y[i].pixels, said) for i, said in oof))
         metrics["interval"] = _interval(per)
         metrics["estimate"] = {**estimate, "level": INTERVAL_LEVEL,
                                "interval": {"psnr": "percentile bootstrap over photos",
