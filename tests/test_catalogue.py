@@ -281,3 +281,28 @@ def test_the_filter_is_in_the_openapi_schema(client):
     body = spec["components"]["schemas"]["RecommendBody"]["properties"]
     assert {"category", "where"} <= set(body)
     assert "/api/v1/projects/{name}/catalogue/import" in spec["paths"]
+
+
+def test_cli_imports_a_catalogue_checked_before_sending(loop_server, tmp_path):
+    import httpx
+    from typer.testing import CliRunner
+
+    from dyntrain.cli import app
+
+    api = httpx.Client(base_url=loop_server.url + "/api/v1", timeout=60)
+    assert api.post("/projects", json={"name": "shop", "task": "recommendation",
+                                       "settings": {"auto_train": False}}).status_code == 201
+    runner = CliRunner(env={"COLUMNS": "200"})
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sku,kind\ns1,shoes\n,hats\n")
+    r = runner.invoke(app, ["import", str(bad), "-p", "shop", "--catalogue", "--item", "sku", "--url", loop_server.url])
+    assert r.exit_code == 1 and "row 3" in r.output and api.get("/projects/shop/dataset-versions").json() == []
+    good = tmp_path / "items.csv"
+    good.write_text("sku,kind,title,colour\ns1,shoes,Red shoe,red\ns2,hats,Warm hat,grey\n")
+    r = runner.invoke(app, ["import", str(good), "-p", "shop", "--catalogue", "--item", "sku", "--category", "kind",
+                            "--text-column", "title", "--url", loop_server.url])
+    assert r.exit_code == 0, r.output
+    assert "2 of 2 items changed" in r.output and "dataset version 1" in r.output
+    entry = api.get("/projects/shop/catalogue", params={"items": "s2"}).json()["items"][0]
+    assert entry == {"item": "s2", "category": "hats", "attributes": {"colour": "grey"}, "text": "Warm hat",
+                     "image": False}

@@ -176,6 +176,11 @@ def import_(
     weight: Optional[str] = typer.Option(None, "--weight", help="Recommendation: the column holding a weight."),
     time: Optional[str] = typer.Option(None, "--time", help="Recommendation: the column holding the event time "
                                        "(ISO 8601 or Unix seconds)."),
+    catalogue: bool = typer.Option(False, "--catalogue", help="Recommendation: the item catalogue (a .csv, .jsonl "
+                                   "or a .zip with pictures): --item, --category, --text-column and --image name "
+                                   "its columns; every other CSV column is an attribute. One dataset version."),
+    category: Optional[str] = typer.Option(None, "--category", help="Catalogue: the column holding the category."),
+    image: Optional[str] = typer.Option(None, "--image", help="Catalogue: the column naming a picture in the .zip."),
     unlabelled: bool = typer.Option(False, "--unlabelled", help="Items WITHOUT labels into the labelling queue: "
                                     "images (a folder or .zip of files, no class folders), texts (.csv/.jsonl, "
                                     "--text-column) or table rows (.csv/.jsonl; --target names a column to leave "
@@ -193,6 +198,9 @@ def import_(
     interactions with its columns named; every row is checked before anything is sent, then it
     goes in batches of 10,000 (each a dataset version)."""
     client = _client(url)
+    if catalogue:
+        return _import_catalogue(client, path, project, item or "item", category or "category",
+                                 text_column, image or "image")
     if unlabelled:
         from .cli_unlabelled import import_unlabelled
 
@@ -388,6 +396,29 @@ def _import_interactions(client: Client, path: Path, project: str, task: str, us
             console.print(f"[yellow]{sent:,} of {len(records):,} interactions were imported before this:[/yellow]")
         _fail(exc)
     console.print(f"imported {sent:,} interactions into {project!r}: dataset version {version}")
+
+
+def _import_catalogue(client: Client, path: Path, project: str, item: str, category: str, text: str,
+                      image: str) -> None:
+    """A catalogue file, checked here whole (pictures decoded on the server), sent as one request:
+    one dataset version, however many items."""
+    from .codecs.catalogue import read_file
+
+    try:
+        data = path.read_bytes()
+        entries = read_file(data, path.name, item=item, category=category, text=text, image=image)
+    except (DyntrainError, OSError) as exc:
+        if isinstance(exc, DyntrainError):
+            _fail(exc)
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    try:
+        r = client.post(f"/projects/{project}/catalogue/import", files={"file": (path.name, data)},
+                        data={"item": item, "category": category, "text": text, "image": image})
+    except DyntrainError as exc:
+        _fail(exc)
+    console.print(f"catalogue of {project!r}: {r['added']:,} of {len(entries):,} items changed "
+                  f"({r['items']:,} described): dataset version {r['version']}")
 
 
 #: Interactions per request (the server's limit per JSON batch).
