@@ -85,7 +85,7 @@
       if (mine !== asked || err.name === "AbortError") return;
       if (err.status === 429) { again(1000 * (err.retryAfter || 5)); return; } // asked too often: wait as told
       // 409 input not kept, 410 model deleted, anything else: the server says what happened
-      finish(null, err.status === 409 ? notKept() : d.errorText(err));
+      finish(null, err.status === 409 && !box.dataset.source ? notKept() : d.errorText(err));
       return;
     }
     if (mine !== asked) return;
@@ -93,9 +93,9 @@
     render(e);
   }
 
-  function notKept() {
-    return "this project does not keep the photos and texts it is sent (store_prediction_inputs is off), " +
-      "so there is nothing to explain later; turn it on in Settings to see why the model answers as it does";
+  function notKept() { // the Try page's own prediction: its input was not kept because the project keeps none
+    return "this project does not keep what it is sent (store_prediction_inputs is off in Settings), " +
+      "so the answer cannot be explained; turn it on to see why the model answers as it does";
   }
 
   function finish(e, reason) {
