@@ -46,6 +46,8 @@ __all__ = [
     "MAX_CLASSES",
     "PNG_SIGNATURE",
     "default_colors",
+    "class_colors",
+    "pin_new_colors",
     "check_class_table",
     "check_mask",
     "decode_png",
@@ -81,16 +83,67 @@ def default_colors(class_names: Sequence[str]) -> dict[str, list[int]]:
     >>> default_colors(["background", "cup", "plate"])
     {'background': [0, 0, 0], 'cup': [128, 0, 0], 'plate': [0, 128, 0]}
     """
+    return {str(name): _voc(i) for i, name in enumerate(class_names)}
+
+
+def _voc(i: int) -> list[int]:
+    """The Pascal VOC colour of class id ``i``."""
+    r = g = b = 0
+    c = i
+    for j in range(8):
+        r |= ((c >> 0) & 1) << (7 - j)
+        g |= ((c >> 1) & 1) << (7 - j)
+        b |= ((c >> 2) & 1) << (7 - j)
+        c >>= 3
+    return [r, g, b]
+
+
+def class_colors(class_names: Sequence[str], pinned: Mapping[str, Sequence[int]] | None = None) -> dict[str, list[int]]:
+    """The colour of every class in a project: its pinned one (the project's ``class_colors``),
+    else the VOC colour of its place in ``class_names`` unless a pinned class has that colour, then
+    the next VOC colour no class has. With nothing pinned this is :func:`default_colors`.
+
+    >>> class_colors(["background", "cup", "plate"], {"plate": [128, 0, 0]})
+    {'background': [0, 0, 0], 'cup': [0, 128, 0], 'plate': [128, 0, 0]}
+    """
+    pinned = {str(k): [int(v) for v in c] for k, c in (pinned or {}).items()}
+    used = {tuple(c) for name, c in pinned.items() if name in class_names}
     out: dict[str, list[int]] = {}
+    nxt = 1
     for i, name in enumerate(class_names):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out[str(name)] = [r, g, b]
+        if name in pinned:
+            out[name] = pinned[name]
+            continue
+        rgb = _voc(i)
+        if tuple(rgb) in used:
+            while tuple(_voc(nxt)) in used or tuple(_voc(nxt)) == UNLABELLED_COLOR:
+                nxt += 1
+            rgb = _voc(nxt)
+        used.add(tuple(rgb))
+        out[name] = rgb
+    return out
+
+
+def pin_new_colors(pinned: Mapping[str, Sequence[int]] | None, shown: Sequence[str],
+                   new: Sequence[str]) -> dict[str, list[int]]:
+    """The project's pinned colours with every class of ``shown`` (its classes in display order)
+    pinned to the colour it shows now, and each of ``new`` (added classes) given the first VOC
+    colour after black that no class has: a class keeps its colour as others come and go.
+
+    >>> pin_new_colors({}, ["background", "plate"], ["cup"])
+    {'background': [0, 0, 0], 'plate': [128, 0, 0], 'cup': [0, 128, 0]}
+    """
+    out = class_colors(list(shown), pinned)
+    out.update({k: [int(v) for v in c] for k, c in (pinned or {}).items() if k not in out})
+    used = {tuple(c) for c in out.values()}
+    i = 1
+    for name in new:
+        if name in out:
+            continue
+        while tuple(_voc(i)) in used or tuple(_voc(i)) == UNLABELLED_COLOR:
+            i += 1
+        out[name] = _voc(i)
+        used.add(tuple(out[name]))
     return out
 
 

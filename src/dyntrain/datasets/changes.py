@@ -80,6 +80,18 @@ def _ensure_classes(s: Session, project: ProjectRow, labels: set[str]) -> None:
         return
     existing = set(s.scalars(select(ClassRow.label).where(ClassRow.project_id == project.id)))
     s.add_all(ClassRow(project_id=project.id, label=label) for label in sorted(labels - existing))
+    _pin_colors(project, existing, labels - existing)
+
+
+def _pin_colors(project: ProjectRow, existing: set[str], new: set[str]) -> None:
+    """Give new classes their colours where the task colours classes (a mask's): each class keeps
+    the colour it was first shown in (see Target.pin_colors)."""
+    if not new:
+        return
+    settings = dict(project.settings or {})
+    pinned = tasks.get(project.task).target.pin_colors(settings.get("class_colors"), existing, new)
+    if pinned is not None and pinned != settings.get("class_colors"):
+        project.settings = {**settings, "class_colors": pinned}  # a new dict: the JSON column is written
 
 
 def project_task(core: Core, project: str) -> str:
@@ -264,7 +276,9 @@ def create_class(core: Core, project: str, label: str, description: str = "") ->
         row = project_row(s, project, lock=True)
         if s.scalar(select(ClassRow.id).where(ClassRow.project_id == row.id, ClassRow.label == label)):
             raise Conflict(f"class {label!r} already exists in project {project!r}")
+        existing = set(s.scalars(select(ClassRow.label).where(ClassRow.project_id == row.id)))
         s.add(ClassRow(project_id=row.id, label=label, description=description))
+        _pin_colors(row, existing, {label})
     return ClassInfo(label, description, 0)
 
 
@@ -282,6 +296,10 @@ def update_class(core: Core, project: str, label: str, *, new_label: str | None 
             if s.scalar(select(ClassRow.id).where(ClassRow.project_id == row.id, ClassRow.label == new_label)):
                 raise Conflict(f"class {new_label!r} already exists; relabel samples into it instead of renaming")
             cls.label = new_label
+            colors = dict((row.settings or {}).get("class_colors") or {})
+            if label in colors:  # the class keeps its colour under its new name
+                colors[new_label] = colors.pop(label)
+                row.settings = {**(row.settings or {}), "class_colors": colors}
             s.execute(update(SampleRow).where(SampleRow.project_id == row.id, SampleRow.label == label,
                                               SampleRow.annotation.is_(None)).values(label=new_label))
             # labels held whole (an image's boxes): the target renames the class inside them

@@ -46,6 +46,7 @@ class ProjectSettings(BaseModel):
     augmentation_copies: int = Field(2, ge=0, le=10, description="Augmented copies per training image in an augmentation candidate.")
     balance_target_ratio: float = Field(1.0, gt=0, le=1, description="When classes are imbalanced, the balancing candidate brings every class up to this fraction of the largest with augmented copies (class weights are tried too).")
     learners: list[str] | None = Field(None, description="Learners model selection may try (e.g. [\"image.linear_probe\"]); null = all registered ones.")
+    class_colors: dict[str, list[int]] | None = Field(None, description="Semantic segmentation: each class's colour in masks, {\"cup\": [r, g, b]} (0..255). A new class is given the next free colour of the Pascal VOC map when it first appears, so a class keeps its colour as others are added; change one here or on the data page.")
     gpu: bool = Field(False, description="Train this project's jobs on a GPU worker (Ray executor: the task asks for num_gpus=1 and fails with a clear reason if no node has one).")
 
     @field_validator("gate_metric")
@@ -70,6 +71,17 @@ class ProjectSettings(BaseModel):
             raise ValueError(f"unknown learner(s) {unknown}; choose from {names()}" if unknown
                              else "give at least one learner, or null for all")
         return value
+
+    @field_validator("class_colors")
+    @classmethod
+    def _distinct_colors(cls, value: dict[str, list[int]] | None) -> dict[str, list[int]] | None:
+        if value is None:
+            return None
+        from ..codecs.masks import check_class_table
+
+        # the table's own checks: [r, g, b] in 0..255, no two classes alike, not the unlabelled colour
+        check_class_table(list(value), value)
+        return {k: [int(x) for x in v] for k, v in value.items()}
 
     @field_validator("augmentation_custom")
     @classmethod

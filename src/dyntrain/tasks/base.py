@@ -197,6 +197,12 @@ class Target(abc.ABC):
         """The blobs an annotation names (housekeeping, backups and purges keep them with it)."""
         return []
 
+    def pin_colors(self, pinned: dict[str, list[int]] | None, existing: set[str],
+                   new: set[str]) -> dict[str, list[int]] | None:
+        """The project's ``class_colors`` once ``new`` classes join ``existing`` ones, for a target
+        whose classes have colours (a mask's): each keeps the colour it shows. None: no colours."""
+        return None
+
     #: Files an answer hands the record to keep (:attr:`Answer.files`: a mask's PNG, an output
     #: image), by name. A record keeps them as blobs, named in its ``output["files"]``, exactly as
     #: long as it keeps its input (``store_prediction_inputs`` and its retention): what the model

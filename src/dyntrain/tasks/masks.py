@@ -24,8 +24,11 @@ beside the photo (``Answer.files``), named in ``output["files"]["mask"]``, kept 
 the photo, served at ``…/predictions/{id}/files/mask`` (the answer's ``urls``) and shown over the
 photo on the prediction's page.
 
-Class colours are :func:`~dyntrain.codecs.masks.default_colors` in the order of a mask's
-classes (background black); there is no per-project colour setting.
+Class colours are the project's (setting ``class_colors``): a class is given the next free colour
+of the Pascal VOC map (:func:`~dyntrain.codecs.masks.pin_new_colors`) when it first appears and
+keeps it as others come and go; its owner may change it. Every page draws masks in them
+(:func:`~dyntrain.codecs.masks.class_colors`); a served mask's PNG palette and the run's saved
+pictures still use the VOC colours of the classes' order.
 """
 
 from __future__ import annotations
@@ -232,6 +235,14 @@ class MaskTarget(Target):
         classes = [None if c == label else c for c in (annotation or {}).get("classes") or ()]
         return _key(classes), {**annotation, "classes": classes}
 
+    def pin_colors(self, pinned: dict[str, list[int]] | None, existing: set[str],
+                   new: set[str]) -> dict[str, list[int]] | None:
+        """Every class keeps the colour it shows (see :func:`display_order`); a new one takes the
+        next free colour of the VOC map, so adding "bowl" does not recolour "plate"."""
+        from ..codecs.masks import pin_new_colors
+
+        return pin_new_colors(pinned, display_order(existing | {BACKGROUND}), sorted(new - existing))
+
     def blob_refs(self, annotation: Any) -> list[str]:
         mask = (annotation or {}).get("mask") if isinstance(annotation, dict) else None
         return [mask] if isinstance(mask, str) and _SHA256.match(mask) else []
@@ -419,6 +430,11 @@ class MaskTarget(Target):
 
     def prediction_files(self, prediction: dict) -> dict[str, bytes]:
         return {".png": base64.b64decode(prediction["mask"])} if prediction.get("mask") else {}
+
+
+def display_order(classes) -> list[str]:
+    """The order every view lists a project's classes in: background, then the others by name."""
+    return [BACKGROUND, *sorted(c for c in classes if c != BACKGROUND)]
 
 
 def _key(classes: list[str | None]) -> str:

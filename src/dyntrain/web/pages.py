@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from .. import __version__, tasks
 from ..kernel import projects as svc
 from ..api.deps import page_csrf, trusts_local
+from ..codecs.masks import class_colors as mask_colors
 from ..kernel.core import Core
 from ..datasets import changes
 from ..kernel.errors import NotFound
@@ -47,6 +48,8 @@ templates.env.globals.update(learner_name=views.learner_name, candidate_settings
                              task_title=views.task_title, task_of=tasks.get, OPTION_WORDS=views.OPTION_WORDS,
                              setting_value_words=views.setting_value_words, pct=views.percent, num=views.number, STAGES=views.STAGES,
                              LEARNERS=views.LEARNERS, ui_words=views.ui_words(), version=__version__)
+# the project's class colours (a mask's classes): pinned ones, the VOC map for the rest
+templates.env.globals["class_colors"] = lambda names, settings: mask_colors(list(names), (settings or {}).get("class_colors"))
 
 
 def get_core(request: Request) -> Core:

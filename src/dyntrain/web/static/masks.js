@@ -55,10 +55,30 @@
     }
     return [r, g, b];
   }
-  // {name: [r, g, b]} for a class list: given colours win, the others follow the list's order.
+  // The project's class colours the page was rendered with (data-mk-colors: its class_colors
+  // setting, filled from the VOC map as codecs.masks.class_colors fills it), or none.
+  function pageColours() {
+    const holder = document.querySelector("[data-mk-colors]");
+    try { return (holder && JSON.parse(holder.dataset.mkColors)) || {}; } catch (e) { return {}; }
+  }
+  // {name: [r, g, b]} for a class list: given colours win, then the project's; any other class takes
+  // the VOC colour of its place unless a class has it already, then the next VOC colour nobody has
+  // (as codecs.masks.class_colors does), so no two classes ever share a colour.
   function colourTable(classes, given) {
-    const out = {};
-    classes.forEach((name, i) => { out[name] = (given && given[name]) || vocColour(i); });
+    const fixed = Object.assign({}, pageColours(), given || {}), out = {};
+    const key = (c) => c.join(",");
+    const used = new Set(classes.filter((n) => fixed[n]).map((n) => key(fixed[n])));
+    let next = 1;
+    classes.forEach((name, i) => {
+      if (fixed[name]) { out[name] = fixed[name]; return; }
+      let c = vocColour(i);
+      if (used.has(key(c))) {
+        while (used.has(key(vocColour(next))) || key(vocColour(next)) === UNLABELLED_COLOR.join(",")) next++;
+        c = vocColour(next);
+      }
+      used.add(key(c));
+      out[name] = c;
+    });
     return out;
   }
   const css = (rgb) => `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`;
@@ -832,9 +852,10 @@
     const names = parse("classes"), frame = document.getElementById("prediction-mask-frame");
     const state = document.getElementById("prediction-mask-state");
     const slider = document.getElementById("prediction-opacity");
+    const table = colourTable(names);
     document.querySelectorAll("#prediction-areas [data-mk-class]").forEach((s) => {
-      const i = names.indexOf(s.dataset.mkClass);
-      if (i >= 0) s.style.background = css(vocColour(i));
+      const c = table[s.dataset.mkClass];
+      if (c) s.style.background = css(c);
     });
     fetchMask(recorded.dataset.maskUrl).then((mask) => {
       mask.classes = parse("maskClasses");
@@ -924,7 +945,7 @@
     const refresh = () => ns.refreshFragment(q("#data"), 0);
     const pageClasses = () => { const h = q("[data-mk-classes]"); return h ? listOf(h, "mkClasses") : ["background"]; };
 
-    // the class swatches and each card's mask (its indexed PNG, fetched once the card comes into
+    // each card's mask (its indexed PNG, fetched once the card comes into
     // view), again after a refresh
     function drawCard(canvas) {
       if (canvas.dataset.drawn) return;
@@ -939,11 +960,30 @@
       if (en.isIntersecting) { seen.unobserve(en.target); drawCard(en.target); }
     }), { rootMargin: "300px" }) : null;
     function paintCards() {
-      qa("[data-mk-colour]").forEach((s) => { s.style.background = css(vocColour(Number(s.dataset.mkColour))); });
       qa("canvas.mk-overlay[data-mask-url]:not([data-drawn])").forEach((c) => (seen ? seen.observe(c) : drawCard(c)));
     }
     paintCards();
     document.addEventListener("dyntrain:refreshed", paintCards);
+
+    // A class's colour changed beside its name: the project's class_colors (every class's current
+    // colour, pinned), then every mask on the page redrawn in it; a refusal (two classes alike)
+    // puts the input back.
+    document.addEventListener("change", async (ev) => {
+      const input = ev.target.closest("input[data-set-colour]");
+      if (!input) return;
+      const cls = input.dataset.setColour, hex = input.value;
+      const rgb = [1, 3, 5].map((k) => parseInt(hex.slice(k, k + 2), 16));
+      const colors = Object.assign(colourTable(pageClasses()), { [cls]: rgb });
+      try {
+        await api("PATCH", `/projects/${enc(name)}`, { settings: { class_colors: colors } });
+        showMsg(msg, `${cls} is now drawn in its new colour.`, "ok");
+        refresh();
+      } catch (e) {
+        const was = colourTable(pageClasses())[cls];
+        input.value = "#" + was.map((v) => v.toString(16).padStart(2, "0")).join("");
+        showMsg(msg, errorText(e), "error");
+      }
+    });
 
     document.addEventListener("click", async (ev) => {
       const btn = ev.target.closest("[data-edit-mask]");
@@ -1090,9 +1130,8 @@
       q("#try-meta").textContent = `Answered by model version ${p.answer.model_version}.`;
       areasList.textContent = "";
       Object.entries(p.answer.areas || {}).sort((a, b) => b[1] - a[1]).forEach(([cls, f]) => {
-        const i = names.indexOf(cls);
         const sw = el("span", { class: "mk-swatch", "aria-hidden": "true" });
-        sw.style.background = cls === "background" ? "transparent" : css(vocColour(i));
+        sw.style.background = cls === "background" ? "transparent" : css(colourTable(names)[cls]);
         areasList.append(el("li", {}, sw, el("span", { class: "score-name", text: cls }),
                             el("meter", { min: "0", max: "1", value: String(f), "aria-label": `${cls}: ${pctOf(f)} of the photo` }),
                             el("span", { class: "score-val mono", text: pctOf(f) })));
