@@ -37,6 +37,11 @@ def test_many_samples_moved_or_deleted_as_one_version(client):
     r = client.post("/api/v1/projects/shop/samples/bulk", json={"sample_ids": cups, "delete": True})
     assert r.status_code == 200 and r.json()["version"]["number"] == 3 and r.json()["version"]["size"] == 3
     assert client.get("/api/v1/projects/shop/samples").json()["total"] == 3
+    # the versions a sample was in, with its label in each (a deleted sample's too)
+    history = client.get(f"/api/v1/projects/shop/samples/{cups[0]}/versions").json()
+    assert [(v["number"], v["label"]) for v in history] == [(2, "bowl"), (1, "cup")]
+    kept = client.get(f"/api/v1/projects/shop/samples/{ids['p3.png']}/versions").json()
+    assert [(v["number"], v["label"]) for v in kept] == [(3, "mug"), (2, "mug"), (1, "mug")]
 
 
 def test_a_bulk_change_is_all_or_nothing(client):

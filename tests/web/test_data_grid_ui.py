@@ -174,6 +174,8 @@ def test_flagged_filter_and_a_sample_enlarged(env, watched):
                    "return i && i.complete && i.naturalWidth === 40; })()")
     text = dialog.inner_text()
     assert "nut-" in text and "uploaded" in text and "Data check:" in text and "40 × 40 pixels" in text
+    page.locator("#sample-facts", has_text="In data versions").wait_for()
+    assert "In data versions\n3, 2\n" in dialog.inner_text()  # nuts came in version 2; version 3 kept them
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
     assert page.evaluate("document.activeElement.dataset.openSample") is not None  # focus back on the photo

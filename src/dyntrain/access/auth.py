@@ -134,7 +134,7 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         "/jobs/{job_id}", "/models", "/models/{version}", "/models/{version}/file", "/predictions",
         "/predictions/{prediction_id}/explanation", "/predictions/{prediction_id}/image", "/runs", "/samples",
         "/samples/{sample_id}", "/samples/{sample_id}/blobs/{digest}", "/samples/{sample_id}/image",
-        "/samples/{sample_id}/thumbnail", "/unlabelled",
+        "/samples/{sample_id}/thumbnail", "/samples/{sample_id}/versions", "/unlabelled",
         "/unlabelled/{sample_id}/image"]},
     ("GET", "/api/v1/projects"): "read", ("GET", "/api/v1/runs/{run_id}"): "read",
     ("GET", "/api/v1/settings-schema"): "read", ("GET", "/metrics"): "read",

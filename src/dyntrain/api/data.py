@@ -161,6 +161,12 @@ def delete_sample(name: str, sample_id: int, core: Core = Depends(get_core)):
     return _change((), changes.delete_sample(core, name, sample_id))
 
 
+@router.get("/projects/{name}/samples/{sample_id}/versions")
+def sample_versions(name: str, sample_id: int, core: Core = Depends(get_core)):
+    """The dataset versions the sample was in, newest first, with its label in each."""
+    return versions.sample_versions(core, name, sample_id)
+
+
 @router.get("/projects/{name}/samples/{sample_id}/image", response_class=Response)
 def sample_image(name: str, sample_id: int, core: Core = Depends(get_core)):
     """The original file, byte for byte (a text sample's UTF-8 text)."""

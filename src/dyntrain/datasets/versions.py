@@ -18,7 +18,7 @@ from ..kernel.projects import project_row
 from ..storage.rows import DatasetVersionRow, ProjectRow, SampleRow, VersionItemRow
 
 __all__ = ["snapshot", "list_versions", "get_version", "version_items", "diff_versions", "version_hash",
-           "MIN_EXAMPLES_PER_CLASS", "waiting_classes", "waiting_sentence", "subscribe", "notify"]
+           "MIN_EXAMPLES_PER_CLASS", "waiting_classes", "waiting_sentence", "subscribe", "notify", "sample_versions"]
 
 #: Told ``(session, project row, version number)`` of every new version, inside the transaction
 #: that made it (so what they write commits or rolls back with it). The scheduler subscribes:
@@ -165,3 +165,19 @@ def diff_versions(core: Core, project: str, number: int, against: int) -> dict:
                         "to": new[k].label} for k in sorted(new.keys() & old.keys())
                        if (new[k].label, new[k].annotation) != (old[k].label, old[k].annotation)],
     }
+
+
+def sample_versions(core: Core, project: str, sample_id: int, limit: int = 200) -> list[dict]:
+    """The dataset versions a sample was in, newest first, with its label in each (a deleted
+    sample's too: versions keep their items). Each version is looked up by its own key
+    (version, sample), so the cost follows the project's versions, not their items."""
+    with core.db.read() as s:
+        row = project_row(s, project)
+        found = s.execute(
+            select(DatasetVersionRow.number, DatasetVersionRow.created_at, VersionItemRow.label)
+            .join(VersionItemRow, (VersionItemRow.version_id == DatasetVersionRow.id)
+                  & (VersionItemRow.sample_id == sample_id))
+            .where(DatasetVersionRow.project_id == row.id)
+            .order_by(DatasetVersionRow.number.desc()).limit(limit)).all()
+    return [{"number": n, "created_at": at, "label": label} for n, at, label in found]
+

@@ -202,6 +202,18 @@
     if (meta.chars) fact(facts, "Length", `${meta.chars} characters`);
     fact(facts, "Source", item.dataset.source);
     fact(facts, "Added", new Date(sample.created_at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
+    api("GET", `/projects/${enc(name)}/samples/${id}/versions`).then((list) => {
+      if (!list.length) return;
+      const moved = list.some((v) => v.label !== sample.label);
+      const numbers = list.map((v) => v.number);
+      fact(facts, "In data versions", list.length > 6 ? `${numbers.slice(0, 5).join(", ")} … ${numbers[numbers.length - 1]} (${list.length})`
+                                                      : numbers.join(", "));
+      if (moved) {
+        const first = list[list.length - 1];
+        fact(facts, "Label history", list.slice().reverse().filter((v, i, a) => !i || v.label !== a[i - 1].label)
+          .map((v) => `${v.label} (version ${v.number})`).join(" → ") || first.label);
+      }
+    }).catch(() => { /* the details stand without it */ });
     const report = window.dyntrain.health;
     ((report && report.findings) || []).filter((f) => (f.sample_ids || []).map(String).includes(String(id)))
       .forEach((f) => {
