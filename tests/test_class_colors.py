@@ -89,3 +89,13 @@ def test_other_tasks_keep_no_colours(client, make_png):
     r = client.post("/api/v1/projects/shop/samples", files=[("files", ("a.png", make_png(1)))], data={"label": "mug"})
     assert r.status_code == 201, r.text
     assert client.get("/api/v1/projects/shop").json()["settings"]["class_colors"] is None
+
+
+def test_the_settings_page_offers_class_colours_only_where_classes_have_colours(client):
+    assert client.post("/api/v1/projects", json={"name": "kitchen", "task": "semantic-segmentation"}).status_code == 201
+    assert client.post("/api/v1/projects", json={"name": "shop"}).status_code == 201
+    _upload(client, ["cup"], "a.png")
+    page = client.get("/projects/kitchen/settings").text
+    assert 'name="class_colors"' in page and "Colour of each class in masks" in page
+    assert "&#34;cup&#34;: [128, 0, 0]" in page or '"cup": [128, 0, 0]' in page
+    assert 'name="class_colors"' not in client.get("/projects/shop/settings").text

@@ -203,6 +203,11 @@ class Target(abc.ABC):
         whose classes have colours (a mask's): each keeps the colour it shows. None: no colours."""
         return None
 
+    @property
+    def colours_classes(self) -> bool:
+        """Its classes have colours (it pins them: :meth:`pin_colors`), so ``class_colors`` applies."""
+        return type(self).pin_colors is not Target.pin_colors
+
     #: Files an answer hands the record to keep (:attr:`Answer.files`: a mask's PNG, an output
     #: image), by name. A record keeps them as blobs, named in its ``output["files"]``, exactly as
     #: long as it keeps its input (``store_prediction_inputs`` and its retention): what the model

@@ -464,6 +464,8 @@ def settings_page(name: str, request: Request, core: Core = Depends(get_core)):
                                                              {x for _, g in views.SETTING_GROUPS for x in g}])]:
         fields = []
         for n in names:
+            if n == "class_colors" and not ctx["task"].target.colours_classes:
+                continue  # only a task whose classes have colours (a mask's) uses it
             if n in schema and n not in seen:
                 seen.add(n)
                 f = schema[n]

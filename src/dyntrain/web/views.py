@@ -635,6 +635,7 @@ SETTING_LABELS = {
     "augmentation_copies": "Varied copies per photo",
     "balance_target_ratio": "Top up small classes to this share of the largest (0–1)",
     "gpu": "Train on a graphics card (GPU) worker",
+    "class_colors": "Colour of each class in masks (JSON)",
 }
 
 #: One short sentence per setting for people; the schema's own description (for engineers) is
@@ -660,6 +661,7 @@ SETTING_HELP = {
     "augmentation_copies": "How many varied copies to make of each photo.",
     "balance_target_ratio": "Classes with fewer examples are topped up to this share of the largest.",
     "gpu": "Only with a cluster that has a graphics card.",
+    "class_colors": "Each class keeps the colour it was first given; change one here or beside the class on the data page.",
 }
 
 #: Choices of the settings form in words (the stored value stays as it is).
@@ -692,5 +694,5 @@ SETTING_GROUPS = [
     ("When a new model goes into service", ["gate_metric", "gate_tolerance", "gate_class_recall_tolerance"]),
     ("Predictions", ["confidence_threshold", "store_prediction_inputs", "prediction_retention_days",
                      "prediction_record_retention_days", "webhook_url"]),
-    ("Advanced", ["min_holdout_per_class", "seed", "keep_model_versions", "gpu"]),
+    ("Advanced", ["min_holdout_per_class", "seed", "keep_model_versions", "gpu", "class_colors"]),
 ]
