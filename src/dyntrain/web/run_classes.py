@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 __all__ = ["threshold_table", "step_of", "compare_classes", "STEPS"]
 
 #: Thresholds the slider offers: 0%, 1%, … 99% (serving answers "not sure" below the threshold).
@@ -52,32 +54,30 @@ def threshold_table(predictions: list[dict[str, Any]], labels: list[str]) -> dic
     (2, 2, {'precision': 1.0, 'recall': 0.5, 'f1': 0.6667, 'answered': 1, 'examples': 2})
     """
     index = {label: k for k, label in enumerate(labels)}
-    rows = [(float(p.get("confidence") or 0.0), index.get(p["true"]), index.get(p["predicted"]))
-            for p in predictions if p.get("true") in index]
-    support = [0] * len(labels)
-    for _, t, _ in rows:
-        support[t] += 1
-    all_right = sum(t == p for _, t, p in rows)
+    kept = [p for p in predictions if p.get("true") in index and p.get("predicted") in index]
+    conf = np.array([float(p.get("confidence") or 0.0) for p in kept])
+    true = np.array([index[p["true"]] for p in kept], dtype=np.int64)
+    said_as = np.array([index[p["predicted"]] for p in kept], dtype=np.int64)
+    n, width = len(kept), len(labels)
+    support = np.bincount(true, minlength=width)
+    right_ones = said_as == true
+    all_right = int(right_ones.sum())
     steps = []
     for k in range(STEPS):
         cut = k / 100
-        said, hit = [0] * len(labels), [0] * len(labels)
-        for conf, t, p in rows:
-            # 4-decimal confidences against whole percents: no rounding decides a side
-            if conf + 1e-9 < cut or p is None:
-                continue
-            said[p] += 1
-            hit[p] += p == t
+        answered_ones = conf + 1e-9 >= cut  # 4-decimal confidences against whole percents: no rounding decides
+        said = np.bincount(said_as[answered_ones], minlength=width)
+        hit = np.bincount(said_as[answered_ones & right_ones], minlength=width)
         classes = []
-        for c in range(len(labels)):
-            precision, recall = _ratio(hit[c], said[c]), _ratio(hit[c], support[c])
+        for c in range(width):
+            precision, recall = _ratio(int(hit[c]), int(said[c])), _ratio(int(hit[c]), int(support[c]))
             classes.append({"precision": precision, "recall": recall, "f1": _f1(precision, recall),
-                            "answered": said[c], "examples": support[c]})
-        answered, right = sum(said), sum(hit)
-        steps.append({"threshold": cut, "answered": answered, "right": right, "coverage": _ratio(answered, len(rows)),
+                            "answered": int(said[c]), "examples": int(support[c])})
+        answered, right = int(said.sum()), int(hit.sum())
+        steps.append({"threshold": cut, "answered": answered, "right": right, "coverage": _ratio(answered, n),
                       "accuracy": _ratio(right, answered), "classes": classes,
-                      "words": _words(k, len(rows), answered, right, all_right)})
-    return {"n": len(rows), "labels": list(labels), "steps": steps}
+                      "words": _words(k, n, answered, right, all_right)})
+    return {"n": n, "labels": list(labels), "steps": steps}
 
 
 def _words(percent: int, n: int, answered: int, right: int, all_right: int) -> str:
