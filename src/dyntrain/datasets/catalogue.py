@@ -141,15 +141,32 @@ def load_catalogue(s: Session, project_id: int, mark: int | None) -> dict[str, d
     return _newest(s, project_id, mark=mark)
 
 
-# (database, project id) → (the newest entry id it was read at, the table)
-_CACHE: dict[tuple[str, int], tuple[int, dict[str, dict[str, Any]]]] = {}
+class _Snapshot:
+    """The catalogue now: every item's newest entry, and (built on first use) its items by category,
+    so a filter by category reads one list instead of every entry (10^5 entries took ~20 ms to scan
+    in Python)."""
+
+    def __init__(self, table: dict[str, dict[str, Any]]):
+        self.table = table
+        self._by_category: dict[str | None, list[str]] | None = None
+
+    def by_category(self) -> dict[str | None, list[str]]:
+        if self._by_category is None:
+            index: dict[str | None, list[str]] = {}
+            for item, e in self.table.items():
+                index.setdefault(e["category"], []).append(item)
+            self._by_category = index
+        return self._by_category
+
+
+# (database, project id) → (the newest entry id it was read at, the snapshot)
+_CACHE: dict[tuple[str, int], tuple[int, _Snapshot]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def current(core: Core, project: str) -> dict[str, dict[str, Any]]:
-    """The project's catalogue now (newest entry of every item), cached per project until an
-    entry is added: the recommend filter reads it on every request, and one ``max(id)`` on the
-    (project, id) index is all a request costs while nothing changed."""
+def _snapshot(core: Core, project: str) -> _Snapshot:
+    """Cached per project until an entry is added: the recommend filter reads it on every request,
+    and one ``max(id)`` on the (project, id) index is all a request costs while nothing changed."""
     with core.db.read() as s:
         pid = interaction_project(s, project).id
         key = (f"{core.settings.database_url}|{core.settings.data_dir}", pid)
@@ -158,19 +175,26 @@ def current(core: Core, project: str) -> dict[str, dict[str, Any]]:
             hit = _CACHE.get(key)
         if hit is not None and hit[0] == last:
             return hit[1]
-        table = _newest(s, pid) if last else {}
+        snap = _Snapshot(_newest(s, pid) if last else {})
     with _CACHE_LOCK:
-        _CACHE[key] = (last, table)
-    return table
+        _CACHE[key] = (last, snap)
+    return snap
+
+
+def current(core: Core, project: str) -> dict[str, dict[str, Any]]:
+    """The project's catalogue now (newest entry of every item)."""
+    return _snapshot(core, project).table
 
 
 def matching_items(core: Core, project: str, category: str | None = None,
                    where: dict[str, str] | None = None) -> list[str]:
     """Ids of the items whose category and attributes match (text equality, all must hold)."""
     want = {str(k): str(v) for k, v in (where or {}).items()}
-    return [item for item, e in current(core, project).items()
-            if (category is None or e["category"] == category)
-            and all(e["attributes"].get(k) == v for k, v in want.items())]
+    snap = _snapshot(core, project)
+    ids = snap.table if category is None else snap.by_category().get(category, [])
+    if not want:
+        return list(ids)
+    return [item for item in ids if all(snap.table[item]["attributes"].get(k) == v for k, v in want.items())]
 
 
 def entries(core: Core, project: str, items: list[str] | None = None, *, category: str | None = None,

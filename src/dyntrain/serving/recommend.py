@@ -101,7 +101,8 @@ def recommend(core: Core, project: str, user: Any, *, n: int = 10, exclude_seen:
         from ..datasets.catalogue import matching_items
 
         matches = matching_items(core, project, category, where)
-        allowed = matches if items is None else sorted(set(items) & set(matches), key=items.index)
+        keep = set(matches)
+        allowed = matches if items is None else [i for i in items if i in keep]
     request = {"user": user_id, "n": n, "exclude_seen": bool(exclude_seen), "items": allowed, "history": history or None}
     (answer,) = model.predict_items([request])
     if category is not None or where:  # recorded as asked (the matching ids can be 10^5)
