@@ -126,9 +126,10 @@ def create_app(settings: Settings | None = None, core: Core | None = None) -> Fa
 
     from fastapi.staticfiles import StaticFiles
 
-    from ..web import STATIC_DIR, access, pages
+    from ..web import STATIC_DIR, access, extra_pages, pages
 
     app.include_router(access.router)
     app.include_router(pages.router)
+    app.include_router(extra_pages.router)  # data versions and model versions pages
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,0 +1,99 @@
+"""Dataset versions for people: what each version changed against its parent, in words
+("added 3 images of mug, relabelled 1"), and who made it (from the audit log).
+
+Pure of HTTP; the versions page (web/extra_pages.py) renders what these return.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..access.audit import AuditEntry, entries
+from ..datasets import versions
+from ..kernel.core import Core
+from .views import activity_sentence
+
+__all__ = ["change_words", "made_by", "version_rows"]
+
+#: Audited actions that never make a dataset version (so they are not mistaken for its maker).
+_NOT_DATA = frozenset({"train_now", "cancel_job", "promote", "keep_back", "rollback", "patch_project", "upload_model",
+                       "create_project", "delete_project", "create_token", "revoke_token", "feedback", "open_batch",
+                       "discard_batch", "create_class", "login", "logout", "run_gc", "housekeeping"})
+#: The audit entry is written once the change's answer is ready: within this of the version.
+_MATCH = timedelta(seconds=30)
+
+
+def _count(n: int, noun: str, plural: str) -> str:
+    return f"{n} {noun if n == 1 else plural}"
+
+
+def change_words(diff: dict[str, Any], noun: str, plural: str, by_class: bool) -> str:
+    """One sentence for a diff (``versions.diff_versions``): added / removed by class where the
+    target has classes, then how many were relabelled.
+
+    >>> change_words({"added": [{"label": "mug"}] * 3, "removed": [], "relabelled": [{}]}, "image", "images", True)
+    'added 3 images of mug, relabelled 1'
+    >>> change_words({"added": [], "removed": [], "relabelled": []}, "row", "rows", False)
+    'no change to the examples'
+    """
+    parts = []
+    for verb, key in (("added", "added"), ("removed", "removed")):
+        items = diff.get(key) or []
+        if not items:
+            continue
+        labels = Counter(str(i.get("label") or "") for i in items)
+        if by_class and "" not in labels and len(labels) <= 3:
+            parts.append(f"{verb} " + ", ".join(f"{_count(n, noun, plural)} of {label}"
+                                                 for label, n in labels.most_common()))
+        else:
+            parts.append(f"{verb} {_count(len(items), noun, plural)}")
+    moved = diff.get("relabelled") or []
+    if moved:
+        parts.append(f"relabelled {len(moved)}")
+    return ", ".join(parts) if parts else "no change to the examples"
+
+
+def _naive_utc(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+def made_by(stamps: list[tuple[int, datetime]], log: list[AuditEntry]) -> dict[int, AuditEntry]:
+    """Which audited data change made which version (``stamps``: (number, created_at)). The log
+    records a request once it has answered, so an entry belongs to the newest version made at or
+    before it, if that is at most ``_MATCH`` earlier; each entry makes one version at most, and a
+    version with none was made on the server without a request (a script, a scheduled job)."""
+    ordered = sorted((_naive_utc(t), n) for n, t in stamps)
+    times = [at for at, _ in ordered]
+    found: dict[int, AuditEntry] = {}
+    for e in sorted(log, key=lambda x: x.created_at):  # oldest first: the first entry after a version wins
+        if e.action in _NOT_DATA:
+            continue
+        t = _naive_utc(e.created_at)
+        k = bisect_right(times, t + timedelta(seconds=1))  # versions made up to this entry
+        if k and t - ordered[k - 1][0] <= _MATCH and ordered[k - 1][1] not in found:
+            found[ordered[k - 1][1]] = e
+    return found
+
+
+def version_rows(core: Core, project: str, noun: str, plural: str, by_class: bool,
+                 limit: int = 30, before: int | None = None) -> dict[str, Any]:
+    """The newest ``limit`` versions (older than ``before``) with their change in words and maker."""
+    every = versions.list_versions(core, project)
+    shown = [v for v in every if before is None or v.number < before][:limit]
+    log = entries(core, project, limit=1000) if shown else []
+    makers = made_by([(v.number, v.created_at) for v in every], log)
+    rows = []
+    for v in shown:
+        words = "the first version"
+        if v.parent:
+            words = change_words(versions.diff_versions(core, project, v.number, v.parent), noun, plural, by_class)
+        who = makers.get(v.number)
+        rows.append({"version": v, "words": words, "by": activity_sentence(who.actor, who.action, who.details) if who
+                     else "not recorded: made on the server itself, not through a request."})
+    older = shown[-1].number if shown and shown[-1].number > min(x.number for x in every) else None
+    return {"rows": rows, "head": every[0].number if every else None, "all": [v.number for v in every],
+            "older": older, "parent_of_head": every[0].parent if every else None,
+            "head_words": rows[0]["words"] if rows and before is None else None}
