@@ -1,6 +1,6 @@
 """Accessibility: axe-core (from the npm registry; `make axe` puts it in .cache/axe, which git
 ignores) injected into Chromium on every page of the UI for image, text and table projects,
-trained and not; no serious or critical violation may remain.
+trained and not, and of a new project of every task; no serious or critical violation may remain.
 
 axe is run through Playwright's evaluate (the DevTools protocol), so the pages keep their
 Content-Security-Policy, which refuses inline scripts, as users get it."""
@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from dyntrain import tasks
 from dyntrain.datasets.changes import Upload, add_rows, add_samples
 from dyntrain.kernel.config import Settings
 from dyntrain.kernel.core import Core
@@ -64,6 +65,8 @@ def env(tmp_path_factory):
     add_samples(core, "reviews", [Upload(f"t{i}", t.encode()) for i, (t, _) in enumerate(texts)],
                 [label for _, label in texts])
     create_project(core, "empty-photos", settings=QUIET)
+    for k, task in enumerate(tasks.names()):  # every task's own partials, in their first (empty) state
+        create_project(core, f"new-{k}", task=task, settings=QUIET)
     with LiveServer(create_app(core=core)) as server:
         answer = httpx.post(f"{server.url}/api/v1/projects/places/predict/rows",
                             json={"rows": [{"x": 0.1, "y": 1.2}]}).json()
@@ -75,7 +78,7 @@ def env(tmp_path_factory):
 
 def _pages(env) -> list[str]:
     pages = ["/", "/tokens", "/audit", "/projects/nowhere"]
-    for name in ("places", "prices", "shapes", "reviews", "empty-photos"):
+    for name in ("places", "prices", "shapes", "reviews", "empty-photos", *(f"new-{k}" for k in range(len(tasks.names())))):
         pages += [f"/projects/{name}{tail}" for tail in ("", "/try", "/history", "/predictions", "/activity",
                                                          "/settings", "/unlabelled")]
     return pages + [f"/projects/places/runs/{env.places_run}", f"/projects/prices/runs/{env.prices_run}",
