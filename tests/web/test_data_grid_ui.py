@@ -186,8 +186,13 @@ def test_the_grid_on_a_phone(env, watched):
     _parts(env.core, "drawers")
     w = watched(PHONE, f"{env.url}/projects/drawers")
     page = w.page
-    page.locator('section.class[data-label="nut"] input[data-pick]').first.check()
+    picks = page.locator('section.class[data-label="nut"] input[data-pick]')
+    picks.nth(0).focus()
+    page.keyboard.press("Space")  # by keyboard too: Shift+Space selects the range from the last one
+    picks.nth(2).focus()
+    page.keyboard.press("Shift+Space")
     page.locator("#bulk-bar").wait_for(state="visible")
+    assert page.locator("#bulk-count").inner_text() == "3 selected"
     assert w.width() <= PHONE["width"], w.width()
     page.locator("li[data-sample] [data-open-sample]").first.click()
     page.locator("#sample-dialog").wait_for(state="visible")
