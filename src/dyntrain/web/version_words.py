@@ -72,7 +72,7 @@ def made_by(stamps: list[tuple[int, datetime]], log: list[AuditEntry]) -> dict[i
         if e.action in _NOT_DATA:
             continue
         t = _naive_utc(e.created_at)
-        k = bisect_right(times, t + timedelta(seconds=1))  # versions made up to this entry
+        k = bisect_right(times, t)  # versions made before this entry (both stamped by this code's clock)
         if k and t - ordered[k - 1][0] <= _MATCH and ordered[k - 1][1] not in found:
             found[ordered[k - 1][1]] = e
     return found

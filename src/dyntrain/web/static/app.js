@@ -353,6 +353,10 @@ function Live(el) {
       hint.textContent = ` Newer examples (data version ${head}) are not trained yet: press “Train now”.`;
       detail.appendChild(hint);
     }
+    // Cancel: while a job waits or runs (POST …/jobs/{id}/cancel); a running one stops at its next step.
+    const cancelBtn = q("#cancel-job", el);
+    if (cancelBtn) cancelBtn.hidden = !(state.job_id && ["delayed", "queued", "running"].includes(state.status));
+    if (state.stopping && state.status === "running") detail.prepend("Cancelling: the run stops at its next step. ");
     if (state.run_id && ["running", "succeeded", "failed"].includes(state.status)) {
       const a = document.createElement("a");
       a.href = `/projects/${enc(name)}/runs/${state.run_id}`;
@@ -397,7 +401,8 @@ function Live(el) {
         }
         if (eta !== null) dyntrain.etas.push(eta);
         state = { status: "running", job_id: d.job_id, dataset_version: d.dataset_version, stage: d.stage,
-                  percent, eta_s: eta, eta_at: Date.now(), candidate: d.candidate, run_id: d.run_id };
+                  percent, eta_s: eta, eta_at: Date.now(), candidate: d.candidate, run_id: d.run_id,
+                  stopping: same && state.stopping }; // a cancel asked for stays shown until it lands
         break;
       }
       case "job.finished":
@@ -498,6 +503,24 @@ function Live(el) {
       toast(errorText(e), "error");
     } finally {
       btn.disabled = false;
+    }
+  });
+
+  const cancelBtn = q("#cancel-job", el);
+  if (cancelBtn) cancelBtn.addEventListener("click", async () => {
+    const id = state.job_id;
+    if (!id) return;
+    cancelBtn.disabled = true;
+    try {
+      const job = await api("POST", `/projects/${enc(name)}/jobs/${id}/cancel`);
+      if (state.job_id !== id) return; // a newer job took the panel meanwhile
+      if (job.status === "cancelled") state = { status: "cancelled", job_id: id, dataset_version: job.dataset_version, reason: job.error };
+      else if (job.status === "running") state.stopping = true; // job.cancelled follows when it stops
+      render();
+    } catch (e) {
+      toast(errorText(e), "error");
+    } finally {
+      cancelBtn.disabled = false;
     }
   });
 

@@ -10,6 +10,11 @@
   const head = Number(root.dataset.head) || 0;
   const msg = q("#versions-msg");
   const state = (window.dyntrain.versions = { restored: [] }); // tests read what was restored
+  // what happens after a restore: retrained by itself, or on "Train now" when automatic training is off
+  const live = q("#live");
+  const retrain = () => (live && live.dataset.autoTrain === "false"
+    ? "automatic training is off: press “Train now” to retrain on it."
+    : "the model is retrained on it.");
 
   async function restore(number, question) {
     if (!window.confirm(question)) return;
@@ -20,7 +25,7 @@
       if (!r.version) {
         showMsg(msg, `Nothing changed: the data already equals version ${number}.`, "info");
       } else {
-        showMsg(msg, `Version ${r.version.number} now has the same examples as version ${number}; training starts again.`, "ok");
+        showMsg(msg, `Version ${r.version.number} now has the same examples as version ${number}.`, "ok");
         setTimeout(() => window.location.reload(), 900); // the table shows the new version
       }
     } catch (e) {
@@ -33,14 +38,14 @@
   qa("button.restore", root).forEach((btn) => btn.addEventListener("click", () => {
     const n = Number(btn.dataset.version);
     restore(n, `Restore version ${n}?\n\nThis makes a new version (${head + 1}) with the same examples as version ${n}; ` +
-               "nothing is deleted for good, and the model is retrained on it.");
+               `nothing is deleted for good, and ${retrain()}`);
   }));
   const undo = q("#undo-last");
   if (undo) undo.addEventListener("click", () => {
     const n = Number(undo.dataset.to);
     const what = undo.dataset.what ? ` (${undo.dataset.what})` : "";
-    restore(n, `Undo the last change${what}?\n\nThis makes a new version (${head + 1}) equal to version ${n}, ` +
-               "and the model is retrained on it.");
+    restore(n, `Undo the last change${what}?\n\nThis makes a new version (${head + 1}) equal to version ${n}; ` +
+               retrain().replace(/^./, (c) => c.toUpperCase()));
   });
 
   // -- compare ---------------------------------------------------------------------------
