@@ -86,6 +86,9 @@ def test_a_recorded_mask_is_kept_served_shown_and_forgotten_with_its_photo(clien
     digest = record["output"]["files"]["mask"]
     assert core.blobs.exists(digest) and core.blobs.get(digest) == answered
     assert client.get(f"{api}/predictions/{pid}/files/image").status_code == 404  # no such file of a mask
+    # the photo itself, byte for byte (the editor paints a correction over it at its own size)
+    sent = client.get(f"{api}/predictions/{pid}/input")
+    assert sent.status_code == 200 and sent.content == photo and sent.headers["content-type"] == "image/png"
 
     # the prediction's page shows the mask over the photo, with each class's area
     page = client.get(f"/projects/k/predictions/{pid}")
@@ -104,6 +107,7 @@ def test_a_recorded_mask_is_kept_served_shown_and_forgotten_with_its_photo(clien
     assert not core.blobs.exists(digest)
     assert report.stored_inputs.files == 2  # the photo and its mask
     assert client.get(said["urls"]["mask"]).status_code == 404
+    assert client.get(f"{api}/predictions/{pid}/input").status_code == 404
     assert "data-mask-url" not in client.get(f"/projects/k/predictions/{pid}").text
     with core.db.read() as s:
         assert s.get(PredictionRow, pid).input_stored is False

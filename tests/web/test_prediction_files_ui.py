@@ -7,9 +7,11 @@ from __future__ import annotations
 import io
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
+from dyntrain.codecs import masks as mk
 from dyntrain.ops.scenes import make_scenes
 
 SIZE = (160, 120)
@@ -86,6 +88,43 @@ def test_the_prediction_page_overlays_the_recorded_mask(live_server, core, brows
     index = names.index(swatch.get_attribute("data-mk-class"))
     expected = page.evaluate(f"() => window.dyntrain.masks.vocColour({index})")
     assert colour == f"rgb({expected[0]}, {expected[1]}, {expected[2]})"
+
+    # confirmed as it is: the photo joins training with exactly the recorded mask
+    page.get_by_role("button", name="Yes — add the photo with this mask to training").click()
+    page.wait_for_function("() => document.querySelector('#prediction-msg').textContent.includes('added to the training')")
+    kept = api.get(f"/projects/k/predictions/{said['prediction_id']}/files/mask").content
+    [sample] = api.get("/projects/k/samples").json()["items"]
+    stored = api.get(f"/projects/k/samples/{sample['id']}/blobs/{sample['annotation']['mask']}").content
+    as_names = lambda png, classes: np.array(classes + ["?"] * (256 - len(classes)), object)[mk.decode_png(png, classes)]  # noqa: E731
+    assert (as_names(stored, sample["annotation"]["classes"]) == as_names(kept, said["classes"])).all()
+
+    # corrected: the editor opens on the photo at its own size with the recorded mask; a repainted
+    # corner goes back as the correction, a second sample
+    page.get_by_role("button", name="Correct this mask and add to training…").click()
+    page.wait_for_function("() => window.dyntrain.masks.createEditor.live.size > 0")
+    page.evaluate("Promise.all([...window.dyntrain.masks.createEditor.live].map((x) => x.ready))")
+    start = page.evaluate("() => Array.from([...window.dyntrain.masks.createEditor.live][0].value())")
+    classes = page.evaluate("() => [...window.dyntrain.masks.createEditor.live][0].classes()")
+    assert len(start) == SIZE[0] * SIZE[1]
+    recorded = as_names(kept, said["classes"]).ravel()
+    assert (np.array(classes + ["?"] * (256 - len(classes)), object)[np.array(start)] == recorded).all()
+    page.evaluate("() => { const ed = [...window.dyntrain.masks.createEditor.live][0];"
+                  " ed.setClass(ed.classes().indexOf('background')); ed.setTool('brush'); ed.setSize(30); }")
+    r = page.locator(".mk-stage canvas.mk-mask").bounding_box()
+    page.mouse.move(r["x"] + 2, r["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(r["x"] + r["width"] / 3, r["y"] + 2, steps=5)
+    page.mouse.up()
+    corrected = page.evaluate("() => Array.from([...window.dyntrain.masks.createEditor.live][0].value())")
+    corrected = np.array(classes + ["?"] * (256 - len(classes)), object)[np.array(corrected)].reshape(SIZE[1], SIZE[0])
+    page.get_by_role("button", name="Add to training with this mask").click()
+    page.wait_for_selector("#mk-dialog", state="hidden")
+    items = api.get("/projects/k/samples").json()["items"]
+    assert len(items) == 2
+    newest = max(items, key=lambda x: x["id"])
+    stored = api.get(f"/projects/k/samples/{newest['id']}/blobs/{newest['annotation']['mask']}").content
+    assert (as_names(stored, newest["annotation"]["classes"]) == corrected).all()
+    assert (corrected[:5, :20] == "background").all()
     page.context.close()
     assert not problems, problems
 

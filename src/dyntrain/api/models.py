@@ -250,6 +250,23 @@ def prediction_image(name: str, prediction_id: int, size: int = Query(160, ge=16
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
+@router.get("/projects/{name}/predictions/{prediction_id}/input", response_class=Response)
+def prediction_input(name: str, prediction_id: int, core: Core = Depends(get_core)):
+    """A prediction's input as it was sent, byte for byte, while it is kept (the mask editor paints
+    a correction over the photo at its own size)."""
+    from .. import tasks
+
+    with core.db.read() as s:
+        project = project_row(s, name)
+        row = serving.prediction_row(s, project.id, prediction_id)
+        stored, digest, task = row.input_stored, row.input_hash, project.task
+    if not stored or not digest or not core.blobs.exists(digest):
+        raise NotFound(f"the input of prediction {prediction_id} was not kept")
+    data = core.blobs.get(digest)
+    return Response(data, media_type=tasks.get(task).modality.media_type(data),
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
 def _file_url(name: str, prediction_id: int, file: str) -> str:
     from urllib.parse import quote
 

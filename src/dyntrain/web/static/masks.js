@@ -1175,4 +1175,43 @@
     ns.masks.predict = predict;
     ns.camera(predict, fail);
   }
+
+  // -- a recorded prediction's page: confirm the kept mask, or correct it, into training ------------
+  const review = q("#prediction-correct"), said = document.getElementById("prediction-mask");
+  if (review && said) {
+    const project = said.dataset.project, id = said.dataset.prediction, msg = q("#prediction-msg");
+    const names = () => listOf(said, "classes"), recordedClasses = () => listOf(said, "maskClasses");
+    async function feedback(label) {
+      await api("POST", `/projects/${enc(project)}/predictions/${id}/feedback`, { label, add_to_training: true });
+      showMsg(msg, "Thanks: the photo and its mask are added to the training examples.", "ok");
+    }
+    // the kept mask's PNG as it was answered (the server stores its canonical form, as for any mask)
+    q("#prediction-confirm").addEventListener("click", async () => {
+      try {
+        const res = await fetch(said.dataset.maskUrl, { headers: { Accept: "image/png" } });
+        if (!res.ok) throw new Error(`the mask could not be loaded (${res.status})`);
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        let bin = "";
+        for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
+        await feedback({ mask: btoa(bin), classes: recordedClasses() });
+      } catch (e) { showMsg(msg, errorText(e), "error"); }
+    });
+    q("#prediction-fix").addEventListener("click", async () => {
+      let mask;
+      try {
+        mask = await fetchMask(said.dataset.maskUrl);
+        mask.classes = recordedClasses();
+      } catch (e) { showMsg(msg, errorText(e), "error"); return; }
+      const all = names();
+      mask.classes.forEach((c) => { if (!all.includes(c)) all.push(c); });
+      openEditor("Correct the mask", {
+        src: said.dataset.inputUrl, title: "the photo sent", classes: all, mask, saveText: "Add to training with this mask",
+        note: "The model's mask is the starting point: repaint what it got wrong, then add the photo to training.",
+        onSave: async (label) => {
+          await feedback(label);
+          closeEditor(false);
+        },
+      });
+    });
+  }
 })();
