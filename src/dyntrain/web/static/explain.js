@@ -42,6 +42,9 @@
         return res;
       });
     };
+    // unexplained predictions (try.js's live camera mode: a frame every half second would queue
+    // explanations faster than they are made)
+    d.api.plain = call;
   }
 
   function follow(predictPath, p, mine) {

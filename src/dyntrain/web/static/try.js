@@ -116,4 +116,98 @@
   photoIntake(predict);
 
   camera(predict, showResultError);
+  liveCamera();
+
+  // Live mode on the camera (_try_files.html, only for a target that answers a class): a frame
+  // goes to the model when both half a second has passed and the previous answer is back, so a
+  // slow server is never sent a queue of stale frames; "Add to training" uploads the frame shown.
+  function liveCamera() {
+    const box = q("#cam-live"), cam = q("#camera"), video = q("#camera-video");
+    if (!box || !cam || !video) return;
+    const toggle = q("#cam-live-toggle"), out = q("#cam-live-answer"), capMsg = q("#cam-capture-msg");
+    const stats = (window.dyntrain.liveCam = { sent: 0, answered: 0, gaps: [], captured: 0 }); // tests read these
+    const PERIOD_MS = 500, SIDE = 320; // live frames are scaled down: the model sees 224 px anyway
+    let running = false, inflight = null;
+
+    function frame(maxSide, quality) {
+      const w = video.videoWidth, h = video.videoHeight;
+      if (!w || !h) return Promise.resolve(null);
+      const k = maxSide ? Math.min(1, maxSide / Math.max(w, h)) : 1;
+      const canvas = document.createElement("canvas");
+      canvas.width = Math.round(w * k);
+      canvas.height = Math.round(h * k);
+      canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+      return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+    }
+
+    async function loop() {
+      let last = 0;
+      while (running && !cam.hidden) {
+        const wait = last + PERIOD_MS - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (!running || cam.hidden) break;
+        const blob = await frame(SIDE, 0.85);
+        if (!blob) { await new Promise((r) => setTimeout(r, 100)); continue; } // the camera is warming up
+        if (last) stats.gaps.push(performance.now() - last);
+        last = performance.now();
+        const form = new FormData();
+        form.append("files", blob, "live.jpg");
+        inflight = new AbortController();
+        stats.sent += 1;
+        try {
+          // not explained: explain.js wraps api for the photos sent one by one, and gives the plain one
+          const send = window.dyntrain.api.plain || api;
+          const res = await send("POST", `/projects/${enc(name)}/predict`, form, inflight.signal);
+          const p = res.predictions[0];
+          stats.answered += 1;
+          if (!running) break;
+          out.textContent = p.error ? p.error
+            : p.label === null ? "Not sure: no class reaches the confidence threshold."
+            : `${p.label} (${pct(p.confidence)} sure)`;
+        } catch (e) {
+          if (e.name === "AbortError") break;
+          out.textContent = errorText(e);
+          await new Promise((r) => setTimeout(r, 2000)); // the server is unhappy: ask less often
+        }
+      }
+      inflight = null;
+    }
+
+    function setLive(on) {
+      running = on && !cam.hidden;
+      toggle.checked = running;
+      if (running) { out.textContent = "Looking…"; loop(); }
+      else if (inflight) inflight.abort();
+    }
+
+    toggle.addEventListener("change", () => setLive(toggle.checked));
+    // the camera helper (app.js) shows and hides #camera: live mode follows it
+    new MutationObserver(() => {
+      box.hidden = cam.hidden;
+      if (cam.hidden) { setLive(false); out.textContent = ""; }
+    }).observe(cam, { attributes: true, attributeFilter: ["hidden"] });
+    document.addEventListener("visibilitychange", () => { if (document.hidden) setLive(false); });
+
+    q("#cam-capture").addEventListener("click", async (ev) => {
+      const btn = ev.currentTarget, label = q("#cam-capture-class").value;
+      if (!label) { showMsg(capMsg, "Add a class on the Data page first.", "error"); return; }
+      btn.disabled = true;
+      try {
+        const blob = await frame(0, 0.92); // the full frame, like a photo taken
+        if (!blob) throw new Error("The camera gave no picture yet: try again.");
+        const form = new FormData();
+        form.append("files", blob, "camera.jpg");
+        form.append("label", label);
+        const r = await api("POST", `/projects/${enc(name)}/samples`, form);
+        stats.captured += 1;
+        const auto = q("#live").dataset.autoTrain === "true";
+        showMsg(capMsg, `Added to ${label}` + (r.version ? ` (data version ${r.version.number}). ` : ". ") +
+                (auto ? "The model will retrain by itself." : "Press “Train now” to retrain."), "ok");
+      } catch (e) {
+        showMsg(capMsg, errorText(e), "error");
+      } finally {
+        btn.disabled = false;
+      }
+    });
+  }
 })();
