@@ -121,6 +121,9 @@ def test_live_predictions_and_capture_into_a_class(server, camera_browser, viewp
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         page.screenshot(path=str(screenshots / "try-live-camera-mobile.png"))
 
+    from tests.web.test_accessibility import AXE, _violations  # the same check as every other page
+
+    assert _violations(page, AXE.read_text()) == []
     # closing the camera stops live mode and hides it
     page.check("#cam-live-toggle")
     _until(page, "dyntrain.liveCam.sent > %d" % sent)

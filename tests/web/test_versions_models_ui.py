@@ -94,7 +94,7 @@ def test_versions_in_words_compare_restore_and_undo(server, browser, screenshots
     page.wait_for_selector("#version-3")
     assert page.locator("nav.tabs a[aria-current=page]").inner_text() == "Versions"
     # each version's change against its parent, in words, and who made it
-    assert page.locator("#version-3 .version-words").inner_text().startswith("Relabelled 1")
+    assert page.locator("#version-3 .version-words").inner_text().startswith("Relabelled 1 image from digit-7 to digit-1")
     assert page.locator("#version-2 .version-words").inner_text().startswith("Added 3 images of digit-7")
     assert page.locator("#version-1 .version-words").inner_text() == "The first version"
     assert "changed the class of an example" in page.locator("#version-3").inner_text()
@@ -232,14 +232,30 @@ def test_models_side_by_side_and_upload(server, browser, tmp_path):
     context.close()
 
 
-@pytest.mark.parametrize("path", ["versions", "models?a=1&b=2", "history"])
-def test_new_pages_fit_a_phone(server, browser, screenshots, path):
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_new_pages_fit_a_phone_and_pass_axe(server, browser, screenshots, viewport):
+    """No sideways scroll on a phone, and no serious or critical axe-core violation (the same
+    check as test_accessibility, on these pages)."""
+    from tests.web.test_accessibility import AXE, _violations
+
+    assert AXE.exists(), "no axe-core: run `make axe`"
     live, _ = server
-    context, page, problems = _page(browser, PHONE)
-    page.goto(f"{live.url}/projects/digits/{path}")
-    page.wait_for_load_state("networkidle")
-    _fits_phone(page)
-    if path.startswith("versions"):
-        page.screenshot(path=str(screenshots / "versions-mobile.png"), full_page=True)
+    context, page, problems = _page(browser, viewport)
+    report = {}
+    for path in ("versions", "models?a=1&b=2", "history"):
+        page.goto(f"{live.url}/projects/digits/{path}")
+        page.wait_for_load_state("networkidle")
+        if viewport["width"] < 500:
+            _fits_phone(page)
+        if path == "versions":
+            page.click("#compare-form button[type=submit]")
+            page.wait_for_selector("#compare-summary")
+            if viewport["width"] < 500:
+                _fits_phone(page)
+                page.screenshot(path=str(screenshots / "versions-mobile.png"), full_page=True)
+        bad = _violations(page, AXE.read_text())
+        if bad:
+            report[path] = bad
+    assert report == {}
     assert problems == []
     context.close()

@@ -36,6 +36,8 @@ def change_words(diff: dict[str, Any], noun: str, plural: str, by_class: bool) -
 
     >>> change_words({"added": [{"label": "mug"}] * 3, "removed": [], "relabelled": [{}]}, "image", "images", True)
     'added 3 images of mug, relabelled 1'
+    >>> change_words({"relabelled": [{"from": "cup", "to": "mug"}]}, "image", "images", True)
+    'relabelled 1 image from cup to mug'
     >>> change_words({"added": [], "removed": [], "relabelled": []}, "row", "rows", False)
     'no change to the examples'
     """
@@ -51,7 +53,11 @@ def change_words(diff: dict[str, Any], noun: str, plural: str, by_class: bool) -
         else:
             parts.append(f"{verb} {_count(len(items), noun, plural)}")
     moved = diff.get("relabelled") or []
-    if moved:
+    pairs = Counter((str(i.get("from") or ""), str(i.get("to") or "")) for i in moved)
+    if moved and by_class and len(pairs) <= 2 and all(a and b for a, b in pairs):
+        parts.append("relabelled " + ", ".join(f"{_count(n, noun, plural)} from {a} to {b}"
+                                                for (a, b), n in pairs.most_common()))
+    elif moved:
         parts.append(f"relabelled {len(moved)}")
     return ", ".join(parts) if parts else "no change to the examples"
 
