@@ -227,7 +227,14 @@ def test_models_side_by_side_and_upload(server, browser, tmp_path):
     assert "Added as version 3" in page.locator("#upload-msg").inner_text()
     page.wait_for_selector("#model-3")  # reloaded
     assert "uploaded (mine.onnx)" in page.locator("#model-3").inner_text()
-    assert "in service" not in page.locator("#model-3").inner_text()
+    assert page.locator("#model-3 .badge.ok").count() == 0  # not in service
+    # put the uploaded one in service (it has no run page to do it from)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#model-3 button.promote")
+    page.wait_for_selector("#models-msg.ok")
+    assert httpx.get(api).json()["status"]["production"]["version"] == 3
+    page.wait_for_selector("#model-3 .badge.ok")  # reloaded: the badge moved
+    assert page.locator("#model-3 button.promote").count() == 0
     assert problems == []
     context.close()
 

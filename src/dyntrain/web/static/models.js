@@ -4,6 +4,25 @@
 "use strict";
 (function () {
   const { api, q, enc, showMsg, errorText } = window.dyntrain;
+  // "Put in service" (POST …/models/{v}/promote): the only way to serve an uploaded model from the UI
+  const { qa } = window.dyntrain;
+  qa("button.promote").forEach((btn) => btn.addEventListener("click", async () => {
+    const v = Number(btn.dataset.version);
+    const section = q("#models-h").closest("section");
+    const project = q("#upload-model").dataset.project;
+    if (!window.confirm(`Put version ${v} in service?\n\nIt answers every prediction from now on; ` +
+                        "the history page can roll back to the one serving now.")) return;
+    btn.disabled = true;
+    try {
+      await api("POST", `/projects/${enc(project)}/models/${v}/promote`);
+      showMsg(q("#models-msg", section), `Version ${v} is now in service.`, "ok");
+      setTimeout(() => window.location.reload(), 900);
+    } catch (e) {
+      showMsg(q("#models-msg", section), errorText(e), "error");
+      btn.disabled = false;
+    }
+  }));
+
   const form = q("#upload-model");
   if (!form) return;
   const name = form.dataset.project;
