@@ -266,3 +266,32 @@ def test_new_pages_fit_a_phone_and_pass_axe(server, browser, screenshots, viewpo
     assert report == {}
     assert problems == []
     context.close()
+
+
+def test_cancel_a_running_job_from_the_panel(tmp_path, browser):
+    """With the scheduler on, a job that is running: the panel says it is stopping, then that it
+    was cancelled, and the job ends cancelled without a model."""
+    from dyntrain.api import create_app
+
+    core = Core.create(Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+                                seed_demo=False, scheduler_enabled=True, scheduler_poll_s=0.2))
+    create_project(core, "slow", settings={"auto_train": False, "time_budget_s": 60})
+    data = digit_images(digits=(0, 1, 7), per_class=10)
+    add_samples(core, "slow", [Upload(f"{i}.png", d) for i, (_, d) in enumerate(data)], [x for x, _ in data])
+    try:
+        with LiveServer(create_app(core=core)) as live:
+            context, page, problems = _page(browser, DESKTOP)
+            page.goto(f"{live.url}/projects/slow")
+            page.click("#train-now")
+            page.wait_for_selector("#live[data-status=running]", timeout=60_000)
+            page.click("#cancel-job")
+            page.wait_for_selector("#live-detail:has-text('Cancelling')")
+            page.wait_for_selector("#live[data-status=cancelled]", timeout=120_000)
+            assert page.locator("#live-text").inner_text() == "Training was cancelled."
+            job = queue.list_jobs(core, "slow", 1)[0]
+            assert job.status == "cancelled" and job.cancel_requested
+            assert httpx.get(f"{live.url}/api/v1/projects/slow/models").json() == []
+            assert problems == []
+            context.close()
+    finally:
+        core.db.dispose()
