@@ -31,7 +31,7 @@ def versions_page(name: str, request: Request, before: int | None = Query(None, 
     ctx = _project_context(core, name, "versions")
     task = ctx["task"]
     rows = version_words.version_rows(core, name, task.modality.noun, task.modality.plural,
-                                      task.target.has_classes, before=before)
+                                      task.target.has_classes, before=before, items=task.modality.sample_versions)
     return _render(request, "versions.html", {**ctx, **rows, "before": before, "restorable": task.modality.sample_versions,
                                               "noun": task.modality.noun, "plural": task.modality.plural})
 

@@ -85,17 +85,24 @@ def made_by(stamps: list[tuple[int, datetime]], log: list[AuditEntry]) -> dict[i
 
 
 def version_rows(core: Core, project: str, noun: str, plural: str, by_class: bool,
-                 limit: int = 30, before: int | None = None) -> dict[str, Any]:
-    """The newest ``limit`` versions (older than ``before``) with their change in words and maker."""
+                 limit: int = 30, before: int | None = None, items: bool = True) -> dict[str, Any]:
+    """The newest ``limit`` versions (older than ``before``) with their change in words and maker.
+    ``items``: the versions list their samples (the modality's ``sample_versions``); otherwise
+    (interactions, which only grow) the change is told from the sizes."""
     every = versions.list_versions(core, project)
     shown = [v for v in every if before is None or v.number < before][:limit]
     log = entries(core, project, limit=1000) if shown else []
+    by_number = {v.number: v for v in every}
     makers = made_by([(v.number, v.created_at) for v in every], log)
     rows = []
     for v in shown:
         words = "the first version"
-        if v.parent:
+        parent = by_number.get(v.parent) if v.parent else None
+        if v.parent and items:
             words = change_words(versions.diff_versions(core, project, v.number, v.parent), noun, plural, by_class)
+        elif parent is not None:
+            grew = v.size - parent.size
+            words = f"added {_count(grew, noun, plural)}" if grew > 0 else "no change to the size"
         who = makers.get(v.number)
         rows.append({"version": v, "words": words, "by": activity_sentence(who.actor, who.action, who.details) if who
                      else "not recorded: made on the server itself, not through a request."})
