@@ -96,7 +96,9 @@ def test_a_learned_filter_goes_through_the_whole_loop(loop_server, core, tmp_pat
     assert pairs.psnr(truth, said) > pairs.psnr(truth, pairs.as_mode(new[0], "L")) + 3, (
         pairs.psnr(truth, said), metrics["psnr"], result["baseline"], result["steps"], result["selection"])
     records = {r["id"]: r["output"] for r in api.get("/projects/edges/predictions").json()["items"]}
-    assert records[first["prediction_id"]] == {"mode": "L", "width": 96, "height": 80}, records  # no PNG kept
+    kept = records[first["prediction_id"]].pop("files")["image"]  # the PNG as a blob beside the photo
+    assert records[first["prediction_id"]] == {"mode": "L", "width": 96, "height": 80}, records
+    assert httpx.get(loop_server.url + first["urls"]["image"]).content == base64.b64decode(first["image"]) == core.blobs.get(kept)
 
     # serving needs neither torch nor the training stack: an inference-only process on the same data
     probe = (

@@ -96,8 +96,8 @@ def test_segmentation_goes_through_the_whole_loop(loop_server, core, tmp_path):
     model = api.get("/projects/kitchen/models").json()[0]
     assert model["aliases"] == ["production"] and model["card"]["output"]["name"] == "mask"
 
-    # a predicted mask: an indexed PNG of the photo's size, its classes and their areas; the record
-    # keeps the classes and areas, not the PNG
+    # a predicted mask: an indexed PNG of the photo's size, its classes and their areas; the record's
+    # JSON keeps the classes and areas, and the PNG itself as a blob beside the photo
     r = api.post("/projects/kitchen/predict", files=[("files", (f"n{i}.png", _png(s.image))) for i, s in enumerate(new)])
     assert r.status_code == 200, r.text
     answers = r.json()["predictions"]
@@ -109,7 +109,9 @@ def test_segmentation_goes_through_the_whole_loop(loop_server, core, tmp_path):
     agreement = float(np.mean(np.array(first["classes"])[said] == truth))
     assert agreement > 0.8, agreement  # a photo it never saw: most pixels right
     record = api.get("/projects/kitchen/predictions").json()["items"][-1]
+    kept = record["output"].pop("files")["mask"]
     assert record["output"] == {"classes": first["classes"], "areas": first["areas"]}
+    assert httpx.get(loop_server.url + first["urls"]["mask"]).content == base64.b64decode(first["mask"]) == core.blobs.get(kept)
 
     # on request, each class's probability per pixel (greyscale PNGs): their argmax is the mask
     r = api.post("/projects/kitchen/predict", params={"probabilities": "true"},
