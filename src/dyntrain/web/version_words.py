@@ -12,8 +12,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..access.audit import AuditEntry, entries
+from sqlalchemy import select
+
 from ..datasets import versions
 from ..kernel.core import Core
+from ..kernel.projects import project_row
+from ..storage.rows import DatasetVersionRow, VersionItemRow
 from .views import activity_sentence
 
 __all__ = ["change_words", "made_by", "version_rows"]
@@ -84,6 +88,30 @@ def made_by(stamps: list[tuple[int, datetime]], log: list[AuditEntry]) -> dict[i
     return found
 
 
+def _contents(core: Core, project: str, numbers: set[int]) -> dict[int, dict[int, tuple]]:
+    """sample id → (label, annotation) of each version in ``numbers``, in one query of plain rows:
+    a page of 30 versions of 5,000 samples through ``versions.diff_versions`` (ORM items, two
+    loads per version) took 14 s; most versions' parent is on the page too, so each loads once."""
+    with core.db.read() as s:
+        pid = project_row(s, project).id
+        ids = dict(s.execute(select(DatasetVersionRow.id, DatasetVersionRow.number).where(
+            DatasetVersionRow.project_id == pid, DatasetVersionRow.number.in_(sorted(numbers)))).all())
+        found: dict[int, dict[int, tuple]] = {n: {} for n in ids.values()}
+        for vid, sid, label, annotation in s.execute(
+                select(VersionItemRow.version_id, VersionItemRow.sample_id, VersionItemRow.label,
+                       VersionItemRow.annotation).where(VersionItemRow.version_id.in_(sorted(ids)))):
+            found[ids[vid]][sid] = (label, annotation)
+    return found
+
+
+def _diff(contents: dict[int, dict[int, tuple]], number: int, against: int) -> dict[str, list[dict]]:
+    """``versions.diff_versions``'s lists (the fields the words use) from loaded contents."""
+    new, old = contents[number], contents[against]
+    return {"added": [{"label": new[k][0]} for k in new.keys() - old.keys()],
+            "removed": [{"label": old[k][0]} for k in old.keys() - new.keys()],
+            "relabelled": [{"from": old[k][0], "to": new[k][0]} for k in new.keys() & old.keys() if new[k] != old[k]]}
+
+
 def version_rows(core: Core, project: str, noun: str, plural: str, by_class: bool,
                  limit: int = 30, before: int | None = None, items: bool = True) -> dict[str, Any]:
     """The newest ``limit`` versions (older than ``before``) with their change in words and maker.
@@ -93,13 +121,14 @@ def version_rows(core: Core, project: str, noun: str, plural: str, by_class: boo
     shown = [v for v in every if before is None or v.number < before][:limit]
     log = entries(core, project, limit=1000) if shown else []
     by_number = {v.number: v for v in every}
+    contents = _contents(core, project, {n for v in shown for n in (v.number, v.parent) if n}) if items else {}
     makers = made_by([(v.number, v.created_at) for v in every], log)
     rows = []
     for v in shown:
         words = "the first version"
         parent = by_number.get(v.parent) if v.parent else None
         if v.parent and items:
-            words = change_words(versions.diff_versions(core, project, v.number, v.parent), noun, plural, by_class)
+            words = change_words(_diff(contents, v.number, v.parent), noun, plural, by_class)
         elif parent is not None:
             grew = v.size - parent.size
             words = f"added {_count(grew, noun, plural)}" if grew > 0 else "no change to the size"
