@@ -171,6 +171,13 @@ def test_cancel_from_the_live_panel_and_the_history_page(server, browser):
     assert queue.list_jobs(core, "digits", 1)[0].status == "cancelled"
 
     job = httpx.post(f"{api}/train").json()["job_id"]
+    phone, small, phone_problems = _page(browser, PHONE)  # the panel with its Cancel button fits a phone
+    small.goto(f"{live.url}/projects/digits/history")
+    small.wait_for_selector("#cancel-job:visible")
+    small.wait_for_selector(f"#job-{job}")
+    _fits_phone(small)
+    assert phone_problems == []
+    phone.close()
     page.goto(f"{live.url}/projects/digits/history")
     page.wait_for_selector(f"#job-{job}")
     assert "asked for by hand" in page.locator(f"#job-{job}").inner_text()
