@@ -27,19 +27,23 @@ from _results import table, write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 #: The last commit before the task seam (issue 14).
 BEFORE_SEAM = "7d113f1"
-ROW = re.compile(r"^\| (cold|incremental)[^|]*\| (\d+) \| ([\d.]+) \|", re.M)
+# | run | images | total s | stages | chosen |
+ROW = re.compile(r"^\| (cold|incremental)[^|]*\| (\d+) \| ([\d.]+) \| [^|]*\| ([^|]+?) \|", re.M)
 
 
-def run_tree(tree: Path, quick: bool) -> dict[str, float]:
-    """(cold s, incremental s) of one run of ``tree``'s training_time benchmark."""
+def run_tree(tree: Path, quick: bool) -> dict[str, float | str]:
+    """Cold and incremental seconds of one run of ``tree``'s training_time benchmark, and the
+    model its cold run chose (``chosen``)."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     out = subprocess.run([sys.executable, str(tree / "benchmarks" / "training_time.py"), *(["--quick"] if quick else [])],
                          cwd=tree, env=env, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(f"{tree}: training_time.py failed:\n{out.stderr[-2000:]}")
-    found = {kind: float(seconds) for kind, _, seconds in ROW.findall(out.stdout)}
+    rows = ROW.findall(out.stdout)
+    found: dict[str, float | str] = {kind: float(seconds) for kind, _, seconds, _ in rows}
     if set(found) != {"cold", "incremental"}:
         raise RuntimeError(f"{tree}: no cold/incremental rows in its output:\n{out.stdout[-2000:]}")
+    found["chosen"] = next(chosen for kind, _, _, chosen in rows if kind == "cold")
     return found
 
 
@@ -76,10 +80,26 @@ def main() -> None:
     body = table(["training_time.py run", f"{rev} (s)", f"this tree {here} (s)", "ratio"], rows)
     worst = max(median["this"][k] / median["earlier"][k] for k in ("cold", "incremental"))
     verdict = ("not slower (within 10%)" if worst <= 1.10 else f"SLOWER: up to {worst:.2f}× the time of {rev}")
+    chosen = {tree: sorted({str(r["chosen"]) for r in rs}) for tree, rs in runs.items()}
     body += (f"\n\nMedians of {rounds} alternating run(s) of each tree's own `benchmarks/training_time.py`"
-             f"{' --quick' if args.quick else ''}. Verdict: this tree is {verdict}.")
+             f"{' --quick' if args.quick else ''}. Verdict: this tree is {verdict}. "
+             + why_different(chosen, rev))
     print(body)
     write_section("versus", f"Training time side by side with {rev} (issue 14)", body, quick=args.quick)
+
+
+def why_different(chosen: dict[str, list[str]], rev: str) -> str:
+    """Whether the two trees trained the same kind of model on the same images: a tree that
+    chooses a richer model (a soft vote of several) pays for it in every fit that follows.
+
+    >>> why_different({"this": ["a"], "earlier": ["a"]}, "r")
+    'Both trees chose the same model on the same images (a), so the ratio is the code alone.'
+    """
+    this, earlier = ", ".join(chosen["this"]), ", ".join(chosen["earlier"])
+    if this == earlier:
+        return f"Both trees chose the same model on the same images ({this}), so the ratio is the code alone."
+    return (f"The trees chose different models on the same images ({rev}: {earlier}; this tree: {this}): the "
+            "incremental run refits and re-scores the chosen model, so its ratio is mostly the cost of that choice.")
 
 
 if __name__ == "__main__":
