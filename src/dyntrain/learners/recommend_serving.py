@@ -51,6 +51,8 @@ KINDS = ("popularity", "item_knn", "factors", "content")
 # Scores given to items a scorer has no evidence for, before adding their popularity in [0, 1):
 # below every item with evidence, above nothing that was excluded (-inf).
 _NO_EVIDENCE = -2.0
+#: The longest list a batch of scores is ranked for (serving's MAX_N): see score_batch.
+MAX_LIST = 1000
 _COLD_FACTOR = -1e6
 
 
@@ -222,15 +224,22 @@ class Recommender:
             s[empty] = _NO_EVIDENCE + np.broadcast_to(self._pop_tiebreak, s.shape)[empty]
             return s
         if self.kind == "item_knn" and self.item_features is not None and len(user_idx):
-            # What score() does per user, the content likeness of the batch as one matrix product:
-            # a matrix-vector product per user cost the evaluation of 5,000 people ~10 s at 10^5 items.
+            # What score() does per user, the content likeness of the batch as one matrix product
+            # (a matrix-vector product per user cost the evaluation of 5,000 people ~10 s at 10^5
+            # items), and only for people whose evidence may run out before MAX_LIST items beyond
+            # their history: for the others no list that long reaches the items it orders.
             s = np.stack([self._knn(*self.history(int(u))) for u in user_idx])
-            like = self._profiles(user_idx) @ self.item_features.T
-            has = np.asarray([self.seen_indptr[u + 1] > self.seen_indptr[u] for u in user_idx])
-            tiebreak = np.where(has[:, None], 0.45 * (like + 1.0) + 0.1 * self._pop_tiebreak,
-                                self._pop_tiebreak).astype(np.float32)
+            n_seen = self.seen_indptr[user_idx + 1] - self.seen_indptr[user_idx]
+            need = np.flatnonzero((n_seen > 0) & ((s > 0).sum(1) < n_seen + MAX_LIST))
             empty = s == 0
-            s[empty] = _NO_EVIDENCE + tiebreak[empty]
+            s[empty] = _NO_EVIDENCE + np.broadcast_to(self._pop_tiebreak, s.shape)[empty]
+            if len(need):
+                like = self._profiles(user_idx[need]) @ self.item_features.T
+                tiebreak = (0.45 * (like + 1.0) + 0.1 * self._pop_tiebreak).astype(np.float32)
+                rows = s[need]
+                e = empty[need]
+                rows[e] = _NO_EVIDENCE + tiebreak[e]
+                s[need] = rows
             return s
         return np.stack([self.score(int(u)) for u in user_idx]) if len(user_idx) else np.zeros((0, self.n_items), np.float32)
 
