@@ -381,6 +381,10 @@ def test_catalogue_import_then_pictures_texts_and_a_category_filter(trained, bro
     run = api.get(f"/runs/{api.get('/projects/shop/runs').json()[0]['id']}").json()
     described = run["result"]["catalogue"]  # MiniLM read the titles, Lite0 the pictures
     assert (described["items"], described["categories"], described["texts"], described["pictures"]) == (50, 5, 50, 50)
+    r = Page(browser, f"{server.url}/projects/shop/runs/{run['id']}")
+    facts = r.page.inner_text(".rc-facts")
+    assert "50 items described, 5 categories" in facts and "50 pictures (Lite0)" in facts, facts
+    r.close()
 
     person = api.get("/projects/shop/people", params={"limit": 1}).json()["items"][0]["id"]
     for size, phone in ((DESKTOP, False), ({"width": 390, "height": 844}, True)):
