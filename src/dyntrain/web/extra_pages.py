@@ -49,7 +49,10 @@ SCORE_WORDS = {"accuracy": "right this share of the time", "macro_f1": "balanced
                "r2": "R² (share of the variation explained)", "mae": "mean absolute error",
                "rmse": "root mean squared error", "miou": "mean overlap (mIoU)", "pixel_accuracy": "pixels right",
                "map50": "boxes found (mAP at 50% overlap)", "map50_95": "mAP at 50–95% overlap",
-               "psnr": "PSNR (dB)", "ssim": "SSIM", "mean_abs_error": "mean absolute error", "boundary_f": "boundary F"}
+               "psnr": "PSNR (dB)", "ssim": "SSIM", "mean_abs_error": "mean absolute error", "boundary_f": "boundary F",
+               "ndcg": "ranking quality (NDCG at 10)", "hit_rate": "people with a hit in their top 10",
+               "precision": "precision at 10", "recall": "recall at 10", "map": "MAP at 10",
+               "coverage": "share of items ever recommended", "novelty": "novelty"}
 
 
 def _source_words(m) -> str:
