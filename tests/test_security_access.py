@@ -237,6 +237,8 @@ EXPECTED_PERMISSIONS = {
     ("POST", P + "/predictions/{prediction_id}/feedback"): "predict",
     ("GET", P + "/predictions/{prediction_id}/explanation"): "read",
     ("GET", P + "/predictions/{prediction_id}/image"): "read",
+    ("GET", P + "/predictions/{prediction_id}/input"): "read",
+    ("GET", P + "/predictions/{prediction_id}/files/{file}"): "read",
     ("POST", P + "/purge"): "admin",
     ("POST", P + "/rollback"): "edit",
     ("GET", P + "/runs"): "read",
@@ -287,6 +289,8 @@ EXPECTED_PERMISSIONS = {
     ("GET", "/projects/{name}/settings"): "read",
     ("GET", "/projects/{name}/try"): "read",
     ("GET", "/projects/{name}/unlabelled"): "read",
+    ("GET", "/projects/{name}/versions"): "read",
+    ("GET", "/projects/{name}/models"): "read",
 }
 
 

@@ -132,7 +132,8 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         "", "/aliases/history", "/audit", "/augmentation-preview", "/classes", "/dataset-versions",
         "/dataset-versions/{number}", "/dataset-versions/{number}/diff", "/events", "/health", "/jobs",
         "/jobs/{job_id}", "/models", "/models/{version}", "/models/{version}/file", "/predictions",
-        "/predictions/{prediction_id}/explanation", "/predictions/{prediction_id}/image", "/runs", "/samples",
+        "/predictions/{prediction_id}/explanation", "/predictions/{prediction_id}/image",
+        "/predictions/{prediction_id}/input", "/predictions/{prediction_id}/files/{file}", "/runs", "/samples",
         "/samples/{sample_id}", "/samples/{sample_id}/blobs/{digest}", "/samples/{sample_id}/image",
         "/samples/{sample_id}/thumbnail", "/samples/{sample_id}/versions", "/unlabelled",
         "/unlabelled/{sample_id}/image"]},
@@ -156,7 +157,7 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
         "/projects/{name}/fragments/data", "/projects/{name}/fragments/history", "/projects/{name}/history",
         "/projects/{name}/predictions", "/projects/{name}/predictions/{prediction_id}",
         "/projects/{name}/runs/{run_id}", "/projects/{name}/settings", "/projects/{name}/try",
-        "/projects/{name}/unlabelled"]},
+        "/projects/{name}/unlabelled", "/projects/{name}/versions", "/projects/{name}/models"]},
 }
 # Admin routes acting on every project at once (or making a new one, outside any scope): a token
 # limited to some projects may not call them, whatever its role.
