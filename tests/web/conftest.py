@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dyntrain.kernel.config import Settings
+from tests.web.watch import DESKTOP, Watched
 
 CHROMIUM = os.environ.get("DYNTRAIN_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -40,3 +41,17 @@ def browser():
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+@pytest.fixture
+def watched(browser):
+    opened: list[Watched] = []
+
+    def open_(viewport=DESKTOP, url=None) -> Watched:
+        w = Watched(browser, viewport, url)
+        opened.append(w)
+        return w
+
+    yield open_
+    for w in opened:
+        w.close()

@@ -23,7 +23,8 @@ from dyntrain.ops.demo import digit_images
 from tests.conftest import LiveServer
 from tests.test_tabular_loop import houses
 from tests.web.test_run_classes_ui import _blobs
-from tests.web.test_ui_defects import DESKTOP, PHONE, QUIET, Watched, _train
+from tests.web.test_ui_defects import QUIET, _train
+from tests.web.watch import DESKTOP, PHONE, Watched
 
 pytestmark = pytest.mark.slow
 

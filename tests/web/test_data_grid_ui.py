@@ -17,7 +17,8 @@ from dyntrain.kernel.core import Core
 from dyntrain.kernel.projects import create_project
 from dyntrain.web import data_grid
 from tests.conftest import LiveServer, png_bytes
-from tests.web.test_ui_defects import DESKTOP, PHONE, QUIET, Watched, _wait_js
+from tests.web.test_ui_defects import QUIET, _wait_js
+from tests.web.watch import DESKTOP, PHONE, Watched
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ from dyntrain.kernel.projects import create_project, get_project
 from dyntrain.training import records
 from dyntrain.web import run_classes
 from tests.conftest import LiveServer
-from tests.web.test_ui_defects import DESKTOP, PHONE, QUIET, Watched, _train
+from tests.web.test_ui_defects import QUIET, _train
+from tests.web.watch import DESKTOP, PHONE
 
 pytestmark = pytest.mark.slow
 
@@ -54,20 +55,6 @@ def env(tmp_path_factory):
     with LiveServer(create_app(core=core)) as server:
         yield SimpleNamespace(core=core, url=server.url, first=first, second=second)
     core.db.dispose()
-
-
-@pytest.fixture
-def watched(browser):
-    opened: list[Watched] = []
-
-    def open_(viewport=DESKTOP, url=None) -> Watched:
-        w = Watched(browser, viewport, url)
-        opened.append(w)
-        return w
-
-    yield open_
-    for w in opened:
-        w.close()
 
 
 def _cells(page) -> list[list[str]]:

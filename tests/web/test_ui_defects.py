@@ -26,11 +26,10 @@ from dyntrain.training import records
 from dyntrain.web import svg, views
 from tests.conftest import LiveServer
 from tests.test_tabular_loop import fruit, houses
+from tests.web.watch import DESKTOP, PHONE
 
 pytestmark = pytest.mark.slow
 
-DESKTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
 QUIET = {"auto_train": False, "time_budget_s": 5}
 
 
@@ -74,50 +73,6 @@ def env(tmp_path_factory):
     with LiveServer(create_app(core=core)) as server:
         yield SimpleNamespace(core=core, url=server.url, prices_run=prices_run, fruit_run=fruit_run)
     core.db.dispose()
-
-
-class Watched:
-    """A page with everything that went wrong on it: console errors, page errors, failed requests."""
-
-    def __init__(self, browser, viewport, url: str | None = None):
-        self.context = browser.new_context(viewport=viewport, is_mobile=viewport["width"] < 500,
-                                           has_touch=viewport["width"] < 500)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(15_000)
-        self.problems: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
-        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}"))
-        self.page.on("dialog", lambda d: d.accept())
-        if url:
-            self.goto(url)
-
-    def goto(self, url: str):
-        self.page.goto(url)
-        self.page.wait_for_load_state("networkidle")
-        return self.page
-
-    def width(self) -> int:
-        return self.page.evaluate("document.documentElement.scrollWidth")
-
-    def close(self):
-        self.context.close()
-
-
-@pytest.fixture
-def watched(browser):
-    opened: list[Watched] = []
-
-    def open_(viewport=DESKTOP, url=None) -> Watched:
-        w = Watched(browser, viewport, url)
-        opened.append(w)
-        return w
-
-    yield open_
-    for w in opened:
-        w.close()
 
 
 def _text(html: str) -> str:
