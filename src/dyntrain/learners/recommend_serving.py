@@ -206,7 +206,9 @@ class Recommender:
 
     def score_batch(self, user_idx: np.ndarray) -> np.ndarray:
         """Scores (n_users_in_batch, n_items) for known user indices, the same as :meth:`score`
-        row by row (factor and popularity models compute them as one matrix product)."""
+        row by row (factor and popularity models compute them as one matrix product) — for item-kNN
+        with item vectors, the same top lists of up to :data:`MAX_LIST` items over the whole
+        catalogue: use :meth:`score` for a list restricted to some items, as ``recommend`` does."""
         user_idx = np.asarray(user_idx, dtype=np.int64)
         if self.kind == "factors":
             s = self.arrays["user_factors"][user_idx] @ self.arrays["item_factors"].T + self.arrays["item_bias"]
