@@ -255,7 +255,7 @@ EXPECTED_PERMISSIONS = {
     ("GET", P + "/samples/{sample_id}/blobs/{digest}"): "read",
     ("POST", P + "/samples/{sample_id}/purge"): "admin",
     ("GET", P + "/samples/{sample_id}/thumbnail"): "read",
-    ("GET", P + "/samples/{sample_id}/versions"): "read",
+    ("GET", P + "/samples/{sample_id}/versions"): "read", ("GET", P + "/samples/{sample_id}/predictions"): "read",
     ("POST", P + "/train"): "edit",
     ("GET", P + "/unlabelled"): "read",
     ("POST", P + "/unlabelled"): "edit",

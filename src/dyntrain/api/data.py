@@ -167,6 +167,15 @@ def sample_versions(name: str, sample_id: int, core: Core = Depends(get_core)):
     return versions.sample_versions(core, name, sample_id)
 
 
+@router.get("/projects/{name}/samples/{sample_id}/predictions")
+def sample_predictions(name: str, sample_id: int, limit: int = Query(20, ge=1, le=100), core: Core = Depends(get_core)):
+    """The recorded predictions linked to the sample, newest first: the one it was added from (if
+    any) and those made on the same content (input hash = the sample's content hash)."""
+    from ..serving.sample_history import sample_predictions as linked
+
+    return linked(core, name, sample_id, limit)
+
+
 @router.get("/projects/{name}/samples/{sample_id}/image", response_class=Response)
 def sample_image(name: str, sample_id: int, core: Core = Depends(get_core)):
     """The original file, byte for byte (a text sample's UTF-8 text)."""

@@ -318,7 +318,9 @@ class PredictionRow(Base):
                       Index("ix_predictions_project_id", "project_id", "id", postgresql_include=["confidence"]),
                       Index("ix_predictions_project_label", "project_id", "label", "id"),
                       Index("ix_predictions_project_confidence", "project_id", "confidence", "id"),
-                      Index("ix_predictions_project_version", "project_id", "model_version", "id"))
+                      Index("ix_predictions_project_version", "project_id", "model_version", "id"),
+                      # a sample's prediction history: the records of one input (migration 0009)
+                      Index("ix_predictions_project_input", "project_id", "input_hash", "id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     model_version: Mapped[int] = mapped_column(Integer)

@@ -2,8 +2,10 @@
 
 The page asks for what it shows with query parameters of its fragment URL: ``q`` (a piece of
 the file name, or of the text), ``source`` (how samples came: uploaded, imported, from
-predictions …), ``only`` (sample ids, e.g. those the data check flagged: the check runs in the
-browser's call to GET /health, so the page sends its ids) and ``show.<class>`` (how many of a
+predictions …), ``since`` and ``before`` (the day a sample was added, ``YYYY-MM-DD``: on or after
+``since``, strictly before ``before``; days are UTC days, as the dates are stored), ``only``
+(sample ids, e.g. those the data check flagged: the check runs in the browser's call to
+GET /health, so the page sends its ids) and ``show.<class>`` (how many of a
 class to show: pages of :data:`PAGE`). Every matching id is listed too, so "select all
 matching" selects past the shown pages.
 """
@@ -11,6 +13,7 @@ matching" selects past the shown pages.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Iterable, Mapping
 
 __all__ = ["PAGE", "Filters", "parse", "source_kind", "source_words", "grid"]
@@ -42,20 +45,35 @@ class Filters:
     source: str = ""
     only: frozenset[int] | None = None
     show: Mapping[str, int] = field(default_factory=dict)
+    since: date | None = None
+    before: date | None = None
 
     @property
     def active(self) -> bool:
-        return bool(self.q or self.source or self.only is not None)
+        return bool(self.q or self.source or self.only is not None or self.since or self.before)
+
+    def added_in_range(self, added) -> bool:
+        """Whether a sample added at ``added`` (a datetime) is in the chosen days."""
+        day = added.date()
+        return (self.since is None or day >= self.since) and (self.before is None or day < self.before)
+
+
+def _day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None  # a half-typed date is no filter rather than an error page
 
 
 def parse(params: Iterable[tuple[str, str]]) -> Filters:
     """Filters from a query string's pairs; nonsense is ignored rather than refused (a page).
 
-    >>> f = parse([("q", " Cat "), ("only", "3,x,5"), ("show.big cat", "600"), ("show.b", "-1")])
-    >>> f.q, sorted(f.only), dict(f.show)
-    ('cat', [3, 5], {'big cat': 600})
+    >>> f = parse([("q", " Cat "), ("only", "3,x,5"), ("show.big cat", "600"), ("show.b", "-1"),
+    ...            ("since", "2026-12-01"), ("before", "soon")])
+    >>> f.q, sorted(f.only), dict(f.show), f.since.isoformat(), f.before
+    ('cat', [3, 5], {'big cat': 600}, '2026-12-01', None)
     """
-    q, source, only, show = "", "", None, {}
+    q, source, only, show, since, before = "", "", None, {}, None, None
     for key, value in params:
         if key == "q":
             q = value.strip().lower()[:200]
@@ -63,9 +81,13 @@ def parse(params: Iterable[tuple[str, str]]) -> Filters:
             source = value.strip()[:50]
         elif key == "only":
             only = frozenset(int(v) for v in value.split(",") if v.strip().isdigit())
+        elif key == "since":
+            since = _day(value)
+        elif key == "before":
+            before = _day(value)
         elif key.startswith("show.") and value.isdigit() and int(value) > 0:
             show[key[5:]] = int(value)
-    return Filters(q, source, only, show)
+    return Filters(q, source, only, show, since, before)
 
 
 def _text_of(sample, previews: Mapping[str, str]) -> str:
@@ -93,6 +115,8 @@ def grid(samples: list, labels: list[str], filters: Filters, previews: Mapping[s
         if filters.source and kind != filters.source:
             continue
         if filters.q and filters.q not in _text_of(s, previews):
+            continue
+        if (filters.since or filters.before) and not filters.added_in_range(s.created_at):
             continue
         by_label.setdefault(s.label, []).append(s)
     shown = {label: max(PAGE, filters.show.get(label, PAGE)) for label in by_label}

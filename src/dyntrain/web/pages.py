@@ -481,4 +481,18 @@ def settings_page(name: str, request: Request, core: Core = Depends(get_core)):
                                "options": _array_options(n, ctx["task"]) if kind == "array" else None})
         if fields:
             groups.append((title, fields))
-    return _render(request, "settings.html", {**ctx, "groups": groups})
+    return _render(request, "settings.html", {**ctx, "groups": groups,
+                                              "preview_samples": _preview_samples(core, name, ctx["task"])})
+
+
+def _preview_samples(core: Core, name: str, task: tasks.Task, n: int = 4) -> list:
+    """A few training examples for the augmentation preview (GET …/augmentation-preview), of
+    different labels first; none where the task's examples are not augmented."""
+    if not task.modality.augmentable:
+        return []
+    samples, _ = changes.list_samples(core, name, limit=200)
+    first: dict[str, Any] = {}
+    for sample in samples:
+        first.setdefault(sample.label, sample)
+    picked = list(first.values())[:n]
+    return picked + [x for x in samples if x not in picked][:n - len(picked)]

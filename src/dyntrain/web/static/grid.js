@@ -1,6 +1,7 @@
-// Data grid (class cards of images and texts): search and filters, paging past the first 300 of
-// a class, selecting many (click, shift-click for a range, "select all matching"), moving or
-// deleting them with ONE request (= one dataset version), and a sample enlarged with its details.
+// Data grid (class cards of images and texts): search and filters (file name, source, day added),
+// paging past the first 300 of a class, selecting many (click, shift-click for a range, "select
+// all matching"), moving or deleting them with ONE request (= one dataset version), and a sample
+// enlarged with its details and its prediction history.
 // The server filters and pages (web/data_grid.py): this script only keeps the page's choices in
 // the fragment URL it refreshes from, and the selection across refreshes.
 "use strict";
@@ -13,7 +14,7 @@
   const msg = q("#data-msg");
   const base = box.dataset.fragment.split("?")[0];
   const PAGE = 300;
-  const state = { q: "", source: "", only: null, show: {} };
+  const state = { q: "", source: "", since: "", before: "", only: null, show: {} };
   const picked = new Set();
   let last = null; // the checkbox clicked last: shift-click selects from it
 
@@ -22,6 +23,8 @@
     const p = new URLSearchParams(location.search);
     state.q = p.get("q") || "";
     state.source = p.get("source") || "";
+    state.since = p.get("since") || "";
+    state.before = p.get("before") || "";
     if (p.has("only")) state.only = p.get("only").split(",").filter(Boolean);
     p.forEach((v, k) => { if (k.startsWith("show.")) state.show[k.slice(5)] = Number(v); });
   })();
@@ -30,6 +33,8 @@
     const p = new URLSearchParams();
     if (state.q) p.set("q", state.q);
     if (state.source) p.set("source", state.source);
+    if (state.since) p.set("since", state.since);
+    if (state.before) p.set("before", state.before);
     if (state.only) p.set("only", state.only.join(","));
     Object.entries(state.show).forEach(([label, n]) => p.set(`show.${label}`, String(n)));
     return p.toString();
@@ -62,6 +67,11 @@
   });
   box.addEventListener("change", (ev) => {
     if (ev.target.id === "grid-source") { state.source = ev.target.value; apply(); }
+    // a date input's value is "" until the date is whole, so a half-typed date filters nothing
+    if (ev.target.id === "grid-since" || ev.target.id === "grid-before") {
+      state[ev.target.name] = ev.target.value;
+      apply();
+    }
     if (ev.target.id === "grid-flagged") { state.only = ev.target.checked ? flaggedIds() : null; apply(); }
   });
 
@@ -173,6 +183,9 @@
     big.textContent = "";
     facts.textContent = "";
     found.textContent = "";
+    const history = q("#sample-predictions", dialog);
+    history.hidden = true; // the last sample's, until this one's arrive
+    history.dataset.sample = id;
     dialog.returnFocus = opener;
     dialog.showModal();
     let sample;
@@ -214,6 +227,7 @@
           .map((v) => `${v.label} (version ${v.number})`).join(" → ") || first.label);
       }
     }).catch(() => { /* the details stand without it */ });
+    predictions(id, q("#sample-predictions", dialog));
     const report = window.dyntrain.health;
     ((report && report.findings) || []).filter((f) => (f.sample_ids || []).map(String).includes(String(id)))
       .forEach((f) => {
@@ -223,6 +237,42 @@
         found.appendChild(li);
       });
   }
+  // The predictions linked to a sample (serving/sample_history.py): the one it was added from
+  // and those made on the very same content, newest first, in words.
+  function said(p) {
+    const when = new Date(p.created_at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    const answer = p.value !== null && p.value !== undefined ? `predicted ${Number(p.value).toLocaleString()}`
+      : `said ${p.label === null ? "not sure" : p.label}, ${Math.round(p.confidence * 100)}% sure`;
+    const feedback = !p.feedback_label ? "" : p.feedback_label === p.label ? "; confirmed as right"
+      : `; corrected to ${p.feedback_label}`;
+    return `${when}: model version ${p.model_version} ${answer}${feedback}${p.origin ? " (added to training from this)" : ""}`;
+  }
+  async function predictions(id, section) {
+    const list = q("#sample-predictions-list", section), note = q("#sample-predictions-note", section);
+    list.textContent = "";
+    note.textContent = "";
+    section.hidden = true;
+    section.dataset.sample = id;
+    let found;
+    try {
+      found = await api("GET", `/projects/${enc(name)}/samples/${id}/predictions`);
+    } catch (e) {
+      return; // the details stand without it
+    }
+    if (section.dataset.sample !== String(id)) return; // another sample was opened meanwhile
+    found.items.forEach((p) => {
+      const li = document.createElement("li"), link = document.createElement("a");
+      link.href = `/projects/${enc(name)}/predictions/${p.id}`;
+      link.textContent = said(p);
+      li.appendChild(link);
+      list.appendChild(li);
+    });
+    note.textContent = !found.total ? "No recorded prediction was made on this example."
+      : found.total > found.items.length ? `The newest ${found.items.length} of ${found.total} predictions made on it.`
+      : `${found.total} prediction${found.total === 1 ? "" : "s"} made on it.`;
+    section.hidden = false;
+  }
+
   box.addEventListener("click", (ev) => {
     const opener = ev.target.closest("[data-open-sample]");
     if (opener) { ev.preventDefault(); open(opener.dataset.openSample, opener); return; }

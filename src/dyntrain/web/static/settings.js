@@ -70,6 +70,35 @@
     }
   });
 
+  // Augmentation preview: each chosen photo beside three varied copies at the strength picked
+  // in the select (saved or not; "custom" shows the saved custom strengths), drawn by the API.
+  const preview = q("#aug-preview");
+  if (preview) {
+    const labels = JSON.parse(preview.dataset.labels);
+    q("#aug-preview-btn", preview).addEventListener("click", () => {
+      const choice = q("#s-augmentation").value, grid = q("#aug-preview-grid", preview);
+      const words = q("#s-augmentation").selectedOptions[0].textContent.trim();
+      grid.textContent = "";
+      const ids = preview.dataset.samples.split(",");
+      let waiting = ids.length;
+      const note = q("#aug-preview-note", preview);
+      note.textContent = `Drawing ${ids.length} photo${ids.length === 1 ? "" : "s"} with “${words}”…`;
+      const done = () => {
+        if (--waiting === 0) note.textContent = `Each photo (top left) with three varied copies, as “${words}” makes them.`;
+      };
+      ids.forEach((id, i) => {
+        const fig = document.createElement("figure"), img = document.createElement("img"), cap = document.createElement("figcaption");
+        img.alt = `A photo of ${labels[i]} and three varied copies of it`;
+        img.addEventListener("load", done);
+        img.addEventListener("error", () => { cap.textContent = `${labels[i]}: the preview could not be drawn`; done(); });
+        img.src = `/api/v1/projects/${enc(name)}/augmentation-preview?sample=${id}&n=3&preset=${enc(choice)}`;
+        cap.textContent = labels[i];
+        fig.append(img, cap);
+        grid.appendChild(fig);
+      });
+    });
+  }
+
   q("#delete-project").addEventListener("click", async () => {
     if (!confirm(`Delete the project ${name} with all its examples, runs and models?`)) return;
     try {
