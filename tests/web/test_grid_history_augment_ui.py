@@ -1,8 +1,9 @@
 """Issue 19's last data-page gaps, against a real server in headless Chromium (desktop and phone):
 the augmentation preview on the Settings page (photos and their varied copies at the chosen
 strength, only for a task whose examples are augmented), the data grid's filter by the day a
-sample was added (server-side, kept in the address), and a sample's prediction history in its
-enlarged dialog (the prediction it was added from; predictions made on the same content).
+sample was added (server-side, kept in the address), a sample's prediction history in its
+enlarged dialog (the prediction it was added from; predictions made on the same content), and
+defect 11's last part: a table's columns in the file's order, not alphabetical.
 Real Lite0 training, real predictions over HTTP, real SQLite; axe-core on the touched pages."""
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ def env(tmp_path_factory):
         s.execute(update(SampleRow).where(SampleRow.id.in_([x.id for x in samples[:3]])).values(created_at=OLD))
     create_project(core, "notes", task="text-classification", settings=QUIET)
     add_samples(core, "notes", [Upload("a", b"a fine day"), Upload("b", b"a dull day")], ["good", "bad"])
+    create_project(core, "fruit", task="tabular-classification", settings=QUIET)
     with LiveServer(create_app(core=core)) as server:
+        csv = "weight,colour,length,kind\n150,red,8.1,apple\n120,yellow,19,banana\n"
+        r = httpx.post(f"{server.url}/api/v1/projects/fruit/samples/csv", data={"target": "kind"},
+                       files={"file": ("fruit.csv", csv.encode())})
+        assert r.status_code == 201, r.text
         api = f"{server.url}/api/v1/projects/digits"
         asked = samples[5]  # predicted twice on its own bytes: the same content hash
         for _ in range(2):
@@ -191,4 +197,20 @@ def test_prediction_history_in_the_enlarged_sample(env, watched, axe_source, vie
     _wait_js(page, "!document.querySelector('#sample-predictions').hidden && "
                    "document.querySelector('#sample-predictions-note').textContent !== ''")
     assert "No recorded prediction" in section.inner_text() and section.locator("li").count() == 0
+    assert not w.problems, w.problems
+
+
+# -- defect 11 (its last part): a table's columns in the file's order ------------------------------
+
+
+@VIEWPORTS
+def test_table_columns_in_the_files_order(env, watched, viewport):
+    """The stored rows have sorted keys (a row's hash is its content's): the page showed colour,
+    length, weight; the CSV said weight, colour, length."""
+    w = watched(viewport, f"{env.url}/projects/fruit")
+    heads = w.page.locator(".rows-table thead th").all_inner_texts()
+    assert heads[:4] == ["weight", "colour", "length", "Class"], heads
+    first = w.page.locator(".rows-table tbody tr").last.locator("td").all_inner_texts()
+    assert first[:3] == ["150", "red", "8.1"], first  # the cells follow their columns
+    _phone_fits(w, viewport)
     assert not w.problems, w.problems

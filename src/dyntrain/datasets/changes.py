@@ -38,6 +38,9 @@ MAX_BULK = 10_000
 class Upload:
     filename: str
     data: bytes
+    #: Kept in the sample's meta beside what the modality reads from the content (e.g. a row's
+    #: column order as sent: the stored row is canonical, its keys sorted).
+    meta: dict | None = None
 
 
 def validate_label_for(task: str, label) -> str:
@@ -62,8 +65,9 @@ def _check_uploads(core: Core, task: str, uploads: list[Upload], labels: list) -
     accepted, rejected = [], []
     for upload, label in zip(uploads, labels):
         try:
+            extra = upload.meta or {}
             upload = Upload(upload.filename, modality.canonical(upload.data))
-            meta = modality.content_meta(core.settings, upload.filename, upload.data)
+            meta = {**modality.content_meta(core.settings, upload.filename, upload.data), **extra}
             key, annotation = target.stored_label(label, meta, core.blobs)
             accepted.append((upload, key, annotation, meta))
         except (Invalid, TooLarge) as exc:
@@ -153,7 +157,11 @@ def add_rows(core: Core, project: str, rows: list[dict], target: str, *, batch: 
     if len(rows) > limit:
         raise exceeded(f"{len(rows)} rows in one request", limit, "max_csv_rows", "split them into batches")
     contents, labels = split_target(rows, target, task)
-    return add_samples(core, project, [Upload(f"row-{i + 1}", c) for i, c in enumerate(contents)], labels,
+    # The stored row's keys are sorted (its hash is the content's); the table shows the columns
+    # in the order they were sent, kept per row (the first 40: what the data page shows).
+    orders = [[str(k).strip() for k in row if k != target][:40] for row in rows]
+    return add_samples(core, project, [Upload(f"row-{i + 1}", c, {"order": o})
+                                       for i, (c, o) in enumerate(zip(contents, orders))], labels,
                        batch=batch, source=source)
 
 

@@ -143,7 +143,8 @@ class RowModality(Modality):
         """One table of the newest ``shown`` rows with their cells instead of a card per class."""
         newest = sorted(samples, key=lambda s: -s.id)[:shown]
         cells = self.rows(blobs, [s.content_hash for s in newest])
-        columns, n_columns = table_columns([cells[s.content_hash] for s in newest if s.content_hash in cells])
+        columns, n_columns = table_columns([cells[s.content_hash] for s in newest if s.content_hash in cells],
+                                           orders=[(s.meta or {}).get("order") or () for s in newest])
         return {"table_rows": [(s, cells.get(s.content_hash) or {}) for s in newest], "columns": columns,
                 "n_columns": n_columns, "shown_rows": shown}
 
@@ -153,13 +154,20 @@ class RowModality(Modality):
         return {h: row_preview(row, 300) for h, row in self.rows(blobs, hashes).items()}
 
 
-def table_columns(rows: list[dict[str, Any]], limit: int = 40) -> tuple[list[str], int]:
-    """The columns to show (first ``limit``, in first-seen order) and how many there are.
+def table_columns(rows: list[dict[str, Any]], limit: int = 40, orders=()) -> tuple[list[str], int]:
+    """The columns to show (first ``limit``) and how many there are: in the order the rows were
+    sent (``orders``: each row's column names as sent, see changes.add_rows), then first-seen
+    (stored rows have sorted keys).
 
     >>> table_columns([{"a": "1"}, {"b": "2", "a": "3"}])
     (['a', 'b'], 2)
+    >>> table_columns([{"a": "1", "z": "2"}], orders=[["z", "a"]])
+    (['z', 'a'], 2)
     """
+    seen = {name for row in rows for name in row}
     names: dict[str, None] = {}
+    for order in orders:
+        names.update(dict.fromkeys(n for n in order if n in seen))
     for row in rows:
         names.update(dict.fromkeys(row))
     return list(names)[:limit], len(names)
