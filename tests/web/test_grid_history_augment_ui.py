@@ -49,6 +49,9 @@ def env(tmp_path_factory):
         s.execute(update(SampleRow).where(SampleRow.id.in_([x.id for x in samples[:3]])).values(created_at=OLD))
     create_project(core, "notes", task="text-classification", settings=QUIET)
     add_samples(core, "notes", [Upload("a", b"a fine day"), Upload("b", b"a dull day")], ["good", "bad"])
+    create_project(core, "few", settings=QUIET)  # the data check finds a class of one photo
+    few = digit_images(digits=(1,), per_class=5) + digit_images(digits=(7,), per_class=1)
+    add_samples(core, "few", [Upload(f"f{i}.png", d) for i, (_, d) in enumerate(few)], [x for x, _ in few])
     create_project(core, "fruit", task="tabular-classification", settings=QUIET)
     with LiveServer(create_app(core=core)) as server:
         csv = "weight,colour,length,kind\n150,red,8.1,apple\n120,yellow,19,banana\n"
@@ -212,5 +215,24 @@ def test_table_columns_in_the_files_order(env, watched, viewport):
     assert heads[:4] == ["weight", "colour", "length", "Class"], heads
     first = w.page.locator(".rows-table tbody tr").last.locator("td").all_inner_texts()
     assert first[:3] == ["150", "red", "8.1"], first  # the cells follow their columns
+    _phone_fits(w, viewport)
+    assert not w.problems, w.problems
+
+
+# -- the data check's "Show them" buttons (found by the axe check on a class of one photo) ---------
+
+
+@VIEWPORTS
+def test_data_check_buttons_say_their_visible_words(env, watched, axe_source, viewport):  # noqa: F811
+    """axe's label-content-name-mismatch (serious): the button read "Show it" but was named
+    "Show the photos of: …", so a speech user saying "show it" could not press it."""
+    w = watched(viewport, f"{env.url}/projects/few")
+    page = w.page
+    button = page.locator(".finding button", has_text="Show")
+    button.first.wait_for()
+    name = button.first.get_attribute("aria-label")
+    assert name.startswith(button.first.inner_text()), name
+    bad = _violations(page, axe_source)
+    assert bad == [], bad
     _phone_fits(w, viewport)
     assert not w.problems, w.problems

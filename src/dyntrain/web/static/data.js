@@ -235,7 +235,8 @@
         b.type = "button";
         b.className = "btn small";
         b.textContent = `Show ${f.sample_ids.length === 1 ? "it" : "them"}`;
-        b.setAttribute("aria-label", `Show the photos of: ${f.message}`);
+        // the visible words start the spoken name (WCAG's "label in name": speech users say them)
+        b.setAttribute("aria-label", `${b.textContent}: the photos of ${f.message}`);
         b.onclick = () => highlight(f.sample_ids);
         li.appendChild(b);
       }
