@@ -182,6 +182,16 @@ def test_catalogue_changes_are_cheap_versions(client, core):
     assert client.post(f"{P}/shop/interactions", json={"user": "v", "item": "h1"}).json()["version"] == 5
     got = client.get(f"{P}/shop/catalogue/h1/image")
     assert got.status_code == 200 and got.headers["content-type"] == "image/png" and got.content == _png("blue")
+    # housekeeping keeps a picture an entry names, and collects one nobody names
+    from datetime import datetime, timedelta, timezone
+
+    from dyntrain.ops.housekeeping import gc
+
+    orphan = core.blobs.put(_png("green"))
+    gc(core, now=datetime.now(timezone.utc) + timedelta(days=400))
+    assert client.get(f"{P}/shop/catalogue/h1/image").content == _png("blue")
+    with pytest.raises(Exception):
+        core.blobs.get(orphan)
     page = client.get(f"{P}/shop/catalogue", params={"items": "s1,zz,h1"}).json()
     assert [(e["item"], e["text"], e["image"]) for e in page["items"]] == [("s1", "Red trail shoe", False),
                                                                            ("h1", "Hat", True)]
