@@ -13,7 +13,7 @@ matching" selects past the shown pages.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timezone
 from typing import Any, Iterable, Mapping
 
 __all__ = ["PAGE", "Filters", "parse", "source_kind", "source_words", "grid"]
@@ -54,7 +54,8 @@ class Filters:
 
     def added_in_range(self, added) -> bool:
         """Whether a sample added at ``added`` (a datetime) is in the chosen days."""
-        day = added.date()
+        # a UTC day whatever the database hands back: SQLite naive UTC, PostgreSQL aware in its zone
+        day = (added.astimezone(timezone.utc) if added.tzinfo else added).date()
         return (self.since is None or day >= self.since) and (self.before is None or day < self.before)
 
 
