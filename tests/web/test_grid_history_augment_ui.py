@@ -60,9 +60,11 @@ def env(tmp_path_factory):
         assert r.status_code == 201, r.text
         api = f"{server.url}/api/v1/projects/digits"
         asked = samples[5]  # predicted twice on its own bytes: the same content hash
+        said = []
         for _ in range(2):
             r = httpx.post(f"{api}/predict", files=[("files", ("again.png", data[5][1]))], timeout=60)
             assert r.status_code == 200, r.text
+            said.append(r.json()["predictions"][0])
         fresh = digit_images(digits=(7,), per_class=7)[6][1]  # a new photo, predicted, then added
         answer = httpx.post(f"{api}/predict", files=[("files", ("new.png", fresh))], timeout=60).json()
         origin = answer["predictions"][0]["prediction_id"]
@@ -70,7 +72,7 @@ def env(tmp_path_factory):
         assert added.status_code == 200, added.text
         added_id = added.json()["samples"][0]["id"]
         yield SimpleNamespace(core=core, url=server.url, old=[x.id for x in samples[:3]], asked=asked.id,
-                              added=added_id, origin=origin, n=len(samples) + 1)
+                              added=added_id, origin=origin, n=len(samples) + 1, said=said)
     core.db.dispose()
 
 
@@ -235,4 +237,21 @@ def test_data_check_buttons_say_their_visible_words(env, watched, axe_source, vi
     bad = _violations(page, axe_source)
     assert bad == [], bad
     _phone_fits(w, viewport)
+    assert not w.problems, w.problems
+
+
+# -- defect 8 on a prediction's own page, and in the sample's history -------------------------------
+
+
+def test_a_confirmed_prediction_says_confirmed_on_its_page_and_in_the_history(env, watched):
+    said = env.said[0]
+    r = httpx.post(f"{env.url}/api/v1/projects/digits/predictions/{said['prediction_id']}/feedback",
+                   json={"label": said["label"], "add_to_training": False})
+    assert r.status_code == 200, r.text
+    page = httpx.get(f"{env.url}/projects/digits/predictions/{said['prediction_id']}").text
+    assert "Confirmed:" in page and "Corrected" not in page
+    w = watched(DESKTOP, f"{env.url}/projects/digits")
+    w.page.locator(f'li[data-sample="{env.asked}"] [data-open-sample]').click()
+    w.page.locator("#sample-predictions li", has_text="confirmed as right").wait_for()
+    assert "corrected" not in w.page.locator("#sample-predictions").inner_text()
     assert not w.problems, w.problems
