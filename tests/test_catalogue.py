@@ -50,6 +50,11 @@ def test_entries_are_checked_one_by_one_and_unmentioned_fields_are_kept():
     assert "data: URLs" in rows[5] and "Nothing was added" in err.value.message
 
 
+def test_unreadable_csv_is_a_refusal_naming_the_file():
+    with pytest.raises(Invalid, match="c.csv is not a readable CSV file"):
+        read_file(b"item,cat\regory\nx,y\n", "c.csv")
+
+
 def test_files_map_columns_and_archives_carry_pictures():
     csv = b"sku,kind,blurb,colour\ns1,shoes,A red shoe,red\ns2,hats,,blue\n"
     out = read_file(csv, "c.csv", item="sku", category="kind", text="blurb")

@@ -66,6 +66,12 @@ def test_files_map_their_columns():
     assert len(read_file(jsonl, "r.jsonl", user="u", item="i", rating="r")) == 2
     with pytest.raises(Invalid, match="line 2 is not JSON"):
         read_file(b'{"u": 1, "i": "x"}\n{oops\n', "r.jsonl", user="u", item="i")
+    # a file the csv module cannot read is a refusal naming the file, in the header or further down
+    # (found by the fuzz test: a bare carriage return inside a field was a 500)
+    with pytest.raises(Invalid, match="r.csv is not a readable CSV file"):
+        read_file(b'user,it\rem\n1,a\n', "r.csv", user="user", item="item")
+    with pytest.raises(Invalid, match=r"r.csv is not a readable CSV file \(after line 2\)"):
+        read_file(b'user,item\n1,a\n2,b\rc\n', "r.csv", user="user", item="item")
 
 
 def test_bad_requests_are_refused_and_lose_nothing(client):

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import io
-import json
 import zipfile
 from pathlib import PurePosixPath
 from typing import Any, Iterable
 
 from ..kernel.errors import Invalid, TooLarge
+from .record_files import csv_records, json_lines, refuse_wrong
 from .interactions import check_id
 
 __all__ = ["MAX_ITEMS", "MAX_TEXT", "MAX_ATTRIBUTES", "KEEP", "parse_entries", "read_file", "read_archive",
@@ -34,7 +33,6 @@ MAX_TEXT = 20_000
 MAX_ATTRIBUTES, MAX_NAME, MAX_VALUE = 50, 100, 200
 #: Largest picture (bytes).
 MAX_IMAGE = 20_000_000
-_MAX_DETAILS = 100
 
 
 class _Keep:
@@ -156,10 +154,7 @@ def parse_entries(records: Iterable[Any], *, item: str = "item", category: str |
             out.append(entry)
         except Invalid as exc:
             problems.append({"row": n, "reason": exc.message})
-    if problems:
-        first = problems[0]
-        raise Invalid(f"{len(problems)} of {n - first_row + 1} catalogue entries are wrong; row {first['row']}: "
-                      f"{first['reason']}. Nothing was added", details=problems[:_MAX_DETAILS])
+    refuse_wrong(problems, n - first_row + 1, "catalogue entries")
     if not out:
         raise Invalid("no catalogue entries were sent: give at least one {\"item\"}")
     return out
@@ -178,8 +173,7 @@ def read_file(data: bytes, filename: str, *, item: str = "item", category: str |
     except UnicodeDecodeError:
         raise Invalid(f"{filename} is not UTF-8 text: save it as UTF-8 CSV or JSON Lines") from None
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(body))
-        columns = reader.fieldnames or []
+        columns, reader = csv_records(body, filename)
         if item not in columns:
             raise Invalid(f"{filename} has no item column {item!r}; its columns are: "
                           f"{', '.join(columns) or '(none: the first line must name the columns)'}")
@@ -188,7 +182,7 @@ def read_file(data: bytes, filename: str, *, item: str = "item", category: str |
                   {"category": category, "text": text, "image": image}.items()}
         return parse_entries(reader, item=item, images=images, first_row=2, **fields)
     if fmt == "jsonl":
-        return parse_entries(_json_lines(body), item=item, category=category, text=text, image=image,
+        return parse_entries(json_lines(body), item=item, category=category, text=text, image=image,
                              images=images)
     raise Invalid(f"unknown catalogue file format {format!r}: use csv, jsonl or zip")
 
@@ -217,12 +211,3 @@ def read_archive(data: bytes, **columns) -> list[dict]:
         listing = archive.read(lists[0])
     return read_file(listing, lists[0].filename, images=images, **columns)
 
-
-def _json_lines(text: str):
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise Invalid(f"line {n} is not JSON ({exc.msg}); each line must be one object") from None

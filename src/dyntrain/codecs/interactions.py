@@ -8,14 +8,12 @@ sending anything); no database here.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from ..kernel.errors import Invalid, TooLarge
+from .record_files import csv_records, json_lines, refuse_wrong
 
 __all__ = ["MAX_IMPORT_ROWS", "MAX_ID", "check_id", "parse_records", "read_file", "wire"]
 
@@ -24,7 +22,6 @@ MAX_IMPORT_ROWS = 2_000_000
 #: Longest user or item id.
 MAX_ID = 200
 #: Problems named in an error's details (the message counts them all).
-_MAX_DETAILS = 100
 
 
 def check_id(value: Any, what: str) -> str:
@@ -114,10 +111,7 @@ def parse_records(records: Iterable[Any], *, user: str = "user", item: str = "it
             out.append(_record(raw, fields))
         except Invalid as exc:
             problems.append({"row": n, "reason": exc.message})
-    if problems:
-        first = problems[0]
-        raise Invalid(f"{len(problems)} of {n - first_row + 1} interactions are wrong; row {first['row']}: "
-                      f"{first['reason']}. Nothing was added", details=problems[:_MAX_DETAILS])
+    refuse_wrong(problems, n - first_row + 1, "interactions")
     if not out:
         raise Invalid("no interactions were sent: give at least one {\"user\", \"item\"}")
     return out
@@ -133,8 +127,7 @@ def read_file(data: bytes, filename: str, *, user: str, item: str, rating: str |
     except UnicodeDecodeError:
         raise Invalid(f"{filename} is not UTF-8 text: save it as UTF-8 CSV or JSON Lines") from None
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        columns = reader.fieldnames or []
+        columns, reader = csv_records(text, filename)
         wanted = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
         missing = [f"{k} column {v!r}" for k, v in wanted.items() if v and v not in columns]
         if missing:
@@ -143,20 +136,11 @@ def read_file(data: bytes, filename: str, *, user: str, item: str, rating: str |
         rows: Iterable[Any] = _limited(reader)
         first = 2  # the header is line 1
     elif fmt == "jsonl":
-        rows, first = _limited(_json_lines(text)), 1
+        rows, first = _limited(json_lines(text)), 1
     else:
         raise Invalid(f"unknown interaction file format {format!r}: use csv or jsonl")
     return parse_records(rows, user=user, item=item, rating=rating, weight=weight, time=time, first_row=first)
 
-
-def _json_lines(text: str):
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise Invalid(f"line {n} is not JSON ({exc.msg}); each line must be one object") from None
 
 
 def _limited(rows: Iterable[Any]):
