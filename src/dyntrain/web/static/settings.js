@@ -84,7 +84,10 @@
       const note = q("#aug-preview-note", preview);
       note.textContent = `Drawing ${ids.length} photo${ids.length === 1 ? "" : "s"} with “${words}”…`;
       const done = () => {
-        if (--waiting === 0) note.textContent = `Each photo (top left) with three varied copies, as “${words}” makes them.`;
+        if (--waiting !== 0) return;
+        // "auto" chooses by cross-validation at training time; the API draws its strongest choice
+        note.textContent = `Each photo (top left) with three varied copies, as “${words}” makes them` +
+          (choice === "auto" ? " (shown at medium strength, the strongest it tries)." : ".");
       };
       ids.forEach((id, i) => {
         const fig = document.createElement("figure"), img = document.createElement("img"), cap = document.createElement("figcaption");
