@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 from typing import Any, Iterable
 
 from ..kernel.errors import Invalid, TooLarge
-from .record_files import csv_records, json_lines, refuse_wrong
+from .record_files import read_records, refuse_wrong
 from .interactions import check_id
 
 __all__ = ["MAX_ITEMS", "MAX_TEXT", "MAX_ATTRIBUTES", "KEEP", "parse_entries", "read_file", "read_archive",
@@ -167,24 +167,11 @@ def read_file(data: bytes, filename: str, *, item: str = "item", category: str |
     the pictures it names). In a CSV, every column other than the mapped ones is an attribute."""
     if (format or "").lower() == "zip" or filename.lower().endswith(".zip"):
         return read_archive(data, item=item, category=category, text=text, image=image)
-    fmt = (format or ("jsonl" if filename.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")).lower()
-    try:
-        body = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise Invalid(f"{filename} is not UTF-8 text: save it as UTF-8 CSV or JSON Lines") from None
-    if fmt == "csv":
-        columns, reader = csv_records(body, filename)
-        if item not in columns:
-            raise Invalid(f"{filename} has no item column {item!r}; its columns are: "
-                          f"{', '.join(columns) or '(none: the first line must name the columns)'}")
-        # an unmapped optional column that is absent is simply not given (KEEP)
-        fields = {k: (v if v in columns else None) for k, v in
-                  {"category": category, "text": text, "image": image}.items()}
-        return parse_entries(reader, item=item, images=images, first_row=2, **fields)
-    if fmt == "jsonl":
-        return parse_entries(json_lines(body), item=item, category=category, text=text, image=image,
-                             images=images)
-    raise Invalid(f"unknown catalogue file format {format!r}: use csv, jsonl or zip")
+    records, first, columns = read_records(data, filename, format, {"item": item}, "catalogue")
+    fields = {"category": category, "text": text, "image": image}
+    if columns is not None:  # a CSV: an unmapped optional column that is absent is simply not given (KEEP)
+        fields = {k: (v if v in columns else None) for k, v in fields.items()}
+    return parse_entries(records, item=item, images=images, first_row=first, **fields)
 
 
 def read_archive(data: bytes, **columns) -> list[dict]:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from ..kernel.errors import Invalid, TooLarge
-from .record_files import csv_records, json_lines, refuse_wrong
+from .record_files import read_records, refuse_wrong
 
 __all__ = ["MAX_IMPORT_ROWS", "MAX_ID", "check_id", "parse_records", "read_file", "wire"]
 
@@ -121,24 +121,9 @@ def read_file(data: bytes, filename: str, *, user: str, item: str, rating: str |
               weight: str | None = None, time: str | None = None, format: str | None = None) -> list[dict]:
     """Interactions from a CSV (header row) or JSON Lines file, with its column names mapped:
     ``user`` and ``item`` name the columns holding the ids, the others are optional."""
-    fmt = (format or ("jsonl" if filename.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")).lower()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise Invalid(f"{filename} is not UTF-8 text: save it as UTF-8 CSV or JSON Lines") from None
-    if fmt == "csv":
-        columns, reader = csv_records(text, filename)
-        wanted = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
-        missing = [f"{k} column {v!r}" for k, v in wanted.items() if v and v not in columns]
-        if missing:
-            raise Invalid(f"{filename} has no {', no '.join(missing)}; its columns are: "
-                          f"{', '.join(columns) or '(none: the first line must name the columns)'}")
-        rows: Iterable[Any] = _limited(reader)
-        first = 2  # the header is line 1
-    elif fmt == "jsonl":
-        rows, first = _limited(json_lines(text)), 1
-    else:
-        raise Invalid(f"unknown interaction file format {format!r}: use csv or jsonl")
+    wanted = {"user": user, "item": item, "rating": rating, "weight": weight, "time": time}
+    records, first, _ = read_records(data, filename, format, wanted, "interaction")
+    rows: Iterable[Any] = _limited(records)
     return parse_records(rows, user=user, item=item, rating=rating, weight=weight, time=time, first_row=first)
 
 

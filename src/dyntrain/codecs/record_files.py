@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from ..kernel.errors import Invalid
 
-__all__ = ["json_lines", "csv_records", "refuse_wrong"]
+__all__ = ["json_lines", "csv_records", "read_records", "refuse_wrong"]
 
 MAX_DETAILS = 100  # wrong records listed one by one in an error's details
 
@@ -48,6 +48,28 @@ def csv_records(text: str, filename: str) -> tuple[list[str], Iterator[dict[str,
             raise Invalid(f"{filename} is not a readable CSV file (after line {reader.line_num}): {exc}") from None
 
     return columns, rows()
+
+
+def read_records(data: bytes, filename: str, format: str | None, columns: Mapping[str, str | None],
+                 noun: str) -> tuple[Iterator[Any], int, list[str] | None]:
+    """(records, line of the first record, the CSV's column names or None) of an uploaded CSV (header
+    row) or JSON Lines file — by ``format``, else by the file's extension. ``columns`` maps what a
+    column holds to its name; a CSV lacking a named one is refused, naming what it has."""
+    fmt = (format or ("jsonl" if filename.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")).lower()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid(f"{filename} is not UTF-8 text: save it as UTF-8 CSV or JSON Lines") from None
+    if fmt == "jsonl":
+        return json_lines(text), 1, None
+    if fmt != "csv":
+        raise Invalid(f"unknown {noun} file format {format!r}: use csv or jsonl")
+    names, rows = csv_records(text, filename)
+    missing = [f"{what} column {name!r}" for what, name in columns.items() if name and name not in names]
+    if missing:
+        raise Invalid(f"{filename} has no {', no '.join(missing)}; its columns are: "
+                      f"{', '.join(names) or '(none: the first line must name the columns)'}")
+    return rows, 2, names  # the header is line 1
 
 
 def refuse_wrong(problems: list[dict[str, Any]], counted: int, noun: str) -> None:
