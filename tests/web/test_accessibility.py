@@ -15,15 +15,14 @@ import httpx
 import pytest
 
 from dyntrain import tasks
-from dyntrain.datasets.changes import Upload, add_rows, add_samples
+from dyntrain.datasets.changes import add_rows
 from dyntrain.kernel.config import Settings
 from dyntrain.kernel.core import Core
 from dyntrain.kernel.projects import create_project
-from dyntrain.ops.demo import digit_images
 from tests.conftest import LiveServer
 from tests.test_tabular_loop import houses
 from tests.web.test_run_classes_ui import _blobs
-from tests.web.test_ui_defects import QUIET, _train
+from tests.web.test_ui_defects import QUIET, _train, add_shapes_and_reviews
 from tests.web.watch import DESKTOP, PHONE, Watched
 
 pytestmark = pytest.mark.slow
@@ -55,16 +54,7 @@ def env(tmp_path_factory):
     create_project(core, "prices", task="tabular-regression", settings=QUIET)
     add_rows(core, "prices", houses(40), "price")
     prices_run = _train(core, "prices")
-    create_project(core, "shapes", settings=QUIET)
-    images = [("triangle", d) for _, d in digit_images(digits=(1,), per_class=6)] + \
-             [("circle", d) for _, d in digit_images(digits=(7,), per_class=6)]
-    add_samples(core, "shapes", [Upload(f"{label}-{i}.png", d) for i, (label, d) in enumerate(images)],
-                [label for label, _ in images])
-    create_project(core, "reviews", task="text-classification", settings=QUIET)
-    texts = [("great film, loved it", "good"), ("wonderful acting", "good"), ("dull and far too long", "bad"),
-             ("a waste of time", "bad")]
-    add_samples(core, "reviews", [Upload(f"t{i}", t.encode()) for i, (t, _) in enumerate(texts)],
-                [label for _, label in texts])
+    add_shapes_and_reviews(core)
     create_project(core, "empty-photos", settings=QUIET)
     for k, task in enumerate(tasks.names()):  # every task's own partials, in their first (empty) state
         create_project(core, f"new-{k}", task=task, settings=QUIET)

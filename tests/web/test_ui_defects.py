@@ -41,6 +41,21 @@ def _train(core: Core, project: str) -> dict:
     return records.list_runs(core, project, 1)[0]
 
 
+def add_shapes_and_reviews(core) -> None:
+    """Two untrained projects the UI tests share: "shapes" (12 photos, two classes) and "reviews"
+    (4 texts, two classes)."""
+    create_project(core, "shapes", settings=QUIET)
+    images = [("triangle", d) for _, d in digit_images(digits=(1,), per_class=6)] + \
+             [("circle", d) for _, d in digit_images(digits=(7,), per_class=6)]
+    add_samples(core, "shapes", [Upload(f"{label}-{i}.png", d) for i, (label, d) in enumerate(images)],
+                [label for label, _ in images])
+    create_project(core, "reviews", task="text-classification", settings=QUIET)
+    texts = [("great film, loved it", "good"), ("wonderful acting", "good"), ("dull and far too long", "bad"),
+             ("a waste of time", "bad")]
+    add_samples(core, "reviews", [Upload(f"t{i}", t.encode()) for i, (t, _) in enumerate(texts)],
+                [label for _, label in texts])
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """One server for the module: trained table projects (a price in the millions, fruit classes),
@@ -58,16 +73,7 @@ def env(tmp_path_factory):
     create_project(core, "fruit", task="tabular-classification", settings=QUIET)
     add_rows(core, "fruit", fruit(60), "fruit")
     fruit_run = _train(core, "fruit")
-    create_project(core, "shapes", settings=QUIET)
-    images = [("triangle", d) for _, d in digit_images(digits=(1,), per_class=6)] + \
-             [("circle", d) for _, d in digit_images(digits=(7,), per_class=6)]
-    add_samples(core, "shapes", [Upload(f"{label}-{i}.png", d) for i, (label, d) in enumerate(images)],
-                [label for label, _ in images])
-    create_project(core, "reviews", task="text-classification", settings=QUIET)
-    texts = [("great film, loved it", "good"), ("wonderful acting", "good"), ("dull and far too long", "bad"),
-             ("a waste of time", "bad")]
-    add_samples(core, "reviews", [Upload(f"t{i}", t.encode()) for i, (t, _) in enumerate(texts)],
-                [label for _, label in texts])
+    add_shapes_and_reviews(core)
     create_project(core, "empty-table", task="tabular-classification", settings=QUIET)
     create_project(core, "empty-photos", settings=QUIET)
     with LiveServer(create_app(core=core)) as server:
