@@ -111,7 +111,8 @@ def test_promotion_reaches_both_replicas_under_load(pg_url, tmp_path):
         with psycopg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + pg_url.rsplit("/", 1)[1],
                              autocommit=True) as admin:
             killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                   "WHERE application_name = 'dyntrain-alias-listener'").fetchone()[0]
+                                   "WHERE application_name = 'dyntrain-alias-listener' "
+                                   "AND datname = current_database()").fetchone()[0]  # not another test's
             assert killed == 3  # both replicas and the API process listen
             api.post("/projects/swap/models/2/promote")  # sent while the replicas are not listening
         for rep in replicas:

@@ -22,19 +22,34 @@ def settings(tmp_path, database_url) -> Settings:
                     scheduler_enabled=True, scheduler_poll_s=0.2)
 
 
+# Chromium's flags for every test browser (never a downloaded browser, never a sandbox or GPU here).
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
 @pytest.fixture(scope="session")
-def browser():
-    """Debian's headless Chromium driven by Playwright (never a downloaded browser)."""
+def playwright():
+    """One Playwright driver for the session: a second sync_playwright() in the same thread while
+    one runs fails ("Sync API inside the asyncio loop"), so every browser is launched from this."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: the UI tests need Debian's (apt-get install -y chromium; "
                     ".ci/run does it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
+        yield p
+
+
+def launch_chromium(playwright, *extra_args: str):
+    """Debian's headless Chromium with the test flags (and any extra ones)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    """Debian's headless Chromium driven by Playwright (never a downloaded browser)."""
+    b = launch_chromium(playwright)
+    yield b
+    b.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ errors, no sideways scroll on the phone. Real Lite0 training, real HTTP, real SQ
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +19,7 @@ from dyntrain.ops.demo import digit_images
 from dyntrain.scheduler import queue
 from dyntrain.scheduler.jobs import run_job
 from tests.conftest import LiveServer
-from tests.web.conftest import CHROMIUM
+from tests.web.conftest import launch_chromium
 
 pytestmark = pytest.mark.slow
 
@@ -44,18 +43,11 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def camera_browser():
-    """Chromium with a fake camera that the page may use without asking."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
-        yield b
-        b.close()
+def camera_browser(playwright):
+    """Chromium with a fake camera that the page may use without asking (from the session's driver)."""
+    b = launch_chromium(playwright, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+    yield b
+    b.close()
 
 
 def _page(browser, viewport):
