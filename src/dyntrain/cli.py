@@ -47,9 +47,10 @@ def _client(url: str) -> Client:
     return Client(url, token=_token())
 
 
-def _fail(exc: DyntrainError) -> None:
-    console.print(f"[red]error:[/red] {exc.message}")
-    for d in exc.details[:20]:
+def _fail(exc: DyntrainError | OSError) -> None:
+    """Print what went wrong (a refusal's message and its first 20 details, or a file error) and exit 1."""
+    console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+    for d in getattr(exc, "details", [])[:20]:
         where = d.get("file") or d.get("field") or (f"row {d['row']}" if "row" in d else "")
         console.print(f"  - {where}: {d.get('reason')}")
     raise typer.Exit(1)
@@ -377,10 +378,7 @@ def _import_interactions(client: Client, path: Path, project: str, task: str, us
         records = read_file(path.read_bytes(), path.name, user=user, item=item, rating=rating, weight=weight,
                             time=time)
     except (DyntrainError, OSError) as exc:
-        if isinstance(exc, DyntrainError):
-            _fail(exc)
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1)
+        _fail(exc)
     try:
         _create_project_if_missing(client, project, task)
         sent, version = 0, None
@@ -408,10 +406,7 @@ def _import_catalogue(client: Client, path: Path, project: str, item: str, categ
         data = path.read_bytes()
         entries = read_file(data, path.name, item=item, category=category, text=text, image=image)
     except (DyntrainError, OSError) as exc:
-        if isinstance(exc, DyntrainError):
-            _fail(exc)
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1)
+        _fail(exc)
     try:
         r = client.post(f"/projects/{project}/catalogue/import", files={"file": (path.name, data)},
                         data={"item": item, "category": category, "text": text, "image": image})
