@@ -31,6 +31,10 @@ __all__ = ["LinearProbe", "PixelLogReg", "RowSpace", "fit_logreg"]
 
 # Logit for classes never seen in training: exp(-1e4) is exactly 0 in float32.
 ABSENT_LOGIT = -1.0e4
+# Newton-CG: 7-9 Newton steps where L-BFGS took 50-120 iterations of Python-bound overhead;
+# measured 1.2-2.5x faster on Lite0 features (C=10, 200 to 5,000 rows), as fast on pixels, and as
+# close to the exact optimum at the same tolerance.
+SOLVER, TOL = "newton-cg", 1e-4
 
 
 def fit_logreg(
@@ -60,7 +64,7 @@ def fit_logreg(
         # One class only (possible in a tiny CV fold): predict it with certainty.
         b[present[0]] = 0.0
         return W.astype(np.float32), b.astype(np.float32)
-    clf = LogisticRegression(C=float(C), class_weight=class_weight, max_iter=max_iter, tol=1e-4)
+    clf = LogisticRegression(C=float(C), class_weight=class_weight, max_iter=max_iter, tol=TOL, solver=SOLVER)
     # One BLAS thread: these problems are tiny, and with the other core busy (serving,
     # feature extraction) multi-threaded BLAS was measured 20-50x slower, not faster.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
@@ -88,9 +92,10 @@ class RowSpace:
     loss's gradient is a mix of rows, and at the optimum the weights equal minus C times that
     gradient). So fitting on the rows' coordinates in an orthonormal basis of that span is the
     SAME problem — same predictions on every row, same penalty — with n instead of d columns,
-    and ``weights`` maps the fitted weights back to all d features. Few-shot data is wide: 400
-    Lite0 rows of 1,280 features fit 1.5x faster this way (the basis included), 100 rows 2.8x
-    faster; the two fits' probabilities agree to the solver's tolerance (tested).
+    and ``weights`` maps the fitted weights back to all d features. Few-shot data is wide: with
+    L-BFGS, 400 Lite0 rows of 1,280 features fit in 41 ms this way instead of 78 ms (the basis
+    included), 100 rows in 7 ms instead of 36 ms; the probabilities agree to the solver's
+    tolerance (tested).
 
     The basis comes from the pivoted Cholesky factor of the rows' Gram matrix (LAPACK's
     ``pstrf``: P^T Z Z^T P = L L^T), which stops at the rows' rank: rank-deficient rows
