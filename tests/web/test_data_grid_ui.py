@@ -5,6 +5,7 @@ dataset version, and a sample enlarged with its details — at desktop and phone
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import httpx
@@ -142,13 +143,25 @@ def test_select_many_move_and_delete_as_one_version(env, watched):
     _wait_js(page, "document.querySelectorAll('li[data-sample]').length === 100")
     page.locator("#select-matching").click()
     assert page.locator("#bulk-count").inner_text() == "100 selected"
+    deleting = json.loads(page.locator("#grid-ids").text_content())
     page.get_by_role("button", name="Delete", exact=True).click()  # the confirmation is accepted
     page.locator("#data-msg", has_text="Deleted 100 examples").wait_for()
     assert _versions(env.core, "bins") == before + 2
     assert label_counts(env.core, "bins") == {"bolt": BOLTS + 4 - 100, "nut": 3}
     assert not any(s.meta["filename"].startswith("bolt-1")
                    for s in list_samples(env.core, "bins", label="bolt", limit=1000)[0])
-    assert not w.problems, w.problems
+    assert not _besides_gone_thumbnails(w.problems, deleting), w.problems
+
+
+def _besides_gone_thumbnails(problems: list[str], deleted: list[int]) -> list[str]:
+    """The page's problems but a thumbnail of a deleted example that was still on its way when
+    the delete went through (the browser queues images behind its 6 connections per host; the
+    page stops asking for unloaded ones, a queued one can still arrive after): a 404 for what is
+    gone, and the console line the browser writes for it."""
+    gone = [p for p in problems if p.startswith("404 ") and any(f"/samples/{i}/thumbnail" in p for i in deleted)]
+    rest = [p for p in problems if p not in gone]
+    said = [p for p in rest if p.startswith("console: Failed to load resource") and "404" in p][: len(gone)]
+    return [p for p in rest if p not in said]
 
 
 def test_flagged_filter_and_a_sample_enlarged(env, watched):
