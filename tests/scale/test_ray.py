@@ -91,6 +91,16 @@ def test_project_trains_through_ray_end_to_end(stack):
     image = digit_images(per_class=1, offset=30)[0][1]
     r = api.post("/projects/ray-e2e/predict", files=[("files", ("x.png", image))])
     assert r.status_code == 200 and r.json()["predictions"][0]["model_version"] == 1
+    # Again, now with a model in service: the worker opens that version from the artifact store,
+    # re-scores it for the gate, and the run goes through (it failed on every retrain before).
+    job_id = api.post("/projects/ray-e2e/train").json()["job_id"]
+    job = _finished(api, "ray-e2e", job_id)
+    assert job["status"] == "succeeded", job
+    with core.db.read() as s:
+        run = s.get(RunRow, _job_row(core, job_id).run_id)
+    served = run.result["gate"]["served"]
+    assert run.status == "succeeded" and served["version"] == 1, served
+    assert "could not be run" not in (served.get("note") or ""), served
 
 
 def test_killed_worker_is_retried_and_the_job_completes(stack):

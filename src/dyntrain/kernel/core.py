@@ -43,13 +43,17 @@ class Core:
     def live(self):
         if self._live is None:
             from ..serving.live import LiveModels
-            from ..storage.artifacts import open_artifacts
 
-            # Through the store, always: it keeps each stored path inside it (storage.files.path_inside).
-            fetch = (self.artifacts or open_artifacts(self.settings)).model_file
-            self._live = LiveModels(self.db, self.settings.model_dir, self.settings.onnx_threads, fetch=fetch,
-                                    on_swap=self._swapped)
+            self._live = self.open_models(LiveModels)
         return self._live
+
+    def open_models(self, kind):
+        """A ``serving.live.LiveModels`` (or subclass) over this core's database and model files."""
+        from ..storage.artifacts import open_artifacts
+
+        # Through the store, always: it keeps each stored path inside it (storage.files.path_inside).
+        fetch = (self.artifacts or open_artifacts(self.settings)).model_file
+        return kind(self.db, self.settings.model_dir, self.settings.onnx_threads, fetch=fetch, on_swap=self._swapped)
 
     def _swapped(self, project_id: int, version: int) -> None:
         from ..storage.rows import ProjectRow

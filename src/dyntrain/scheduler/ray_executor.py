@@ -52,6 +52,7 @@ from ..kernel.core import Core
 from ..kernel.entities import Job
 from ..kernel.errors import MissingExtra
 from ..kernel.events import publish
+from ..serving.live import LiveModels
 from ..storage.rows import JobRow, ProjectRow, RunRow, utcnow
 
 __all__ = ["NAMESPACE", "RayExecutor", "connect", "job_resources", "begin_attempt", "train_task", "actor_name"]
@@ -171,8 +172,10 @@ def close_if_ours(core: Core, job_id: int, token: str, status: str, reason: str)
         return True
 
 
-class _NoServing:
-    """Workers train and register; serving happens in the API and inference processes."""
+class _WorkerModels(LiveModels):
+    """Workers train and register; the API and inference processes serve (so nothing here ever
+    swaps). A run still opens the version in service on demand, from the shared artifact store:
+    the gate scores the model actually served, and some targets start from its outputs."""
 
     def refresh(self, project_id: int) -> None:
         return None
@@ -190,7 +193,7 @@ def _worker_core(settings_data: dict[str, Any]) -> Core:
         if os.environ.get("DYNTRAIN_WORKER_DATA_DIR") and data.get("artifacts"):
             data["data_dir"] = os.environ["DYNTRAIN_WORKER_DATA_DIR"]
         core = Core.create(Settings(**data), migrate=False)
-        core._live = _NoServing()
+        core._live = core.open_models(_WorkerModels)
         _worker_cores[key] = core
     return _worker_cores[key]
 
