@@ -314,8 +314,11 @@ def executor_verdict(local_rows: list, ray_rows: list) -> str:
 
     local, ray = median_total(local_rows), median_total(ray_rows)
     failed = [r for r in local_rows + ray_rows if r[6] != "succeeded"]
+    ok = [r for r in ray_rows[1:] if r[6] == "succeeded"]
     return (f"Warm runs (repeats, median total): in-process {local:.2f} s, Ray {ray:.2f} s — Ray adds {ray - local:+.2f} s "
-            f"({ray / local:.2f}×). Runs that did not succeed: {len(failed)}.")
+            f"({ray / local:.2f}×). Runs that did not succeed: {len(failed)}"
+            + (" (**NOT met**: every run should succeed; the Ray figures above then time failures, not training)."
+               if failed or not ok else " (goal 0: **met**)."))
 
 
 def main() -> None:
@@ -390,6 +393,8 @@ def main() -> None:
     body = "\n\n".join(parts) + f"\n\n_Whole benchmark: {time.monotonic() - started:.0f} s._"
     print(body)
     write_section("scale", "Scale out (issue 8)", body, quick=args.quick)
+    if "**NOT met**: every run should succeed" in body:
+        sys.exit("scale: training runs failed (see the executor table)")  # CI's --quick run must not pass over it
 
 
 if __name__ == "__main__":
