@@ -376,9 +376,15 @@ def test_catalogue_import_then_pictures_texts_and_a_category_filter(trained, bro
     page.locator("#rc-catalogue", has_text="50 items in 5 categories").wait_for()
     assert "50 with a picture" in page.inner_text("#rc-catalogue") and "colour" in page.inner_text("#rc-catalogue")
     p.close()
-    # the catalogue's version retrains; the new model knows the items by their vectors
-    wait_for(lambda: _production(api)["version"] > serving, timeout=300)
-    run = api.get(f"/runs/{api.get('/projects/shop/runs').json()[0]['id']}").json()
+    # the catalogue's version retrains; the new model knows the items by their vectors. A run of an
+    # earlier test's change may still be promoted first: wait for the model trained on this version.
+    def served_run():
+        model = _production(api)
+        if model["version"] > serving and model["run_id"] is not None:
+            run = api.get(f"/runs/{model['run_id']}").json()
+            return run if run["dataset_version"] >= before + 1 else None
+
+    run = wait_for(served_run, timeout=300)
     described = run["result"]["catalogue"]  # MiniLM read the titles, Lite0 the pictures
     assert (described["items"], described["categories"], described["texts"], described["pictures"]) == (50, 5, 50, 50)
     r = Page(browser, f"{server.url}/projects/shop/runs/{run['id']}")
