@@ -130,6 +130,26 @@ def test_corrupt_cache_file_is_recomputed(cache_dir, few, corruption):
     np.testing.assert_allclose(np.load(path), good[0], atol=1e-6)  # and overwritten
 
 
+@pytest.mark.parametrize("layout", ["npy format 2.0", "fortran order"])
+def test_cache_file_in_another_valid_npy_layout_is_read_not_recomputed(cache_dir, few, layout):
+    """Cached vectors are read by comparing the exact header np.save writes; a file another NumPy
+    wrote differently (a newer format version, column-major grey pixels) is still read."""
+    keys, images = few
+    fx = learners.FeatureExtractor(cache_dir)
+    load = CountingLoad(images)
+    good = fx.features(learners.GRAY32, keys[:2], load)
+    path = fx.cache_path(learners.GRAY32, keys[0])
+    with open(path, "wb") as f:
+        if layout == "npy format 2.0":
+            np.lib.format.write_array(f, good[0], version=(2, 0))
+        else:
+            np.lib.format.write_array(f, np.asfortranarray(good[0]))
+    load.calls.clear()
+    again = fx.features(learners.GRAY32, keys[:2], load)
+    assert load.calls == []
+    np.testing.assert_array_equal(again, good)
+
+
 def test_opaque_keys_with_any_characters(cache_dir, few):
     _, images = few
     key = "sha256:ab/cd ef+aug=flip|rot:15"  # not a safe file name: hashed

@@ -26,6 +26,7 @@ from . import _onnx
 from . import backbone as bb
 from .base import Learner, ProgressFn, check_fit_inputs, check_predict_input, register
 from .features import GRAY32, POOLED, l2_normalize
+from .threads import one_thread
 
 __all__ = ["LinearProbe", "PixelLogReg", "RowSpace", "fit_logreg"]
 
@@ -54,7 +55,6 @@ def fit_logreg(
     ((4, 3), -10000.0)
     """
     from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
 
     d = Z.shape[1]
     W = np.zeros((n_classes, d), np.float64)
@@ -67,7 +67,7 @@ def fit_logreg(
     clf = LogisticRegression(C=float(C), class_weight=class_weight, max_iter=max_iter, tol=TOL, solver=SOLVER)
     # One BLAS thread: these problems are tiny, and with the other core busy (serving,
     # feature extraction) multi-threaded BLAS was measured 20-50x slower, not faster.
-    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+    with warnings.catch_warnings(), one_thread("blas"):
         space = RowSpace.of(Z)
         # Hitting max_iter on separable few-shot data is expected and harmless here.
         warnings.simplefilter("ignore")

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..kernel.errors import Invalid, MissingExtra
 from .recommend_serving import Recommender
+from .threads import one_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from .recommend import Interactions
@@ -85,17 +86,15 @@ def fit_content(data, params, *, item_features=None, seed=0, warm=None) -> Recom
                  meta={"learner": "content", "params": dict(params)})
 
 
-def _implicit():
+def _implicit() -> None:
     try:
         import implicit  # noqa: F401
-        from threadpoolctl import threadpool_limits
     except ImportError as exc:  # pragma: no cover - the train extra installs it
         raise MissingExtra("training a recommender", "train") from exc
-    return threadpool_limits
 
 
 def fit_item_knn(data, params, *, item_features=None, seed=0, warm=None) -> Recommender:
-    threadpool_limits = _implicit()
+    _implicit()
     from implicit.nearest_neighbours import CosineRecommender
 
     import scipy.sparse as sp
@@ -109,7 +108,7 @@ def fit_item_knn(data, params, *, item_features=None, seed=0, warm=None) -> Reco
     model = CosineRecommender(K=K)
     # implicit runs its own threads; BLAS threads on top of them only contend. It converts its
     # own normalised matrix back to CSR and warns about that, which says nothing about ours.
-    with threadpool_limits(1, "blas"), warnings.catch_warnings():
+    with one_thread("blas"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Method expects CSR input")
         model.fit(X, show_progress=False)
     S = model.similarity.tocoo()
@@ -145,7 +144,7 @@ def _warm_factors(warm: Recommender | None, ids: list, side: str, n_factors: int
 
 
 def fit_als(data, params, *, item_features=None, seed=0, warm=None) -> Recommender:
-    threadpool_limits = _implicit()
+    _implicit()
     from implicit.cpu.als import AlternatingLeastSquares
 
     p = {"factors": 32, "regularization": 0.05, "alpha": 2.0, "iterations": 15, "warm_iterations": 2}
@@ -156,7 +155,7 @@ def fit_als(data, params, *, item_features=None, seed=0, warm=None) -> Recommend
     U, n_u = _warm_factors(warm, data.user_ids, "user", int(p["factors"]), rng)
     V, n_i = _warm_factors(warm, data.item_ids, "item", int(p["factors"]), rng)
     warm_used = n_i > 0
-    with threadpool_limits(1, "blas"):
+    with one_thread("blas"):
         # Built inside the limit: implicit checks the BLAS threads when the model is made.
         model = AlternatingLeastSquares(factors=int(p["factors"]), regularization=float(p["regularization"]),
                                         alpha=float(p["alpha"]),

@@ -61,6 +61,7 @@ from ..kernel.errors import Invalid, NotReady
 from ..codecs.table_features import (CATEGORICAL, NUMERIC, TABLE, infer_schema, parse_number, row_feed,  # noqa: F401
                               schema_of, to_matrix)
 from .base import Learner, ProgressFn, check_fit_inputs, register
+from .threads import one_thread
 from .metrics import regression_metrics  # noqa: F401
 
 __all__ = [
@@ -115,14 +116,6 @@ def _check_pos(name: str, value: Any, *, zero_ok: bool = False) -> None:
 def _check_class_weight(value: Any) -> None:
     if value not in (None, "balanced"):
         raise Invalid(f"class_weight must be None or 'balanced', got {value!r}")
-
-
-def _one_thread():
-    # 2 shared cores: parallel OpenMP/BLAS on these small problems mostly waits on the other
-    # core (see fit_logreg in linear.py).
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
 
 
 class _Tabular(Learner):
@@ -477,7 +470,7 @@ class TabularHGB(_Classifier):
 
             self.model_ = HistGradientBoostingClassifier(class_weight=self.class_weight, categorical_features=None,
                                                          **params)
-            with _one_thread():
+            with one_thread():
                 self.model_.fit(Z, y, sample_weight=sample_weight)
         if progress is not None:
             progress(1.0)
@@ -489,7 +482,7 @@ class TabularHGB(_Classifier):
         if self.model_ is None:
             out[:, self.classes_[0]] = 1.0
         elif len(Z):
-            with _one_thread():
+            with one_thread():
                 out[:, self.classes_] = self.model_.predict_proba(Z)
         return out
 
@@ -529,7 +522,7 @@ class TabularRidge(_Regressor):
         Z, y, sample_weight = self._start_regression(X, y, sample_weight)
         from sklearn.linear_model import Ridge
 
-        with _one_thread():
+        with one_thread():
             model = Ridge(alpha=float(self.alpha)).fit(Z, y, sample_weight=sample_weight)
         self.coef_ = np.asarray(model.coef_, np.float64).reshape(-1)
         self.intercept_ = float(model.intercept_)
@@ -570,7 +563,7 @@ class TabularHGBRegressor(_Regressor):
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         self.model_ = HistGradientBoostingRegressor(loss=self.loss, categorical_features=None, **params)
-        with _one_thread():
+        with one_thread():
             self.model_.fit(Z, y, sample_weight=sample_weight)
         if progress is not None:
             progress(1.0)
@@ -580,7 +573,7 @@ class TabularHGBRegressor(_Regressor):
         Z = self._features(X)
         if len(Z) == 0:
             return np.zeros(0, np.float64)
-        with _one_thread():
+        with one_thread():
             return np.asarray(self.model_.predict(Z), dtype=np.float64)
 
     def _head(self, features, helper, numpy_helper):

@@ -100,15 +100,11 @@ def train(items: list[VersionItem], spec: TrainingSpec, *, load_image: Callable[
           extractor: FeatureExtractor, work_dir: Path, progress: Progress | None = None,
           compare_with: selection.Candidate | None = None, compare_recipe: dict | None = None,
           served: Callable[[], Any] | None = None) -> TrainingOutcome:
-    """Run one training (see :func:`_train`) with BLAS held to one thread.
+    """Run one training (see :func:`_train`) with BLAS held to one thread
+    (:mod:`dyntrain.learners.threads` says why)."""
+    from ..learners.threads import one_thread
 
-    Measured here: a 60x1024 logistic regression takes 0.1 s with one OpenBLAS thread and
-    5-7 s with two when the other core is busy (serving, feature extraction) — the threads
-    spin-wait for each other. Our matrices are small; one thread is the right size.
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_thread("blas"):
         return _train(items, spec, load_image=load_image, extractor=extractor, work_dir=work_dir,
                       progress=progress, compare_with=compare_with, compare_recipe=compare_recipe, served=served)
 
