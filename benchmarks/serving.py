@@ -264,7 +264,7 @@ def main() -> None:
         # 8 clients against ONNX Runtime alone on batches of 8 (and of 1), measured back to back.
         ort_batched, batched_cpu = bare_throughput(probe, "bench", image[1], 8, seconds / 2)
         ort_single, single_cpu = bare_throughput(probe, "bench", image[1], 1, seconds / 2)
-        ort_concurrent, _ = bare_throughput(probe, "bench", image[1], 1, seconds / 2, callers=8)
+        ort_concurrent, concurrent_cpu = bare_throughput(probe, "bench", image[1], 1, seconds / 2, callers=8)
         cpu = (_cpu_s(proc.pid), _cpu_s())
         ok8, failed8, lat8 = load(url, image, seconds, clients=8)
         server_cpu, client_cpu = ((_cpu_s(proc.pid) - cpu[0]) * 1000 / ok8, (_cpu_s() - cpu[1]) * 1000 / ok8)
@@ -349,8 +349,10 @@ def main() -> None:
             f"each, as the server's request threads do, reached {ort_concurrent:.0f} img/s "
             f"({ort_concurrent / ort_ref:.2f}× batches of 8), so concurrent requests are not micro-batched: a "
             f"batch would save {'little' if ort_concurrent >= 0.9 * ort_ref else 'some'} model time and each "
-            f"request would wait for it. Under the 8 clients the server used {server_cpu:.1f} CPU ms a request "
-            f"and the clients, on the same {os.cpu_count()} cores, {client_cpu:.1f}. Prediction records are committed before each answer leaves; concurrent requests "
+            f"request would wait for it. Under the 8 clients the server used {server_cpu:.1f} CPU ms a request, "
+            f"{server_cpu - concurrent_cpu:.1f} more than those 8 threads' bare calls ({concurrent_cpu:.1f}): the "
+            f"request path (HTTP, decoding, the input's blob, the record); the clients used {client_cpu:.1f} on "
+            f"the same {os.cpu_count()} cores. Prediction records are committed before each answer leaves; concurrent requests "
             f"share one INSERT and commit (`serving/records.py`). Failed requests during {swapped[0]} successful "
             f"swaps under load: {failed_s} (goal 0: **{'met' if failed_s == 0 and swapped[0] == 20 else 'NOT met'}**)."
             f"\n\n"
