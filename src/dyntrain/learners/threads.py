@@ -10,7 +10,8 @@ with two. Every fit therefore runs inside :func:`one_thread`.
 
 from __future__ import annotations
 
-import functools
+import sys
+from typing import Any
 
 __all__ = ["one_thread"]
 
@@ -21,14 +22,20 @@ def one_thread(user_api: str | None = None):
     return _controller().limit(limits=1, user_api=user_api)
 
 
-@functools.cache
-def _controller():
-    # Made once: a controller finds the thread pools by scanning every loaded library, 2.5-4 ms
-    # each time, which was 0.08 s of a 1.1 s incremental retrain when made per fit (22 fits).
-    # SciPy and scikit-learn are imported first so it finds their OpenBLAS and OpenMP, which are
-    # loaded with them; NumPy's OpenBLAS comes with NumPy.
-    import scipy.linalg  # noqa: F401
-    import sklearn.ensemble  # noqa: F401
-    from threadpoolctl import ThreadpoolController
+_made: tuple[int, Any] | None = None  # (len(sys.modules) when made, the controller)
 
-    return ThreadpoolController()
+
+def _controller():
+    # A controller finds the thread pools by scanning every loaded library, 2.5-4 ms each time:
+    # made per fit, that was 0.08 s of a 1.1 s incremental retrain (22 fits). So one is kept, and
+    # made again only when a module was imported since: a new library (OpenCV's own OpenBLAS, say)
+    # comes with a new extension module. SciPy and scikit-learn are imported first, so their
+    # OpenBLAS and OpenMP are found; NumPy's OpenBLAS comes with NumPy.
+    global _made
+    if _made is None or _made[0] != len(sys.modules):
+        import scipy.linalg  # noqa: F401
+        import sklearn.ensemble  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        _made = (len(sys.modules), ThreadpoolController())
+    return _made[1]
