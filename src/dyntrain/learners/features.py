@@ -331,4 +331,5 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     """The header ``np.save`` writes before a C-ordered float32 array of ``shape``."""
     buf = io.BytesIO()
     np.save(buf, np.zeros(shape, np.float32), allow_pickle=False)
-    return buf.getvalue()[: -4 * int(np.prod(shape))]
+    written = buf.getvalue()
+    return written[: len(written) - 4 * int(np.prod(shape))]

@@ -65,8 +65,7 @@ def fit_logreg(
         b[present[0]] = 0.0
         return W.astype(np.float32), b.astype(np.float32)
     clf = LogisticRegression(C=float(C), class_weight=class_weight, max_iter=max_iter, tol=TOL, solver=SOLVER)
-    # One BLAS thread: these problems are tiny, and with the other core busy (serving,
-    # feature extraction) multi-threaded BLAS was measured 20-50x slower, not faster.
+    # One BLAS thread: these problems are tiny (learners/threads.py says why).
     with warnings.catch_warnings(), one_thread("blas"):
         space = RowSpace.of(Z)
         # Hitting max_iter on separable few-shot data is expected and harmless here.
