@@ -153,6 +153,33 @@ def test_select_many_move_and_delete_as_one_version(env, watched):
     assert not _besides_gone_thumbnails(w.problems, deleting), w.problems
 
 
+def test_an_older_refresh_arriving_late_never_replaces_a_newer_one(env, watched):
+    """A refresh of the grid still on its way when a search is made (the refresh after a move,
+    say) must not land over the search's answer: once it did, and "select all matching" then
+    picked the whole project instead of the 100 examples on screen."""
+    _parts(env.core, "bays")
+    w = watched(DESKTOP, f"{env.url}/projects/bays")
+    page = w.page
+    page.locator("#grid-ids").wait_for(state="attached")
+    # answers without a search are held back 1.5 s, as a busy server would; a search's are not
+    page.evaluate("""() => {
+        const real = window.fetch;
+        window.fetch = (url, opts) => real(url, opts).then((r) => String(url).includes("q=") ? r
+            : new Promise((done) => setTimeout(() => done(r), 1500)));
+    }""")
+    page.evaluate("window.dyntrain.refreshFragment(document.querySelector('#data'), 0)")  # the older one
+    page.wait_for_timeout(100)
+    page.get_by_role("searchbox").fill("bolt-1")
+    page.get_by_role("searchbox").press("Enter")
+    _wait_js(page, "document.querySelectorAll('li[data-sample]').length === 100")
+    page.wait_for_timeout(2500)  # the older answer would have landed by now
+    assert page.locator("li[data-sample]").count() == 100
+    assert len(json.loads(page.locator("#grid-ids").text_content())) == 100
+    page.locator("#select-matching").click()
+    assert page.locator("#bulk-count").inner_text() == "100 selected"
+    assert not w.problems, w.problems
+
+
 def _besides_gone_thumbnails(problems: list[str], deleted: list[int]) -> list[str]:
     """The page's problems but a thumbnail of a deleted example that was still on its way when
     the delete went through (the browser queues images behind its 6 connections per host; the

@@ -176,15 +176,25 @@ function showMsg(el, text, kind) {
 }
 
 // Refresh an element from its server-rendered fragment (data-fragment="/url").
+// Answers can come back out of order (the grid's refresh after a move, say, and a search made at
+// once): one older than the answer on screen is dropped instead of replacing it. None is
+// cancelled, so an element refreshed faster than its server answers still shows each new state.
 const refreshing = new Map();
+const refreshes = new Map(); // element -> {started, shown}: numbers of its refreshes
 function refreshFragment(el, delay) {
   if (!el || !el.dataset.fragment) return;
   clearTimeout(refreshing.get(el));
   refreshing.set(el, setTimeout(async () => {
+    const count = refreshes.get(el) || { started: 0, shown: 0 };
+    refreshes.set(el, count);
+    const mine = ++count.started;
     try {
       const res = await fetch(el.dataset.fragment, { headers: { Accept: "text/html" } });
       if (!res.ok) return;
-      el.innerHTML = await res.text();
+      const html = await res.text();
+      if (mine < count.shown) return;
+      count.shown = mine;
+      el.innerHTML = html;
       localTimes(el);
       keyboardScroll(el);
       el.dispatchEvent(new CustomEvent("dyntrain:refreshed", { bubbles: true }));
